@@ -1,0 +1,22 @@
+//! Prometheus exposition formats, with no I/O.
+//!
+//! This crate owns everything that turns bytes into metric families and back:
+//!
+//! * [`pb`]: the `io.prometheus.client` protobuf messages (`MetricFamily`, `Metric`, ...).
+//! * [`text_parse`]: our own parser for the text format 0.0.4. It accepts and rejects exactly what
+//!   the Go `expfmt.TextParser` used by Pushgateway 1.5.1 does, with the same error messages
+//!   (`text format parsing error in line N: ...`).
+//! * [`delimited`]: varint-length-delimited protobuf streams of `MetricFamily` messages.
+//! * [`float`]: Go's shortest `'g'` float formatting (`1e+06`, `+Inf`, `NaN`).
+//! * [`text_encode`]: the text format writer, used to pre-encode a family's samples once, at
+//!   push time, so that a scrape only concatenates bytes.
+//!
+//! Architecture invariant: nothing here knows about groups, HTTP or time.
+
+pub mod delimited;
+pub mod float;
+pub mod pb;
+pub mod text_encode;
+pub mod text_parse;
+
+pub use pb::{LabelPair, Metric, MetricFamily, MetricType};
