@@ -1,0 +1,261 @@
+//! Writer for the text exposition format 0.0.4, byte-compatible with Go's `expfmt`.
+//!
+//! The store calls [`write_metric`] once per pushed metric, at push time, and keeps the bytes;
+//! a scrape then writes [`write_header`] per family and concatenates the stored bytes.
+
+use crate::float::write_text_float;
+use crate::pb::{Metric, MetricType};
+
+/// A metric whose value kind does not match its family's type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected} in metric {name}")]
+pub struct EncodeError {
+    pub expected: &'static str,
+    pub name: String,
+}
+
+/// Appends the `# HELP` (if any) and `# TYPE` lines of a family.
+pub fn write_header(out: &mut String, name: &str, help: Option<&str>, t: MetricType) {
+    if let Some(help) = help {
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
+        escape_into(out, help, false);
+        out.push('\n');
+    }
+    out.push_str("# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(t.text_name());
+    out.push('\n');
+}
+
+/// Appends the sample lines of one metric of family `name` with type `t`. Labels are written in
+/// the order they are stored. Histograms without a `+Inf` bucket get one, from the sample count.
+pub fn write_metric(
+    out: &mut String,
+    name: &str,
+    t: MetricType,
+    m: &Metric,
+) -> Result<(), EncodeError> {
+    let err = |expected| EncodeError {
+        expected,
+        name: name.to_string(),
+    };
+    match t {
+        MetricType::Counter => {
+            let c = m.counter.as_ref().ok_or_else(|| err("counter"))?;
+            write_sample(out, name, "", m, None, c.value.unwrap_or(0.0));
+        }
+        MetricType::Gauge => {
+            let g = m.gauge.as_ref().ok_or_else(|| err("gauge"))?;
+            write_sample(out, name, "", m, None, g.value.unwrap_or(0.0));
+        }
+        MetricType::Untyped => {
+            let u = m.untyped.as_ref().ok_or_else(|| err("untyped"))?;
+            write_sample(out, name, "", m, None, u.value.unwrap_or(0.0));
+        }
+        MetricType::Summary => {
+            let s = m.summary.as_ref().ok_or_else(|| err("summary"))?;
+            for q in &s.quantile {
+                write_sample(
+                    out,
+                    name,
+                    "",
+                    m,
+                    Some(("quantile", q.quantile.unwrap_or(0.0))),
+                    q.value.unwrap_or(0.0),
+                );
+            }
+            write_sample(out, name, "_sum", m, None, s.sample_sum.unwrap_or(0.0));
+            write_sample(
+                out,
+                name,
+                "_count",
+                m,
+                None,
+                s.sample_count.unwrap_or(0) as f64,
+            );
+        }
+        MetricType::Histogram | MetricType::GaugeHistogram => {
+            let h = m.histogram.as_ref().ok_or_else(|| err("histogram"))?;
+            let mut inf_seen = false;
+            for b in &h.bucket {
+                let ub = b.upper_bound.unwrap_or(0.0);
+                write_sample(
+                    out,
+                    name,
+                    "_bucket",
+                    m,
+                    Some(("le", ub)),
+                    b.cumulative_count.unwrap_or(0) as f64,
+                );
+                if ub == f64::INFINITY {
+                    inf_seen = true;
+                }
+            }
+            if !inf_seen {
+                write_sample(
+                    out,
+                    name,
+                    "_bucket",
+                    m,
+                    Some(("le", f64::INFINITY)),
+                    h.sample_count.unwrap_or(0) as f64,
+                );
+            }
+            write_sample(out, name, "_sum", m, None, h.sample_sum.unwrap_or(0.0));
+            write_sample(
+                out,
+                name,
+                "_count",
+                m,
+                None,
+                h.sample_count.unwrap_or(0) as f64,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    m: &Metric,
+    extra: Option<(&str, f64)>,
+    value: f64,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !m.label.is_empty() || extra.is_some() {
+        out.push('{');
+        let mut sep = "";
+        for lp in &m.label {
+            out.push_str(sep);
+            out.push_str(lp.name());
+            out.push_str("=\"");
+            escape_into(out, lp.value(), true);
+            out.push('"');
+            sep = ",";
+        }
+        if let Some((ln, lv)) = extra {
+            out.push_str(sep);
+            out.push_str(ln);
+            out.push_str("=\"");
+            write_text_float(out, lv);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    write_text_float(out, value);
+    if let Some(ts) = m.timestamp_ms {
+        out.push(' ');
+        out.push_str(&ts.to_string());
+    }
+    out.push('\n');
+}
+
+/// Escapes `\` and newline (and `"` in label values), as expfmt does.
+pub fn escape_into(out: &mut String, s: &str, quote: bool) {
+    if !s
+        .bytes()
+        .any(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+        pairs.iter().map(|(n, v)| LabelPair::new(*n, *v)).collect()
+    }
+
+    #[test]
+    fn counter_with_escaped_labels() {
+        let m = Metric {
+            label: labels(&[("a", "x\"y\\z\nw"), ("job", "j")]),
+            counter: Some(Counter {
+                value: Some(1e6),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut s = String::new();
+        write_metric(&mut s, "c_total", MetricType::Counter, &m).unwrap();
+        assert_eq!(s, "c_total{a=\"x\\\"y\\\\z\\nw\",job=\"j\"} 1e+06\n");
+    }
+
+    #[test]
+    fn histogram_without_inf_bucket_gets_one() {
+        let m = Metric {
+            histogram: Some(Histogram {
+                sample_count: Some(3),
+                sample_sum: Some(2.5),
+                bucket: vec![Bucket {
+                    cumulative_count: Some(1),
+                    upper_bound: Some(0.5),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut s = String::new();
+        write_metric(&mut s, "h", MetricType::Histogram, &m).unwrap();
+        assert_eq!(
+            s,
+            "h_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 3\nh_sum 2.5\nh_count 3\n"
+        );
+    }
+
+    #[test]
+    fn summary_lines_and_header() {
+        let m = Metric {
+            label: labels(&[("job", "j")]),
+            summary: Some(Summary {
+                sample_count: Some(1_000_000),
+                sample_sum: Some(0.5),
+                quantile: vec![Quantile {
+                    quantile: Some(0.9),
+                    value: Some(1.5e-7),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut s = String::new();
+        write_header(&mut s, "s", Some("a\\b\nc \"q\""), MetricType::Summary);
+        write_metric(&mut s, "s", MetricType::Summary, &m).unwrap();
+        assert_eq!(
+            s,
+            "# HELP s a\\\\b\\nc \"q\"\n# TYPE s summary\n\
+             s{job=\"j\",quantile=\"0.9\"} 1.5e-07\ns_sum{job=\"j\"} 0.5\ns_count{job=\"j\"} 1e+06\n"
+        );
+    }
+
+    #[test]
+    fn kind_mismatch_is_an_error() {
+        let m = Metric {
+            gauge: Some(Gauge { value: Some(1.0) }),
+            ..Default::default()
+        };
+        let mut s = String::new();
+        let e = write_metric(&mut s, "x", MetricType::Counter, &m).unwrap_err();
+        assert_eq!(e.to_string(), "expected counter in metric x");
+    }
+}

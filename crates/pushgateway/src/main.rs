@@ -1,1 +1,219 @@
-fn main() {}
+//! The `pushgateway` binary: parses the official flags, sets up logging, opens the store
+//! (restoring from `--persistence.file`), binds the listeners and serves until SIGTERM,
+//! SIGINT or `/-/quit`.
+
+mod flags;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use flags::{format_go_duration, Flags};
+use server::router::Routes;
+use server::{App, BuildInfo, Config};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::wal::SyncMode;
+use store::{PersistConfig, Store, StoreConfig};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: VERSION.to_string(),
+        revision: option_env!("PGW_REVISION").unwrap_or("unknown").to_string(),
+        branch: option_env!("PGW_BRANCH").unwrap_or("unknown").to_string(),
+        build_user: option_env!("USER").unwrap_or("unknown").to_string(),
+        build_date: option_env!("PGW_BUILD_DATE").unwrap_or("unknown").to_string(),
+        go_version: format!("rust-{}", option_env!("PGW_RUSTC").unwrap_or("stable")),
+    }
+}
+
+/// `computeRoutePrefix`: the route prefix, else the external URL's path; `/` means none.
+fn route_prefix(prefix: &str, external_url: &str) -> String {
+    let p = if prefix.is_empty() { external_path(external_url) } else { prefix.to_string() };
+    let trimmed = p.trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+fn external_path(external_url: &str) -> String {
+    let after_scheme = external_url.split_once("://").map_or(external_url, |(_, r)| r);
+    match after_scheme.find('/') {
+        Some(i) => after_scheme[i..].to_string(),
+        None => String::new(),
+    }
+}
+
+fn init_logging(flags: &Flags) {
+    let level = match flags.log_level.as_str() {
+        "debug" => tracing::Level::DEBUG,
+        "warn" => tracing::Level::WARN,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false);
+    if flags.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn listen_addr(a: &str) -> String {
+    if a.starts_with(':') {
+        format!("0.0.0.0{a}")
+    } else {
+        a.to_string()
+    }
+}
+
+fn main() -> Result<()> {
+    let flags = Flags::parse();
+    if flags.version {
+        let b = build_info();
+        println!("pushgateway, version {} (branch: {}, revision: {})", b.version, b.branch, b.revision);
+        println!("  build user:       {}", b.build_user);
+        println!("  build date:       {}", b.build_date);
+        println!("  go version:       {}", b.go_version);
+        println!("  platform:         {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+        return Ok(());
+    }
+    // Read the local offset before any thread exists (the time crate requires it).
+    let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    init_logging(&flags);
+    if !flags.web_config_file.is_empty() {
+        bail!("--web.config.file is not supported by this build; refusing to start without the requested TLS/authentication");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(flags, utc_offset))
+}
+
+fn flag_map(f: &Flags) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put("log.format", f.log_format.clone());
+    put("log.level", f.log_level.clone());
+    put("persistence.file", f.persistence_file.clone());
+    put("persistence.interval", format_go_duration(f.persistence_interval));
+    put("persistence.sync", f.persistence_sync.clone());
+    put("push.disable-consistency-check", f.disable_consistency_check.to_string());
+    put("web.config.file", f.web_config_file.clone());
+    put("web.enable-admin-api", f.enable_admin_api.to_string());
+    put("web.enable-lifecycle", f.enable_lifecycle.to_string());
+    put("web.external-url", f.external_url.clone());
+    put("web.listen-address", f.listen_address.join(","));
+    put("web.route-prefix", f.route_prefix.clone());
+    put("web.systemd-socket", f.systemd_socket.to_string());
+    put("web.telemetry-path", f.telemetry_path.clone());
+    m
+}
+
+async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
+    let build = build_info();
+    tracing::info!(version = %build.version, "starting pushgateway");
+    let persistence = if flags.persistence_file.is_empty() {
+        None
+    } else {
+        Some(PersistConfig {
+            path: flags.persistence_file.clone().into(),
+            sync: if flags.persistence_sync == "interval" {
+                SyncMode::Interval(Duration::from_secs(1))
+            } else {
+                SyncMode::Always
+            },
+        })
+    };
+    let own_families = server::telemetry::OWN_FAMILIES
+        .iter()
+        .map(|(n, t, _)| (n.to_string(), *t))
+        .collect();
+    let store = Arc::new(
+        Store::open(StoreConfig {
+            checked: !flags.disable_consistency_check,
+            own_families,
+            persistence,
+        })
+        .with_context(|| format!("opening persistence file {:?}", flags.persistence_file))?,
+    );
+
+    let prefix = route_prefix(&flags.route_prefix, &flags.external_url);
+    let telemetry = format!("{}/{}", prefix, flags.telemetry_path.trim_start_matches('/'));
+    let ext = external_path(&flags.external_url);
+    let cfg = Config {
+        routes: Routes { prefix: prefix.clone(), telemetry: server::router::clean_path(&telemetry), admin_api: flags.enable_admin_api },
+        external_path: if ext.is_empty() { ".".into() } else { ext.trim_end_matches('/').to_string() },
+        enable_lifecycle: flags.enable_lifecycle,
+        enable_admin_api: flags.enable_admin_api,
+        flags: flag_map(&flags),
+        build,
+        utc_offset,
+    };
+    let app = App::new(cfg, store.clone());
+
+    let mut listeners = Vec::new();
+    for a in &flags.listen_address {
+        let addr = listen_addr(a);
+        let l = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(address = %addr, "listening");
+        listeners.push(l);
+    }
+
+    // Signals and compaction run beside the server.
+    {
+        let app = app.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("received SIGTERM; exiting gracefully..."),
+                _ = int.recv() => tracing::info!("received SIGINT; exiting gracefully..."),
+            }
+            app.request_shutdown();
+        });
+    }
+    {
+        let store = store.clone();
+        let period = store::store::compaction_period(flags.persistence_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let s = store.clone();
+                let _ = tokio::task::spawn_blocking(move || s.maybe_compact(false)).await;
+            }
+        });
+    }
+
+    server::serve(app, listeners).await;
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.close())
+        .await
+        .context("closing the store")?
+        .context("flushing the persistence file")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_prefix_rules() {
+        assert_eq!(route_prefix("", ""), "");
+        assert_eq!(route_prefix("/", ""), "");
+        assert_eq!(route_prefix("pgw/", ""), "/pgw");
+        assert_eq!(route_prefix("/pgw", "http://x/ext/"), "/pgw");
+        assert_eq!(route_prefix("", "http://example.com/ext/"), "/ext");
+    }
+}

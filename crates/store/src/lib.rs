@@ -1,1 +1,19 @@
-//! Store (being written).
+//! The metric store: groups, the consistency index, snapshots and persistence. No HTTP.
+//!
+//! * [`key::GroupKey`]: the label set naming a group.
+//! * [`group`]: a group's families, each encoded once at push time ([`group::FamilyEntry`]).
+//! * `index`: the incremental consistency index that makes a checked push O(push).
+//! * [`store::Store`]: applies mutations under one short lock and publishes an immutable
+//!   [`store::Snapshot`] (persistent maps, O(1) to clone) that scrapes read without locking.
+//! * [`wal`]: the crash-safe, group-committing log behind `--persistence.file`.
+
+pub mod check;
+pub mod group;
+pub(crate) mod index;
+pub mod key;
+pub mod store;
+pub mod wal;
+
+pub use group::{FamilyEntry, Group};
+pub use key::GroupKey;
+pub use store::{PersistConfig, Push, Snapshot, Store, StoreConfig, StoreError};

@@ -1,0 +1,157 @@
+//! Command-line flags with the official names and defaults, plus Go duration parsing and
+//! printing (`5m`, `90s` → `1m30s`) so `/api/v1/status` reports them as the official gateway does.
+
+use clap::{ArgAction, Parser};
+use std::time::Duration;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "pushgateway", about = "The Pushgateway: a metrics cache for short-lived jobs.", disable_version_flag = true)]
+pub struct Flags {
+    /// Addresses to listen on for the web interface, API and telemetry (repeatable).
+    #[arg(long = "web.listen-address", default_value = ":9091", action = ArgAction::Append)]
+    pub listen_address: Vec<String>,
+
+    /// Use systemd socket activation listeners instead of port listeners (not supported; accepted for compatibility).
+    #[arg(long = "web.systemd-socket", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub systemd_socket: bool,
+
+    /// Path to a web configuration file (TLS, basic auth). Not supported yet: the gateway refuses to start if set.
+    #[arg(long = "web.config.file", default_value = "")]
+    pub web_config_file: String,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics")]
+    pub telemetry_path: String,
+
+    /// The URL under which the Pushgateway is externally reachable.
+    #[arg(long = "web.external-url", default_value = "")]
+    pub external_url: String,
+
+    /// Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.
+    #[arg(long = "web.route-prefix", default_value = "")]
+    pub route_prefix: String,
+
+    /// Enable shutdown via HTTP request.
+    #[arg(long = "web.enable-lifecycle", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub enable_lifecycle: bool,
+
+    /// Enable API endpoints for admin control actions.
+    #[arg(long = "web.enable-admin-api", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub enable_admin_api: bool,
+
+    /// Accepted for compatibility with Debian's build; the UI assets are embedded.
+    #[arg(long = "web.local-assets", hide = true)]
+    pub local_assets: Option<String>,
+
+    /// File to persist metrics. If empty, metrics are only kept in memory.
+    #[arg(long = "persistence.file", default_value = "")]
+    pub persistence_file: String,
+
+    /// The interval at which the persistence log is compacted. Every change is durable before it is acknowledged, whatever this is.
+    #[arg(long = "persistence.interval", default_value = "5m", value_parser = parse_go_duration)]
+    pub persistence_interval: Duration,
+
+    /// When changes reach stable storage: `always` (fsync before every acknowledgement, shared by concurrent pushes) or `interval` (fsync once a second: faster, but a machine crash can lose the last second of acknowledged pushes).
+    #[arg(long = "persistence.sync", default_value = "always", value_parser = ["always", "interval"])]
+    pub persistence_sync: String,
+
+    /// Do not check consistency of pushed metrics. DANGEROUS.
+    #[arg(long = "push.disable-consistency-check", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub disable_consistency_check: bool,
+
+    /// Only log messages with the given severity or above. One of: [debug, info, warn, error]
+    #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
+    pub log_level: String,
+
+    /// Output format of log messages. One of: [logfmt, json]
+    #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    pub log_format: String,
+
+    /// Show application version.
+    #[arg(long = "version", action = ArgAction::SetTrue)]
+    pub version: bool,
+}
+
+/// Parses a Go duration (`300ms`, `1.5h`, `1h30m`, `90s`).
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("time: invalid duration {s:?}");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        if num_len == 0 {
+            return Err(err());
+        }
+        let n: f64 = rest[..num_len].parse().map_err(|_| err())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        total += n * unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Formats a duration as Go's `time.Duration.String()` (`5m0s`, `1m30s`, `500ms`, `0s`).
+pub fn format_go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000_000_000 {
+        let (v, unit) = if nanos < 1_000 {
+            (nanos as f64, "ns")
+        } else if nanos < 1_000_000 {
+            (nanos as f64 / 1e3, "µs")
+        } else {
+            (nanos as f64 / 1e6, "ms")
+        };
+        return format!("{}{unit}", exposition::float::go_float(v));
+    }
+    let total_secs = d.as_secs();
+    let frac = d.subsec_nanos();
+    let h = total_secs / 3600;
+    let m = (total_secs % 3600) / 60;
+    let s = total_secs % 60;
+    let mut secs = s.to_string();
+    if frac > 0 {
+        let f = format!("{frac:09}");
+        secs.push('.');
+        secs.push_str(f.trim_end_matches('0'));
+    }
+    if h > 0 {
+        format!("{h}h{m}m{secs}s")
+    } else if m > 0 {
+        format!("{m}m{secs}s")
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        for (input, shown) in [("5m", "5m0s"), ("90s", "1m30s"), ("1s", "1s"), ("2s", "2s"), ("1h", "1h0m0s"), ("500ms", "500ms"), ("1.5h", "1h30m0s"), ("1h30m5s", "1h30m5s"), ("0", "0s")] {
+            assert_eq!(format_go_duration(parse_go_duration(input).unwrap()), shown, "{input}");
+        }
+        assert!(parse_go_duration("5").is_err());
+        assert!(parse_go_duration("abc").is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! PUT/POST/DELETE on `/metrics/job/<job>{/<name>/<value>}`: the grouping key from the URL,
+//! the request body (gzip or snappy, text or delimited protobuf), and the call into the store.
+
+use crate::error::HttpError;
+use crate::http::{empty, Resp};
+use crate::App;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use bytes::Bytes;
+use hyper::http::request::Parts;
+use hyper::{Method, StatusCode};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use store::{GroupKey, Push, StoreError};
+
+/// URL-safe base64, padding optional (trailing `=` are stripped first), trailing bits ignored.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Decodes an `@base64` value as the official gateway does; errors are worded like Go's.
+pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
+    let trimmed = s.trim_end_matches('=');
+    B64.decode(trimmed).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(i, _) => format!("illegal base64 data at input byte {i}"),
+        base64::DecodeError::InvalidLastSymbol(i, _) => format!("illegal base64 data at input byte {i}"),
+        _ => format!("illegal base64 data at input byte {}", trimmed.len()),
+    })
+}
+
+fn is_valid_label_name(name: &str) -> bool {
+    store::check::is_valid_label_name(name)
+}
+
+/// Parses the part of a push path after `/metrics/job` or `/metrics/job@base64`
+/// (`/<job>{/<name>/<value>}`, already percent-decoded) into a grouping key.
+pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpError> {
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let (job_raw, labels) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let job = if base64 {
+        let bytes = decode_base64(job_raw)
+            .map_err(|e| HttpError::BadRequest(format!("invalid base64 encoding in job name {:?}: {e}", "")))?;
+        String::from_utf8(bytes)
+            .map_err(|_| HttpError::BadRequest("job name is not valid UTF-8".to_string()))?
+    } else {
+        job_raw.to_string()
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if labels.len() > 1 {
+        let comps: Vec<&str> = labels[1..].split('/').collect();
+        if comps.len() % 2 != 0 {
+            return Err(HttpError::BadRequest(format!(
+                "odd number of components in label string {labels:?}"
+            )));
+        }
+        for pair in comps.chunks(2) {
+            let (name, value) = (pair[0], pair[1]);
+            let (trimmed, is_b64) = match name.strip_suffix("@base64") {
+                Some(n) => (n, true),
+                None => (name, false),
+            };
+            if !is_valid_label_name(trimmed) || trimmed.starts_with("__") {
+                return Err(HttpError::BadRequest(format!("improper label name {trimmed:?}")));
+            }
+            let value = if is_b64 {
+                let bytes = decode_base64(value).map_err(|e| {
+                    HttpError::BadRequest(format!(
+                        "invalid base64 encoding for label {trimmed}={value:?}: {e}"
+                    ))
+                })?;
+                String::from_utf8(bytes).map_err(|_| {
+                    HttpError::BadRequest(format!(
+                        "label {trimmed} has a value that is not valid UTF-8"
+                    ))
+                })?
+            } else {
+                value.to_string()
+            };
+            pairs.retain(|(n, _)| n != trimmed);
+            pairs.push((trimmed.to_string(), value));
+        }
+    }
+    if job.is_empty() {
+        return Err(HttpError::BadRequest("job name is required".into()));
+    }
+    pairs.retain(|(n, _)| n != "job");
+    pairs.push(("job".into(), job));
+    Ok(GroupKey::new(pairs))
+}
+
+/// Undoes `Content-Encoding: gzip` (any case) or `snappy` (framed); other encodings pass.
+pub fn decode_body(parts: &Parts, body: Bytes) -> Result<Bytes, HttpError> {
+    let enc = parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match enc.as_deref() {
+        Some("gzip") => {
+            if body.is_empty() {
+                return Err(HttpError::BadRequest("EOF".into()));
+            }
+            let mut out = Vec::with_capacity(body.len() * 4);
+            flate2::read::MultiGzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .map_err(|e| HttpError::BadRequest(gzip_error(e)))?;
+            Ok(out.into())
+        }
+        Some("snappy") => {
+            let mut out = Vec::with_capacity(body.len() * 4);
+            snap::read::FrameDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .map_err(|e| HttpError::BadRequest(format!("snappy: {e}")))?;
+            Ok(out.into())
+        }
+        _ => Ok(body),
+    }
+}
+
+fn gzip_error(e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "unexpected EOF".into(),
+        _ => format!("gzip: {e}"),
+    }
+}
+
+/// True if the content type names the delimited protobuf format. Media type and parameter
+/// names are case-insensitive, parameter values are not (Go's `mime.ParseMediaType`).
+pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+        return false;
+    }
+    let (mut proto, mut encoding) = (None, None);
+    for p in parts {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let Some((k, v)) = p.split_once('=') else { return false };
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            "proto" => proto = Some(v.to_string()),
+            "encoding" => encoding = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    proto.as_deref() == Some("io.prometheus.client.MetricFamily") && encoding.as_deref() == Some("delimited")
+}
+
+/// Handles a push or delete whose route matched.
+pub async fn handle(
+    app: &Arc<App>,
+    parts: &Parts,
+    base64: bool,
+    rest: &str,
+    body: Bytes,
+    remote: SocketAddr,
+) -> Result<Resp, HttpError> {
+    let time = std::time::SystemTime::now();
+    let key = parse_grouping_key(base64, rest)?;
+    let body = decode_body(parts, body)?;
+    if parts.method == Method::DELETE {
+        app.store.delete(&key).await?;
+        return Ok(empty(StatusCode::ACCEPTED));
+    }
+    let content_type = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let families = if is_delimited_protobuf(content_type) {
+        exposition::delimited::parse_delimited(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?
+    } else {
+        exposition::text_parse::parse_text(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?
+    };
+    let checked = app.store.is_checked();
+    let push = Push {
+        key,
+        families,
+        replace: parts.method == Method::PUT,
+        time,
+    };
+    match app.store.push(push).await {
+        Ok(()) => Ok(empty(if checked { StatusCode::OK } else { StatusCode::ACCEPTED })),
+        Err(e @ StoreError::Persist(_)) => Err(e.into()),
+        Err(e) if checked => {
+            tracing::error!(method = %parts.method, source = %remote, err = %e,
+                "pushed metrics are invalid or inconsistent with existing metrics");
+            Err(e.into())
+        }
+        Err(e) => {
+            tracing::debug!(err = %e, "unchecked push recorded as failed");
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(base64: bool, rest: &str) -> Vec<(String, String)> {
+        parse_grouping_key(base64, rest)
+            .unwrap()
+            .labels()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn err(base64: bool, rest: &str) -> String {
+        parse_grouping_key(base64, rest).unwrap_err().to_string()
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn plain_and_trailing_slash() {
+        assert_eq!(key(false, "/a"), kv(&[("job", "a")]));
+        assert_eq!(key(false, "/a/"), kv(&[("job", "a")]));
+        assert_eq!(key(false, "/a/b/"), kv(&[("b", ""), ("job", "a")]));
+        assert_eq!(key(false, "/a/job/b"), kv(&[("job", "a")]));
+        assert_eq!(key(false, "/a/x/1/x/2"), kv(&[("job", "a"), ("x", "2")]));
+    }
+
+    #[test]
+    fn base64_rules() {
+        assert_eq!(key(true, "/dGVzdC9qb2I="), kv(&[("job", "test/job")]));
+        assert_eq!(key(false, "/j/l@base64/bGFiZWwvdmFsdWUy=="), kv(&[("job", "j"), ("l", "label/value2")]));
+        assert_eq!(key(false, "/j/x@base64/YR"), kv(&[("job", "j"), ("x", "a")]));
+        assert_eq!(key(false, "/j/x@base64/="), kv(&[("job", "j"), ("x", "")]));
+        assert_eq!(key(false, "/j/x@base64/"), kv(&[("job", "j"), ("x", "")]));
+        assert_eq!(
+            key(false, "/j/n@base64/zqDPgc6_zrzOt864zrXPjc-C"),
+            kv(&[("job", "j"), ("n", "Προμηθεύς")])
+        );
+        assert_eq!(err(true, "/="), "job name is required");
+        assert_eq!(
+            err(false, "/j/a@base64/foo.bar"),
+            "invalid base64 encoding for label a=\"foo.bar\": illegal base64 data at input byte 3"
+        );
+        assert!(err(false, "/j/a@base64/a+b").starts_with("invalid base64"));
+        assert!(err(false, "/j/x@base64/_-8").contains("UTF-8"));
+    }
+
+    #[test]
+    fn bad_label_names_and_odd_components() {
+        assert_eq!(err(false, "/foo/a=b/x"), "improper label name \"a=b\"");
+        assert_eq!(err(false, "/foo/__a/x"), "improper label name \"__a\"");
+        assert_eq!(err(false, "/foo/a"), "odd number of components in label string \"/a\"");
+        assert_eq!(err(false, "/a/b/c/"), "odd number of components in label string \"/b/c/\"");
+    }
+
+    #[test]
+    fn content_type_detection() {
+        let ct = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+        assert!(is_delimited_protobuf(Some(ct)));
+        assert!(is_delimited_protobuf(Some(
+            "Application/Vnd.Google.Protobuf; ENCODING=delimited; Proto=io.prometheus.client.MetricFamily"
+        )));
+        assert!(!is_delimited_protobuf(Some(
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=DELIMITED"
+        )));
+        assert!(!is_delimited_protobuf(Some("text/plain")));
+        assert!(!is_delimited_protobuf(None));
+    }
+}

@@ -1,0 +1,382 @@
+//! Groups and their families, encoded once at push time.
+//!
+//! A [`FamilyEntry`] holds one family of one group in the forms the readers need: the text
+//! exposition lines, the protobuf `Metric` fields, and the 64-bit identities of its series for
+//! the consistency index. Nothing is re-encoded on a scrape.
+
+use crate::check::check_metric;
+use crate::key::GroupKey;
+use exposition::pb::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use exposition::text_encode;
+use prost::Message;
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+pub const PUSH_TIME: &str = "push_time_seconds";
+pub const PUSH_FAILURE_TIME: &str = "push_failure_time_seconds";
+pub const PUSH_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway succeeded.";
+pub const PUSH_FAILURE_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway failed.";
+
+/// One family of one group.
+#[derive(Debug)]
+pub struct FamilyEntry {
+    pub name: Arc<str>,
+    pub help: Option<Box<str>>,
+    pub mtype: MetricType,
+    /// When the family was pushed, in Unix nanoseconds.
+    pub timestamp_ns: i64,
+    pub metric_count: u32,
+    /// Text exposition sample lines (no HELP/TYPE).
+    text: Box<[u8]>,
+    /// The `metric` fields (tag 4) of a `MetricFamily` message, concatenated.
+    proto: Box<[u8]>,
+    /// Identity of each series (family name + sorted labels), for duplicate detection.
+    pub(crate) series: Box<[u64]>,
+    /// Why this family could not be part of a consistent scrape (only reachable when the
+    /// consistency check is off).
+    pub invalid: Option<Box<str>>,
+}
+
+impl FamilyEntry {
+    /// Builds an entry from a family whose metrics are already sanitized (grouping labels
+    /// applied, labels sorted).
+    pub fn build(
+        name: Arc<str>,
+        help: Option<&str>,
+        mtype: MetricType,
+        metrics: &[Metric],
+        timestamp_ns: i64,
+    ) -> FamilyEntry {
+        let mut text = String::with_capacity(metrics.len() * 64);
+        let mut proto = Vec::with_capacity(metrics.len() * 48);
+        let mut series = Vec::with_capacity(metrics.len());
+        let mut invalid = None;
+        for m in metrics {
+            if invalid.is_none() {
+                if let Err(e) = check_metric(&name, mtype, m) {
+                    invalid = Some(e.into_boxed_str());
+                } else if let Err(e) = text_encode::write_metric(&mut text, &name, mtype, m) {
+                    invalid = Some(e.to_string().into_boxed_str());
+                }
+            }
+            prost::encoding::message::encode(4, m, &mut proto);
+            series.push(series_hash(&name, &m.label));
+        }
+        FamilyEntry {
+            name,
+            help: help.map(Into::into),
+            mtype,
+            timestamp_ns,
+            metric_count: metrics.len() as u32,
+            text: text.into_bytes().into_boxed_slice(),
+            proto: proto.into_boxed_slice(),
+            series: series.into_boxed_slice(),
+            invalid,
+        }
+    }
+
+    /// The pre-encoded text exposition lines.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// The pre-encoded `metric` fields of a `MetricFamily` message.
+    pub fn proto_metrics(&self) -> &[u8] {
+        &self.proto
+    }
+
+    /// Decodes the metrics (for the API, the UI and error messages; not on hot paths).
+    pub fn metrics(&self) -> Vec<Metric> {
+        let mut fam = MetricFamily::decode(&*self.proto).unwrap_or_default();
+        std::mem::take(&mut fam.metric)
+    }
+
+    /// Encodes the whole family as a `MetricFamily` message (header + stored metrics).
+    pub fn encode_family(&self, out: &mut Vec<u8>) {
+        prost::encoding::string::encode(1, &self.name.to_string(), out);
+        if let Some(h) = &self.help {
+            prost::encoding::string::encode(2, &h.to_string(), out);
+        }
+        prost::encoding::int32::encode(3, &(self.mtype as i32), out);
+        out.extend_from_slice(&self.proto);
+    }
+
+}
+
+/// The 64-bit identity of a series, as client_golang computes it for its uniqueness check
+/// (family name and sorted label pairs; the hash function differs, the semantics do not).
+pub fn series_hash(family: &str, labels: &[LabelPair]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = HASHER.build_hasher();
+    h.write(family.as_bytes());
+    h.write_u8(0xff);
+    for lp in labels {
+        h.write(lp.name().as_bytes());
+        h.write_u8(0xff);
+        h.write(lp.value().as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+static HASHER: ahash::RandomState = ahash::RandomState::with_seeds(
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+);
+
+/// One group: its key, its families (including the two push-time gauges), and the times of
+/// its last successful and failed changes (0 = never).
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: GroupKey,
+    pub families: BTreeMap<Arc<str>, Arc<FamilyEntry>>,
+    pub push_time: f64,
+    pub push_failure_time: f64,
+}
+
+impl Group {
+    /// `false` when the last change failed (the API's `last_push_successful`).
+    pub fn last_push_successful(&self) -> bool {
+        self.push_failure_time <= self.push_time
+    }
+
+    /// Labels of the push-time gauges: the grouping labels plus `instance=""` if missing.
+    pub fn gauge_labels(key: &GroupKey) -> Vec<LabelPair> {
+        let mut labels: Vec<LabelPair> = key
+            .labels()
+            .iter()
+            .map(|(n, v)| LabelPair::new(&**n, &**v))
+            .collect();
+        if key.get("instance").is_none() {
+            labels.push(LabelPair::new("instance", ""));
+            labels.sort_by(|a, b| a.name().cmp(b.name()));
+        }
+        labels
+    }
+
+    /// A push-time gauge entry with `value` for this group.
+    pub fn time_gauge(
+        key: &GroupKey,
+        name: Arc<str>,
+        help: &str,
+        value: f64,
+        ts: i64,
+    ) -> Arc<FamilyEntry> {
+        let m = Metric {
+            label: Self::gauge_labels(key),
+            gauge: Some(Gauge { value: Some(value) }),
+            ..Default::default()
+        };
+        Arc::new(FamilyEntry::build(name, Some(help), MetricType::Gauge, &[m], ts))
+    }
+}
+
+/// Applies the grouping labels to a pushed metric: grouping labels override pushed values
+/// and are added when missing, `instance=""` is added when there is no instance, and the
+/// labels are sorted by name (official `sanitizeLabels`).
+pub fn sanitize_labels(m: &mut Metric, key: &GroupKey) {
+    let grouping = key.labels();
+    let mut seen = vec![false; grouping.len()];
+    for lp in m.label.iter_mut() {
+        if let Some(i) = grouping.iter().position(|(n, _)| **n == *lp.name()) {
+            lp.value = Some(grouping[i].1.to_string());
+            seen[i] = true;
+        }
+    }
+    for (i, (n, v)) in grouping.iter().enumerate() {
+        if !seen[i] {
+            m.label.push(LabelPair::new(&**n, &**v));
+        }
+    }
+    if !m.label.iter().any(|lp| lp.name() == "instance") {
+        m.label.push(LabelPair::new("instance", ""));
+    }
+    m.label.sort_by(|a, b| a.name().cmp(b.name()));
+}
+
+/// The persisted form of a group (a protobuf message, so that it can grow compatibly).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GroupRecord {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<LabelPair>,
+    #[prost(double, tag = "2")]
+    pub push_time: f64,
+    #[prost(double, tag = "3")]
+    pub push_failure_time: f64,
+    #[prost(message, repeated, tag = "4")]
+    pub families: Vec<FamilyRecord>,
+    #[prost(int64, tag = "5")]
+    pub push_time_ts: i64,
+    #[prost(int64, tag = "6")]
+    pub push_failure_time_ts: i64,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct FamilyRecord {
+    #[prost(message, optional, tag = "1")]
+    pub family: Option<MetricFamily>,
+    #[prost(int64, tag = "2")]
+    pub timestamp_ns: i64,
+}
+
+/// Version byte in front of every persisted group record.
+pub const RECORD_VERSION: u8 = 1;
+
+impl Group {
+    /// Encodes the group for persistence without decoding its families.
+    pub fn encode_record(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            64 + self
+                .families
+                .values()
+                .map(|f| f.proto.len() + 64)
+                .sum::<usize>(),
+        );
+        out.push(RECORD_VERSION);
+        for (n, v) in self.key.labels() {
+            prost::encoding::message::encode(1, &LabelPair::new(&**n, &**v), &mut out);
+        }
+        prost::encoding::double::encode(2, &self.push_time, &mut out);
+        prost::encoding::double::encode(3, &self.push_failure_time, &mut out);
+        prost::encoding::int64::encode(5, &self.gauge_ts(PUSH_TIME), &mut out);
+        prost::encoding::int64::encode(6, &self.gauge_ts(PUSH_FAILURE_TIME), &mut out);
+        let mut fam = Vec::new();
+        let mut rec = Vec::new();
+        for f in self.families.values() {
+            if &*f.name == PUSH_TIME || &*f.name == PUSH_FAILURE_TIME {
+                continue;
+            }
+            fam.clear();
+            f.encode_family(&mut fam);
+            rec.clear();
+            prost::encoding::bytes::encode(1, &fam, &mut rec);
+            prost::encoding::int64::encode(2, &f.timestamp_ns, &mut rec);
+            prost::encoding::bytes::encode(4, &rec, &mut out);
+        }
+        out
+    }
+
+    /// Rebuilds a group from [`Group::encode_record`]'s bytes.
+    pub fn decode_record(
+        bytes: &[u8],
+        intern: &mut dyn FnMut(&str) -> Arc<str>,
+    ) -> Result<Group, String> {
+        let (&version, body) = bytes.split_first().ok_or("empty record")?;
+        if version != RECORD_VERSION {
+            return Err(format!("unknown record version {version}"));
+        }
+        let rec = GroupRecord::decode(body).map_err(|e| e.to_string())?;
+        let key = GroupKey::new(
+            rec.labels
+                .iter()
+                .map(|lp| (lp.name().to_string(), lp.value().to_string())),
+        );
+        let mut families = BTreeMap::new();
+        for fr in rec.families {
+            let Some(mf) = fr.family else { continue };
+            let name = intern(mf.name());
+            let entry = FamilyEntry::build(
+                name.clone(),
+                mf.help.as_deref(),
+                mf.metric_type(),
+                &mf.metric,
+                fr.timestamp_ns,
+            );
+            families.insert(name, Arc::new(entry));
+        }
+        let mut g = Group {
+            key,
+            families,
+            push_time: 0.0,
+            push_failure_time: 0.0,
+        };
+        g.set_push_time(intern(PUSH_TIME), rec.push_time, rec.push_time_ts);
+        g.set_push_failure_time(intern(PUSH_FAILURE_TIME), rec.push_failure_time, rec.push_failure_time_ts);
+        Ok(g)
+    }
+
+    /// Sets `push_time_seconds` to `value`, recorded as pushed at `ts`.
+    pub fn set_push_time(&mut self, name: Arc<str>, value: f64, ts: i64) {
+        self.push_time = value;
+        let e = Group::time_gauge(&self.key, name.clone(), PUSH_TIME_HELP, value, ts);
+        self.families.insert(name, e);
+    }
+
+    /// Sets `push_failure_time_seconds` to `value`, recorded as pushed at `ts`.
+    pub fn set_push_failure_time(&mut self, name: Arc<str>, value: f64, ts: i64) {
+        self.push_failure_time = value;
+        let e = Group::time_gauge(&self.key, name.clone(), PUSH_FAILURE_TIME_HELP, value, ts);
+        self.families.insert(name, e);
+    }
+
+    fn gauge_ts(&self, name: &str) -> i64 {
+        self.families.get(name).map(|f| f.timestamp_ns).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_overrides_and_adds_grouping_labels() {
+        let key = GroupKey::new([("job", "job1"), ("instance", "instance2")]);
+        let mut m = Metric {
+            label: vec![LabelPair::new("job", "job2"), LabelPair::new("a", "x")],
+            ..Default::default()
+        };
+        sanitize_labels(&mut m, &key);
+        let got: Vec<_> = m.label.iter().map(|l| (l.name(), l.value())).collect();
+        assert_eq!(got, [("a", "x"), ("instance", "instance2"), ("job", "job1")]);
+
+        let key = GroupKey::new([("job", "j")]);
+        let mut m = Metric {
+            label: vec![LabelPair::new("instance", "fromBody")],
+            ..Default::default()
+        };
+        sanitize_labels(&mut m, &key);
+        let got: Vec<_> = m.label.iter().map(|l| (l.name(), l.value())).collect();
+        assert_eq!(got, [("instance", "fromBody"), ("job", "j")]);
+    }
+
+    #[test]
+    fn record_round_trip_keeps_everything() {
+        let key = GroupKey::new([("job", "j"), ("x", "")]);
+        let mut intern = |s: &str| Arc::<str>::from(s);
+        let m = Metric {
+            label: vec![LabelPair::new("instance", ""), LabelPair::new("job", "j"), LabelPair::new("x", "")],
+            gauge: Some(Gauge { value: Some(1.5) }),
+            ..Default::default()
+        };
+        let mut g = Group {
+            key,
+            families: BTreeMap::new(),
+            push_time: 0.0,
+            push_failure_time: 0.0,
+        };
+        g.families.insert(
+            intern("foo"),
+            Arc::new(FamilyEntry::build(intern("foo"), Some("h"), MetricType::Gauge, &[m], 42)),
+        );
+        g.set_push_time(intern(PUSH_TIME), 12.5, 42);
+        g.set_push_failure_time(intern(PUSH_FAILURE_TIME), 3.0, 7);
+        let back = Group::decode_record(&g.encode_record(), &mut intern).unwrap();
+        assert_eq!(back.key, g.key);
+        assert_eq!(back.push_time, 12.5);
+        assert_eq!(back.push_failure_time, 3.0);
+        assert_eq!(back.families.len(), 3);
+        let foo = &back.families["foo"];
+        assert_eq!(foo.text(), g.families["foo"].text());
+        assert_eq!(foo.help.as_deref(), Some("h"));
+        assert_eq!(foo.timestamp_ns, 42);
+        assert_eq!(back.families[PUSH_FAILURE_TIME].timestamp_ns, 7);
+        assert_eq!(
+            back.families[PUSH_TIME].text(),
+            b"push_time_seconds{instance=\"\",job=\"j\",x=\"\"} 12.5\n"
+        );
+    }
+}
