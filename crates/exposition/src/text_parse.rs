@@ -2116,10 +2116,8 @@ h_bucket{a=\"2\"} 99
 
     #[test]
     fn is_print_tables() {
-        for t in [&PRINT_RANGES16[..]] {
-            assert!(t.iter().all(|&(lo, hi)| lo <= hi));
-            assert!(t.windows(2).all(|w| w[0].1 < w[1].0));
-        }
+        assert!(PRINT_RANGES16.iter().all(|&(lo, hi)| lo <= hi));
+        assert!(PRINT_RANGES16.windows(2).all(|w| w[0].1 < w[1].0));
         assert!(PRINT_RANGES32.iter().all(|&(lo, hi)| lo <= hi));
         assert!(PRINT_RANGES32.windows(2).all(|w| w[0].1 < w[1].0));
         assert!(PRINT_RANGES16[0].0 >= 0x80);

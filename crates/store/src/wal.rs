@@ -814,8 +814,10 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Renames a damaged file to `NAME.corrupt-<unix-ts>[-N]` next to it.
-fn move_aside(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, WalError> {
+/// Preserves a damaged file as `NAME.corrupt-<unix-ts>[-N]` next to it (a
+/// hard link, or a copy where links are not supported). `path` itself is left
+/// in place so that it is only ever replaced atomically by a rename.
+fn preserve_damaged(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, WalError> {
     let base = format!("{name}.corrupt-{}", unix_now());
     let mut target = dir.join(&base);
     let mut n = 1;
@@ -823,7 +825,15 @@ fn move_aside(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, WalError> 
         target = dir.join(format!("{base}-{n}"));
         n += 1;
     }
-    fs::rename(path, &target).map_err(|e| WalError::io("moving damaged file aside", path, e))?;
+    if fs::hard_link(path, &target).is_err() {
+        let copied = fs::copy(path, &target)
+            .and_then(|_| File::open(&target))
+            .and_then(|f| f.sync_all());
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&target);
+            return Err(WalError::io("moving damaged file aside", path, e));
+        }
+    }
     sync_dir(dir).map_err(|e| WalError::io("syncing directory", dir, e))?;
     Ok(target)
 }
@@ -866,6 +876,9 @@ struct Shared {
     /// Test hook: artificial fsync latency in microseconds.
     #[cfg(test)]
     sync_delay_us: AtomicU64,
+    /// Test hook: number of upcoming batch writes that write half their bytes and fail.
+    #[cfg(test)]
+    fail_writes: AtomicU64,
 }
 
 /// A crash-safe, group-committing key/value log. `Send + Sync`; share it via `Arc`.
@@ -926,14 +939,25 @@ impl Wal {
             Err(e) => return Err(WalError::io("opening", &path, e)),
         };
 
-        let fresh = |entries: &Map| -> Result<(File, u64), WalError> {
-            let (file, size) = write_snapshot(&tmp, entries.iter()).map_err(|e| {
+        // A new file is written to `tmp` and fsynced, then renamed over
+        // `path`: `path` never holds a partial file.
+        let prepare = |entries: &Map| -> Result<(File, u64), WalError> {
+            write_snapshot(&tmp, entries.iter()).map_err(|e| {
                 let _ = fs::remove_file(&tmp);
                 WalError::io("writing", &tmp, e)
+            })
+        };
+        let install = || -> Result<(), WalError> {
+            fs::rename(&tmp, &path).map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                WalError::io("renaming new file to", &path, e)
             })?;
-            fs::rename(&tmp, &path).map_err(|e| WalError::io("renaming new file to", &path, e))?;
-            sync_dir(&dir).map_err(|e| WalError::io("syncing directory", &dir, e))?;
-            Ok((file, size))
+            sync_dir(&dir).map_err(|e| WalError::io("syncing directory", &dir, e))
+        };
+        let fresh = |entries: &Map| -> Result<(File, u64), WalError> {
+            let created = prepare(entries)?;
+            install()?;
+            Ok(created)
         };
 
         let mut damaged = false;
@@ -987,7 +1011,13 @@ impl Wal {
                     }
                     Outcome::Damaged { reason } => {
                         drop(file);
-                        let aside = move_aside(&path, &dir, &name)?;
+                        // Order matters: if anything fails, `path` still holds
+                        // the damaged file and the next start tries again.
+                        let (file, size) = prepare(&map)?;
+                        let aside = preserve_damaged(&path, &dir, &name).inspect_err(|_| {
+                            let _ = fs::remove_file(&tmp);
+                        })?;
+                        install()?;
                         tracing::error!(
                             path = %path.display(),
                             moved_to = %aside.display(),
@@ -999,7 +1029,6 @@ impl Wal {
                              recovered; inspect the moved file for anything missing"
                         );
                         damaged = true;
-                        let (file, size) = fresh(&map)?;
                         (file, map, size)
                     }
                     Outcome::UnsupportedVersion { found } => {
@@ -1047,6 +1076,8 @@ impl Wal {
             fsyncs: AtomicU64::new(0),
             #[cfg(test)]
             sync_delay_us: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_writes: AtomicU64::new(0),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -1128,7 +1159,13 @@ impl Wal {
         let spawned = thread::Builder::new()
             .name("wal-compact".into())
             .spawn(move || {
-                let result = write_snapshot(&shared.tmp, live).map_err(|e| {
+                // The iterator is the caller's code: a panic in it must still
+                // hand a result to the writer, or close() would wait forever.
+                let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write_snapshot(&shared.tmp, live)
+                }))
+                .unwrap_or_else(|_| Err(io::Error::other("snapshot iterator panicked")));
+                let result = written.map_err(|e| {
                     let _ = fs::remove_file(&shared.tmp);
                     WalError::io("writing compacted file", &shared.tmp, e)
                 });
@@ -1233,8 +1270,27 @@ struct Writer {
     last_sync: Instant,
 }
 
+/// Runs when the writer thread ends, normally or by panic: later appends fail
+/// instead of waiting for a writer that is gone.
+struct WriterExit(Arc<Shared>);
+
+impl Drop for WriterExit {
+    fn drop(&mut self) {
+        let signal = {
+            let mut st = self.0.state.lock();
+            st.shutdown = true;
+            st.pending.clear();
+            st.signal.clone()
+        };
+        signal.complete(Err(WalError::Closed {
+            path: self.0.path.clone(),
+        }));
+    }
+}
+
 impl Writer {
     fn run(mut self) -> Result<(), WalError> {
+        let _exit = WriterExit(self.shared.clone());
         let interval = match self.shared.mode {
             SyncMode::Always => None,
             SyncMode::Interval(d) => Some(d),
@@ -1299,7 +1355,10 @@ impl Writer {
                 result = self.write_batch();
             }
             if let Some(d) = interval {
-                if (self.dirty && self.last_sync.elapsed() >= d) || exit {
+                // Also restarts the interval when a retry of a failed write is
+                // due, so a persistently failing disk is retried once per
+                // interval rather than in a busy loop.
+                if exit || self.last_sync.elapsed() >= d {
                     self.sync_interval();
                 }
             }
@@ -1350,6 +1409,13 @@ impl Writer {
             self.needs_repair = false;
         }
         if !self.buf.is_empty() {
+            #[cfg(test)]
+            if self.shared.fail_writes.load(Ordering::Relaxed) > 0 {
+                self.shared.fail_writes.fetch_sub(1, Ordering::Relaxed);
+                let _ = self.file.write_all(&self.buf[..self.buf.len() / 2]);
+                self.needs_repair = true;
+                return Err(io::Error::other("injected write failure"));
+            }
             if let Err(e) = self.file.write_all(&self.buf) {
                 self.needs_repair = true;
                 return Err(e);
@@ -2106,6 +2172,96 @@ mod tests {
     }
 
     #[test]
+    fn failed_write_fails_tickets_and_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (wal, _) = Wal::open(&path, SyncMode::Always).unwrap();
+        wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
+        wal.shared.fail_writes.store(2, Ordering::Relaxed);
+        let err = wal.append(vec![put("b", "2")]).wait_blocking().unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        // The retry (b) fails again together with c.
+        assert!(wal.append(vec![put("c", "3")]).wait_blocking().is_err());
+        // Half-written bytes were truncated away, b and c are retried before d.
+        wal.append(vec![del("a"), put("d", "4")])
+            .wait_blocking()
+            .unwrap();
+        wal.close().unwrap();
+        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert!(!rec.damaged);
+        assert_eq!(sorted(&rec), model(&[("b", "2"), ("c", "3"), ("d", "4")]));
+        assert!(corrupt_files(dir.path()).is_empty());
+
+        // A failure that is still pending at close is reported by close.
+        let (wal, _) = Wal::open(&path, SyncMode::Always).unwrap();
+        wal.shared.fail_writes.store(u64::MAX, Ordering::Relaxed);
+        assert!(wal.append(vec![put("e", "5")]).wait_blocking().is_err());
+        assert!(wal.close().is_err());
+        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert!(!rec.damaged, "a failed write leaves no garbage behind");
+        assert_eq!(rec.entries.len(), 3);
+    }
+
+    #[test]
+    fn failed_write_in_interval_mode_is_retried_without_spinning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (wal, _) = Wal::open(&path, SyncMode::Interval(Duration::from_millis(10))).unwrap();
+        wal.shared.fail_writes.store(3, Ordering::Relaxed);
+        wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while wal.shared.fail_writes.load(Ordering::Relaxed) > 0 {
+            assert!(Instant::now() < deadline, "failed write not retried");
+            thread::sleep(Duration::from_millis(2));
+        }
+        wal.close().unwrap();
+        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(sorted(&rec), model(&[("a", "1")]));
+    }
+
+    #[test]
+    fn panicking_snapshot_iterator_does_not_wedge_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (wal, _) = Wal::open(&path, SyncMode::Always).unwrap();
+        wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
+        let bad = (0..3).map(|i| {
+            assert!(i < 2, "caller bug");
+            (vec![i as u8], vec![])
+        });
+        assert!(wal.compact(Box::new(bad)));
+        wal.append(vec![put("b", "2")]).wait_blocking().unwrap();
+        while wal.is_compacting() {
+            wal.append(vec![]).wait_blocking().unwrap();
+            thread::sleep(Duration::from_millis(1));
+        }
+        // The failed compaction left the log alone; a new one can start.
+        let entries = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec()),
+        ];
+        assert!(wal.compact(Box::new(entries.into_iter())));
+        wal.close().unwrap();
+        assert!(!dir.path().join("wal.tmp").exists());
+        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(sorted(&rec), model(&[("a", "1"), ("b", "2")]));
+    }
+
+    #[test]
+    fn types_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<Wal>();
+        send_sync::<Ticket>();
+        send_sync::<WalError>();
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(&dir.path().join("wal"), SyncMode::Always).unwrap();
+        let fut = wal.append(vec![]).wait();
+        send(&fut);
+        drop(fut);
+    }
+
+    #[test]
     fn op_iter_rejects_malformed_payloads() {
         assert!(!payload_valid(&[]));
         assert!(!payload_valid(&[9]));
@@ -2146,44 +2302,5 @@ mod tests {
         assert_eq!(rec.entries.len(), n);
         eprintln!("loaded {n} records, {bytes} bytes in {elapsed:?}");
         assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
-    }
-}
-#[cfg(test)]
-mod tmp_bench {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn tmp_bench_write() {
-        let path = Path::new("/work/walbench/wal");
-        let _ = fs::remove_file(path);
-        let value: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
-        let (wal, _) = Wal::open(path, SyncMode::Interval(Duration::from_secs(3600))).unwrap();
-        for i in 0..100_000 {
-            let _ = wal.append(vec![Op::Put {
-                key: format!("job/instance-{i}").into_bytes(),
-                value: value.clone(),
-            }]);
-        }
-        wal.close().unwrap();
-    }
-    #[test]
-    #[ignore]
-    fn tmp_bench_load() {
-        let path = Path::new("/work/walbench/wal");
-        for _ in 0..3 {
-            let t0 = Instant::now();
-            let f = File::open(path).unwrap();
-            let l = load(&f).unwrap();
-            let t1 = t0.elapsed();
-            let entries: Vec<_> = l.map.into_iter().collect();
-            let t2 = t0.elapsed();
-            drop(entries);
-            let t3 = t0.elapsed();
-            let t = Instant::now();
-            let (_w, rec) = Wal::open(path, SyncMode::Always).unwrap();
-            let t4 = t.elapsed();
-            drop(rec);
-            eprintln!("load {t1:?} collect {t2:?} drop {t3:?} full open {t4:?}");
-        }
     }
 }
