@@ -71,7 +71,11 @@ pub fn write_go_float(out: &mut String, v: f64) {
             if i == int_len {
                 out.push('.');
             }
-            out.push(if i < digits.len() { digits[i] as char } else { '0' });
+            out.push(if i < digits.len() {
+                digits[i] as char
+            } else {
+                '0'
+            });
         }
     }
 }

@@ -5,7 +5,11 @@ use clap::{ArgAction, Parser};
 use std::time::Duration;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "pushgateway", about = "The Pushgateway: a metrics cache for short-lived jobs.", disable_version_flag = true)]
+#[command(
+    name = "pushgateway",
+    about = "The Pushgateway: a metrics cache for short-lived jobs.",
+    disable_version_flag = true
+)]
 pub struct Flags {
     /// Addresses to listen on for the web interface, API and telemetry (repeatable).
     #[arg(long = "web.listen-address", default_value = ":9091", action = ArgAction::Append)]
@@ -84,13 +88,17 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         return Err(err());
     }
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
         if num_len == 0 {
             return Err(err());
         }
         let n: f64 = rest[..num_len].parse().map_err(|_| err())?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
@@ -148,8 +156,22 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        for (input, shown) in [("5m", "5m0s"), ("90s", "1m30s"), ("1s", "1s"), ("2s", "2s"), ("1h", "1h0m0s"), ("500ms", "500ms"), ("1.5h", "1h30m0s"), ("1h30m5s", "1h30m5s"), ("0", "0s")] {
-            assert_eq!(format_go_duration(parse_go_duration(input).unwrap()), shown, "{input}");
+        for (input, shown) in [
+            ("5m", "5m0s"),
+            ("90s", "1m30s"),
+            ("1s", "1s"),
+            ("2s", "2s"),
+            ("1h", "1h0m0s"),
+            ("500ms", "500ms"),
+            ("1.5h", "1h30m0s"),
+            ("1h30m5s", "1h30m5s"),
+            ("0", "0s"),
+        ] {
+            assert_eq!(
+                format_go_duration(parse_go_duration(input).unwrap()),
+                shown,
+                "{input}"
+            );
         }
         assert!(parse_go_duration("5").is_err());
         assert!(parse_go_duration("abc").is_err());

@@ -23,14 +23,20 @@ fn build_info() -> BuildInfo {
         revision: option_env!("PGW_REVISION").unwrap_or("unknown").to_string(),
         branch: option_env!("PGW_BRANCH").unwrap_or("unknown").to_string(),
         build_user: option_env!("USER").unwrap_or("unknown").to_string(),
-        build_date: option_env!("PGW_BUILD_DATE").unwrap_or("unknown").to_string(),
+        build_date: option_env!("PGW_BUILD_DATE")
+            .unwrap_or("unknown")
+            .to_string(),
         go_version: format!("rust-{}", option_env!("PGW_RUSTC").unwrap_or("stable")),
     }
 }
 
 /// `computeRoutePrefix`: the route prefix, else the external URL's path; `/` means none.
 fn route_prefix(prefix: &str, external_url: &str) -> String {
-    let p = if prefix.is_empty() { external_path(external_url) } else { prefix.to_string() };
+    let p = if prefix.is_empty() {
+        external_path(external_url)
+    } else {
+        prefix.to_string()
+    };
     let trimmed = p.trim_matches('/');
     if trimmed.is_empty() {
         String::new()
@@ -40,7 +46,9 @@ fn route_prefix(prefix: &str, external_url: &str) -> String {
 }
 
 fn external_path(external_url: &str) -> String {
-    let after_scheme = external_url.split_once("://").map_or(external_url, |(_, r)| r);
+    let after_scheme = external_url
+        .split_once("://")
+        .map_or(external_url, |(_, r)| r);
     match after_scheme.find('/') {
         Some(i) => after_scheme[i..].to_string(),
         None => String::new(),
@@ -54,7 +62,10 @@ fn init_logging(flags: &Flags) {
         "error" => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
     if flags.log_format == "json" {
         builder.json().init();
     } else {
@@ -74,11 +85,18 @@ fn main() -> Result<()> {
     let flags = Flags::parse();
     if flags.version {
         let b = build_info();
-        println!("pushgateway, version {} (branch: {}, revision: {})", b.version, b.branch, b.revision);
+        println!(
+            "pushgateway, version {} (branch: {}, revision: {})",
+            b.version, b.branch, b.revision
+        );
         println!("  build user:       {}", b.build_user);
         println!("  build date:       {}", b.build_date);
         println!("  go version:       {}", b.go_version);
-        println!("  platform:         {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+        println!(
+            "  platform:         {}/{}",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        );
         return Ok(());
     }
     // Read the local offset before any thread exists (the time crate requires it).
@@ -102,9 +120,15 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
     put("log.format", f.log_format.clone());
     put("log.level", f.log_level.clone());
     put("persistence.file", f.persistence_file.clone());
-    put("persistence.interval", format_go_duration(f.persistence_interval));
+    put(
+        "persistence.interval",
+        format_go_duration(f.persistence_interval),
+    );
     put("persistence.sync", f.persistence_sync.clone());
-    put("push.disable-consistency-check", f.disable_consistency_check.to_string());
+    put(
+        "push.disable-consistency-check",
+        f.disable_consistency_check.to_string(),
+    );
     put("web.config.file", f.web_config_file.clone());
     put("web.enable-admin-api", f.enable_admin_api.to_string());
     put("web.enable-lifecycle", f.enable_lifecycle.to_string());
@@ -145,11 +169,23 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     );
 
     let prefix = route_prefix(&flags.route_prefix, &flags.external_url);
-    let telemetry = format!("{}/{}", prefix, flags.telemetry_path.trim_start_matches('/'));
+    let telemetry = format!(
+        "{}/{}",
+        prefix,
+        flags.telemetry_path.trim_start_matches('/')
+    );
     let ext = external_path(&flags.external_url);
     let cfg = Config {
-        routes: Routes { prefix: prefix.clone(), telemetry: server::router::clean_path(&telemetry), admin_api: flags.enable_admin_api },
-        external_path: if ext.is_empty() { ".".into() } else { ext.trim_end_matches('/').to_string() },
+        routes: Routes {
+            prefix: prefix.clone(),
+            telemetry: server::router::clean_path(&telemetry),
+            admin_api: flags.enable_admin_api,
+        },
+        external_path: if ext.is_empty() {
+            ".".into()
+        } else {
+            ext.trim_end_matches('/').to_string()
+        },
         enable_lifecycle: flags.enable_lifecycle,
         enable_admin_api: flags.enable_admin_api,
         flags: flag_map(&flags),
@@ -161,7 +197,9 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     let mut listeners = Vec::new();
     for a in &flags.listen_address {
         let addr = listen_addr(a);
-        let l = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+        let l = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
         tracing::info!(address = %addr, "listening");
         listeners.push(l);
     }

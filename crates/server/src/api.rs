@@ -15,16 +15,32 @@ use store::{FamilyEntry, Group};
 /// Adds the CORS headers the official API sets on every response.
 pub fn cors(mut r: Resp) -> Resp {
     let h = r.headers_mut();
-    h.insert("access-control-allow-headers", HeaderValue::from_static("Accept, Authorization, Content-Type, Origin"));
-    h.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("Accept, Authorization, Content-Type, Origin"),
+    );
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
     h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    h.insert("access-control-expose-headers", HeaderValue::from_static("Date"));
-    h.insert("cache-control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("Date"),
+    );
+    h.insert(
+        "cache-control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     r
 }
 
 fn json_response(body: String) -> Resp {
-    cors(crate::http::with_type(StatusCode::OK, "application/json", body))
+    cors(crate::http::with_type(
+        StatusCode::OK,
+        "application/json",
+        body,
+    ))
 }
 
 /// Appends `s` as a JSON string, escaped like Go's `encoding/json`.
@@ -82,13 +98,21 @@ pub fn rfc3339_nano(unix_nanos: i64, offset: time::UtcOffset) -> String {
         s.push('Z');
     } else {
         let (h, m, _) = offset.as_hms();
-        let _ = write!(s, "{}{:02}:{:02}", if offset.is_negative() { '-' } else { '+' }, h.unsigned_abs(), m.unsigned_abs());
+        let _ = write!(
+            s,
+            "{}{:02}:{:02}",
+            if offset.is_negative() { '-' } else { '+' },
+            h.unsigned_abs(),
+            m.unsigned_abs()
+        );
     }
     s
 }
 
 pub fn system_time_nanos(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// GET /api/v1/status
@@ -121,14 +145,19 @@ pub fn status(app: &Arc<App>) -> Resp {
         json_str(&mut out, v);
     }
     out.push_str("},\"start_time\":");
-    json_str(&mut out, &rfc3339_nano(system_time_nanos(app.start_time), app.cfg.utc_offset));
+    json_str(
+        &mut out,
+        &rfc3339_nano(system_time_nanos(app.start_time), app.cfg.utc_offset),
+    );
     out.push_str("}}");
     json_response(out)
 }
 
 fn labels_obj(out: &mut String, labels: impl Iterator<Item = (impl AsRef<str>, impl AsRef<str>)>) {
     out.push('{');
-    let mut pairs: Vec<(String, String)> = labels.map(|(n, v)| (n.as_ref().to_string(), v.as_ref().to_string())).collect();
+    let mut pairs: Vec<(String, String)> = labels
+        .map(|(n, v)| (n.as_ref().to_string(), v.as_ref().to_string()))
+        .collect();
     pairs.sort();
     pairs.dedup_by(|a, b| a.0 == b.0);
     for (i, (n, v)) in pairs.iter().enumerate() {
@@ -147,7 +176,11 @@ fn metric_obj(out: &mut String, t: MetricType, m: &Metric) {
     match t {
         MetricType::Summary => {
             let s = m.summary.clone().unwrap_or_default();
-            let _ = write!(out, "{{\"count\":\"{}\",\"labels\":", s.sample_count.unwrap_or(0));
+            let _ = write!(
+                out,
+                "{{\"count\":\"{}\",\"labels\":",
+                s.sample_count.unwrap_or(0)
+            );
             labels_obj(out, labels());
             out.push_str(",\"quantiles\":{");
             for (i, q) in s.quantile.iter().enumerate() {
@@ -236,7 +269,10 @@ pub fn group_obj(out: &mut String, g: &Group, offset: time::UtcOffset) {
         Success,
         Family(&'a FamilyEntry),
     }
-    let mut items: Vec<(&str, Item)> = vec![("labels", Item::Labels), ("last_push_successful", Item::Success)];
+    let mut items: Vec<(&str, Item)> = vec![
+        ("labels", Item::Labels),
+        ("last_push_successful", Item::Success),
+    ];
     for (name, e) in &g.families {
         if &**name == "labels" || &**name == "last_push_successful" {
             continue;
@@ -253,7 +289,11 @@ pub fn group_obj(out: &mut String, g: &Group, offset: time::UtcOffset) {
         out.push(':');
         match item {
             Item::Labels => labels_obj(out, g.key.labels().iter().map(|(n, v)| (&**n, &**v))),
-            Item::Success => out.push_str(if g.last_push_successful() { "true" } else { "false" }),
+            Item::Success => out.push_str(if g.last_push_successful() {
+                "true"
+            } else {
+                "false"
+            }),
             Item::Family(e) => family_obj(out, e, offset),
         }
     }
@@ -288,9 +328,18 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        assert_eq!(rfc3339_nano(1_583_781_848_025_744_841, time::UtcOffset::UTC), "2020-03-10T19:24:08.025744841Z");
-        assert_eq!(rfc3339_nano(1_583_781_848_000_000_000, time::UtcOffset::UTC), "2020-03-10T19:24:08Z");
+        assert_eq!(
+            rfc3339_nano(1_583_781_848_025_744_841, time::UtcOffset::UTC),
+            "2020-03-10T19:24:08.025744841Z"
+        );
+        assert_eq!(
+            rfc3339_nano(1_583_781_848_000_000_000, time::UtcOffset::UTC),
+            "2020-03-10T19:24:08Z"
+        );
         let ist = time::UtcOffset::from_hms(5, 30, 0).unwrap();
-        assert_eq!(rfc3339_nano(1_583_781_848_100_000_000, ist), "2020-03-11T00:54:08.1+05:30");
+        assert_eq!(
+            rfc3339_nano(1_583_781_848_100_000_000, ist),
+            "2020-03-11T00:54:08.1+05:30"
+        );
     }
 }

@@ -23,7 +23,9 @@ pub enum HttpError {
 impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Timestamps | StoreError::Inconsistent(_) => HttpError::Rejected(e.to_string()),
+            StoreError::Timestamps | StoreError::Inconsistent(_) => {
+                HttpError::Rejected(e.to_string())
+            }
             StoreError::Persist(_) => HttpError::Internal(e.to_string()),
         }
     }

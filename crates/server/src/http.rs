@@ -12,8 +12,14 @@ pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -36,7 +42,11 @@ pub fn with_type(status: StatusCode, content_type: &'static str, body: impl Into
 /// A redirect as Go's ServeMux and httprouter send them.
 pub fn redirect(status: StatusCode, location: &str, method_is_get: bool) -> Resp {
     let body = if method_is_get {
-        format!("<a href=\"{}\">{}</a>.\n\n", html_escape(location), status.canonical_reason().unwrap_or(""))
+        format!(
+            "<a href=\"{}\">{}</a>.\n\n",
+            html_escape(location),
+            status.canonical_reason().unwrap_or("")
+        )
     } else {
         String::new()
     };

@@ -153,7 +153,10 @@ fn decode_path(raw: &str) -> Option<String> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = |c: u8| (c as char).to_digit(16);
-            let (h, l) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex));
+            let (h, l) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            );
             match (h, l) {
                 (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
                 _ => return None,
@@ -187,7 +190,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
     let started = Instant::now();
     let method = req.method().clone();
     let Some(path) = decode_path(req.uri().path()) else {
-        return text_response(StatusCode::BAD_REQUEST, "400 Bad Request: invalid URL escape or non-UTF-8 path\n");
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: invalid URL escape or non-UTF-8 path\n",
+        );
     };
     match app.cfg.routes.dispatch(&method, &path) {
         Dispatch::Redirect(code, to) => {
@@ -211,14 +217,17 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
             let handler = telemetry::handler_label(&route);
             let resp = route_request(&app, route, req, remote, started).await;
             if let Some(h) = handler {
-                app.telemetry.count_request(h, resp.status().as_u16(), &method);
+                app.telemetry
+                    .count_request(h, resp.status().as_u16(), &method);
             }
             resp
         }
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<(hyper::http::request::Parts, Bytes), HttpError> {
+async fn read_body(
+    req: Request<Incoming>,
+) -> Result<(hyper::http::request::Parts, Bytes), HttpError> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -245,8 +254,11 @@ async fn route_request(
             };
             let resp = result.unwrap_or_else(HttpError::into_response);
             if method == Method::PUT || method == Method::POST {
-                app.telemetry
-                    .observe_push(&method, started.elapsed().as_secs_f64(), approx_size as f64);
+                app.telemetry.observe_push(
+                    &method,
+                    started.elapsed().as_secs_f64(),
+                    approx_size as f64,
+                );
             }
             resp
         }
@@ -260,7 +272,10 @@ async fn route_request(
                 with_sniffed_text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.")
             }
         }
-        Route::QuitGet => with_sniffed_text(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed."),
+        Route::QuitGet => with_sniffed_text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only POST or PUT requests allowed.",
+        ),
         Route::Static(file) => ui::static_file(&file),
         Route::Ui => ui::page(app),
         Route::ApiStatus => api::status(app),
@@ -275,5 +290,9 @@ async fn route_request(
 
 /// A plain-text body without `nosniff`, as Go writes it with `w.Write` (type sniffed).
 fn with_sniffed_text(status: StatusCode, body: &'static str) -> Resp {
-    http::with_type(status, "text/plain; charset=utf-8", Bytes::from_static(body.as_bytes()))
+    http::with_type(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
 }

@@ -28,7 +28,9 @@ pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
     let trimmed = s.trim_end_matches('=');
     B64.decode(trimmed).map_err(|e| match e {
         base64::DecodeError::InvalidByte(i, _) => format!("illegal base64 data at input byte {i}"),
-        base64::DecodeError::InvalidLastSymbol(i, _) => format!("illegal base64 data at input byte {i}"),
+        base64::DecodeError::InvalidLastSymbol(i, _) => {
+            format!("illegal base64 data at input byte {i}")
+        }
         _ => format!("illegal base64 data at input byte {}", trimmed.len()),
     })
 }
@@ -46,8 +48,9 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
         None => (rest, ""),
     };
     let job = if base64 {
-        let bytes = decode_base64(job_raw)
-            .map_err(|e| HttpError::BadRequest(format!("invalid base64 encoding in job name {:?}: {e}", "")))?;
+        let bytes = decode_base64(job_raw).map_err(|e| {
+            HttpError::BadRequest(format!("invalid base64 encoding in job name {:?}: {e}", ""))
+        })?;
         String::from_utf8(bytes)
             .map_err(|_| HttpError::BadRequest("job name is not valid UTF-8".to_string()))?
     } else {
@@ -56,7 +59,7 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
     let mut pairs: Vec<(String, String)> = Vec::new();
     if labels.len() > 1 {
         let comps: Vec<&str> = labels[1..].split('/').collect();
-        if comps.len() % 2 != 0 {
+        if !comps.len().is_multiple_of(2) {
             return Err(HttpError::BadRequest(format!(
                 "odd number of components in label string {labels:?}"
             )));
@@ -68,7 +71,9 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
                 None => (name, false),
             };
             if !is_valid_label_name(trimmed) || trimmed.starts_with("__") {
-                return Err(HttpError::BadRequest(format!("improper label name {trimmed:?}")));
+                return Err(HttpError::BadRequest(format!(
+                    "improper label name {trimmed:?}"
+                )));
             }
             let value = if is_b64 {
                 let bytes = decode_base64(value).map_err(|e| {
@@ -147,7 +152,9 @@ pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
         if p.is_empty() {
             continue;
         }
-        let Some((k, v)) = p.split_once('=') else { return false };
+        let Some((k, v)) = p.split_once('=') else {
+            return false;
+        };
         let v = v.trim().trim_matches('"');
         match k.trim().to_ascii_lowercase().as_str() {
             "proto" => proto = Some(v.to_string()),
@@ -155,7 +162,8 @@ pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
             _ => {}
         }
     }
-    proto.as_deref() == Some("io.prometheus.client.MetricFamily") && encoding.as_deref() == Some("delimited")
+    proto.as_deref() == Some("io.prometheus.client.MetricFamily")
+        && encoding.as_deref() == Some("delimited")
 }
 
 /// Handles a push or delete whose route matched.
@@ -179,9 +187,11 @@ pub async fn handle(
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let families = if is_delimited_protobuf(content_type) {
-        exposition::delimited::parse_delimited(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?
+        exposition::delimited::parse_delimited(&body)
+            .map_err(|e| HttpError::BadRequest(e.to_string()))?
     } else {
-        exposition::text_parse::parse_text(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?
+        exposition::text_parse::parse_text(&body)
+            .map_err(|e| HttpError::BadRequest(e.to_string()))?
     };
     let checked = app.store.is_checked();
     let push = Push {
@@ -191,7 +201,11 @@ pub async fn handle(
         time,
     };
     match app.store.push(push).await {
-        Ok(()) => Ok(empty(if checked { StatusCode::OK } else { StatusCode::ACCEPTED })),
+        Ok(()) => Ok(empty(if checked {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        })),
         Err(e @ StoreError::Persist(_)) => Err(e.into()),
         Err(e) if checked => {
             tracing::error!(method = %parts.method, source = %remote, err = %e,
@@ -223,7 +237,10 @@ mod tests {
     }
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -238,8 +255,14 @@ mod tests {
     #[test]
     fn base64_rules() {
         assert_eq!(key(true, "/dGVzdC9qb2I="), kv(&[("job", "test/job")]));
-        assert_eq!(key(false, "/j/l@base64/bGFiZWwvdmFsdWUy=="), kv(&[("job", "j"), ("l", "label/value2")]));
-        assert_eq!(key(false, "/j/x@base64/YR"), kv(&[("job", "j"), ("x", "a")]));
+        assert_eq!(
+            key(false, "/j/l@base64/bGFiZWwvdmFsdWUy=="),
+            kv(&[("job", "j"), ("l", "label/value2")])
+        );
+        assert_eq!(
+            key(false, "/j/x@base64/YR"),
+            kv(&[("job", "j"), ("x", "a")])
+        );
         assert_eq!(key(false, "/j/x@base64/="), kv(&[("job", "j"), ("x", "")]));
         assert_eq!(key(false, "/j/x@base64/"), kv(&[("job", "j"), ("x", "")]));
         assert_eq!(
@@ -259,8 +282,14 @@ mod tests {
     fn bad_label_names_and_odd_components() {
         assert_eq!(err(false, "/foo/a=b/x"), "improper label name \"a=b\"");
         assert_eq!(err(false, "/foo/__a/x"), "improper label name \"__a\"");
-        assert_eq!(err(false, "/foo/a"), "odd number of components in label string \"/a\"");
-        assert_eq!(err(false, "/a/b/c/"), "odd number of components in label string \"/b/c/\"");
+        assert_eq!(
+            err(false, "/foo/a"),
+            "odd number of components in label string \"/a\""
+        );
+        assert_eq!(
+            err(false, "/a/b/c/"),
+            "odd number of components in label string \"/b/c/\""
+        );
     }
 
     #[test]

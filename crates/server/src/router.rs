@@ -10,7 +10,10 @@ use hyper::{Method, StatusCode};
 pub enum Route {
     /// A push/delete path; `rest` is everything after the job segment's route
     /// (`/<job>{/<name>/<value>}`), `base64` when the route was `job@base64`.
-    Push { base64: bool, rest: String },
+    Push {
+        base64: bool,
+        rest: String,
+    },
     Scrape,
     Healthy,
     Ready,
@@ -45,6 +48,9 @@ pub struct Routes {
     pub admin_api: bool,
 }
 
+/// Computes the trailing-slash redirect target for a method, if any.
+type TsrFn<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 const METHODS: [&str; 5] = ["DELETE", "GET", "OPTIONS", "POST", "PUT"];
 
 /// Go's `path.Clean`, keeping a trailing slash (as `ServeMux`'s `cleanPath` does).
@@ -52,7 +58,11 @@ pub fn clean_path(p: &str) -> String {
     if p.is_empty() {
         return "/".into();
     }
-    let rooted = if p.starts_with('/') { p.to_string() } else { format!("/{p}") };
+    let rooted = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    };
     let mut parts: Vec<&str> = Vec::new();
     for seg in rooted.split('/') {
         match seg {
@@ -88,7 +98,10 @@ impl Routes {
                     // `:job` must be a non-empty segment.
                     let job_len = after.find('/').unwrap_or(after.len());
                     if job_len > 0 {
-                        let r = Route::Push { base64, rest: format!("/{after}") };
+                        let r = Route::Push {
+                            base64,
+                            rest: format!("/{after}"),
+                        };
                         for m in ["DELETE", "POST", "PUT"] {
                             out.push((m, r.clone()));
                         }
@@ -170,7 +183,7 @@ impl Routes {
         method: &Method,
         routes: Vec<(&'static str, Route)>,
         has_tsr: impl Fn(&str) -> bool,
-        tsr: Option<&dyn Fn(&str) -> Option<String>>,
+        tsr: Option<TsrFn<'_>>,
     ) -> Dispatch {
         let m = method.as_str();
         if let Some((_, r)) = routes.iter().find(|(rm, _)| *rm == m) {
@@ -197,7 +210,11 @@ impl Routes {
         allow.push("OPTIONS");
         allow.sort_unstable();
         allow.dedup();
-        let allow: Vec<&'static str> = METHODS.iter().copied().filter(|x| allow.contains(x)).collect();
+        let allow: Vec<&'static str> = METHODS
+            .iter()
+            .copied()
+            .filter(|x| allow.contains(x))
+            .collect();
         if method == Method::OPTIONS {
             Dispatch::Options(allow)
         } else {
@@ -223,7 +240,10 @@ mod tests {
         let r = routes("");
         assert_eq!(
             r.dispatch(&Method::PUT, "/metrics/job/foo/label//bar"),
-            Dispatch::Redirect(StatusCode::MOVED_PERMANENTLY, "/metrics/job/foo/label/bar".into())
+            Dispatch::Redirect(
+                StatusCode::MOVED_PERMANENTLY,
+                "/metrics/job/foo/label/bar".into()
+            )
         );
         assert_eq!(clean_path("/a/./b/../c/"), "/a/c/");
         assert_eq!(clean_path("/"), "/");
@@ -234,7 +254,10 @@ mod tests {
         let r = routes("");
         assert_eq!(
             r.dispatch(&Method::PUT, "/metrics/job/a/"),
-            Dispatch::Handle(Route::Push { base64: false, rest: "/a/".into() })
+            Dispatch::Handle(Route::Push {
+                base64: false,
+                rest: "/a/".into()
+            })
         );
         assert_eq!(
             r.dispatch(&Method::PUT, "/metrics/job/"),
@@ -253,8 +276,14 @@ mod tests {
             r.dispatch(&Method::OPTIONS, "/metrics/job/x"),
             Dispatch::Options(vec!["DELETE", "OPTIONS", "POST", "PUT"])
         );
-        assert_eq!(r.dispatch(&Method::HEAD, "/metrics"), Dispatch::MethodNotAllowed(vec!["GET", "OPTIONS"]));
-        assert_eq!(r.dispatch(&Method::PUT, "/metrics"), Dispatch::MethodNotAllowed(vec!["GET", "OPTIONS"]));
+        assert_eq!(
+            r.dispatch(&Method::HEAD, "/metrics"),
+            Dispatch::MethodNotAllowed(vec!["GET", "OPTIONS"])
+        );
+        assert_eq!(
+            r.dispatch(&Method::PUT, "/metrics"),
+            Dispatch::MethodNotAllowed(vec!["GET", "OPTIONS"])
+        );
     }
 
     #[test]
@@ -265,7 +294,10 @@ mod tests {
             Dispatch::Redirect(StatusCode::MOVED_PERMANENTLY, "/api/v1/".into())
         );
         assert_eq!(r.dispatch(&Method::GET, "/api/v1/"), Dispatch::NotFound);
-        assert_eq!(r.dispatch(&Method::OPTIONS, "/api/v1/anything"), Dispatch::Handle(Route::ApiOptions));
+        assert_eq!(
+            r.dispatch(&Method::OPTIONS, "/api/v1/anything"),
+            Dispatch::Handle(Route::ApiOptions)
+        );
         assert_eq!(
             r.dispatch(&Method::GET, "/api/v1/admin/wipe"),
             Dispatch::MethodNotAllowed(vec!["OPTIONS", "PUT"])
@@ -275,14 +307,23 @@ mod tests {
     #[test]
     fn route_prefix_and_quit() {
         let r = routes("/pg");
-        assert_eq!(r.dispatch(&Method::GET, "/pg/metrics"), Dispatch::Handle(Route::Scrape));
+        assert_eq!(
+            r.dispatch(&Method::GET, "/pg/metrics"),
+            Dispatch::Handle(Route::Scrape)
+        );
         assert_eq!(r.dispatch(&Method::GET, "/metrics"), Dispatch::NotFound);
         assert_eq!(
             r.dispatch(&Method::GET, "/pg"),
             Dispatch::Redirect(StatusCode::MOVED_PERMANENTLY, "/pg/".into())
         );
-        assert_eq!(r.dispatch(&Method::GET, "/-/quit"), Dispatch::Handle(Route::QuitGet));
-        assert_eq!(r.dispatch(&Method::GET, "/pg/-/quit"), Dispatch::MethodNotAllowed(vec!["OPTIONS", "POST", "PUT"]));
+        assert_eq!(
+            r.dispatch(&Method::GET, "/-/quit"),
+            Dispatch::Handle(Route::QuitGet)
+        );
+        assert_eq!(
+            r.dispatch(&Method::GET, "/pg/-/quit"),
+            Dispatch::MethodNotAllowed(vec!["OPTIONS", "POST", "PUT"])
+        );
         assert_eq!(r.dispatch(&Method::GET, "/-/healthy"), Dispatch::NotFound);
     }
 }

@@ -24,10 +24,15 @@ pub enum Format {
     Protobuf,
 }
 
+/// One media range of an `Accept` header: q-value, position, media type, parameters.
+type AcceptEntry = (f64, usize, String, Vec<(String, String)>);
+
 /// Picks the format from `Accept`, honouring q-values as goautoneg does.
 pub fn negotiate(accept: Option<&str>) -> Format {
-    let Some(accept) = accept else { return Format::Text };
-    let mut entries: Vec<(f64, usize, String, Vec<(String, String)>)> = Vec::new();
+    let Some(accept) = accept else {
+        return Format::Text;
+    };
+    let mut entries: Vec<AcceptEntry> = Vec::new();
     for (i, part) in accept.split(',').enumerate() {
         let mut fields = part.split(';');
         let media = fields.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -46,12 +51,21 @@ pub fn negotiate(accept: Option<&str>) -> Format {
         }
         entries.push((q, i, media, params));
     }
-    entries.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+    entries.sort_by(|a, b| {
+        b.0.partial_cmp(&a.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    });
     for (q, _, media, params) in entries {
         if q <= 0.0 {
             continue;
         }
-        let param = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
+        let param = |k: &str| {
+            params
+                .iter()
+                .find(|(pk, _)| pk == k)
+                .map(|(_, v)| v.as_str())
+        };
         if media == "application/vnd.google.protobuf"
             && param("proto") == Some("io.prometheus.client.MetricFamily")
         {
@@ -88,13 +102,31 @@ fn merged<'a>(own: &'a [OwnFamily], snap: &'a Snapshot) -> Vec<(&'a str, Merged<
     let mut own_iter = own.iter().filter(|f| !f.metrics.is_empty()).peekable();
     for (name, groups) in snap.families.iter() {
         while let Some(o) = own_iter.next_if(|o| o.name < &**name) {
-            out.push((o.name, Merged { own: Some(o), stored: None }));
+            out.push((
+                o.name,
+                Merged {
+                    own: Some(o),
+                    stored: None,
+                },
+            ));
         }
         let o = own_iter.next_if(|o| o.name == &**name);
-        out.push((name, Merged { own: o, stored: Some(groups) }));
+        out.push((
+            name,
+            Merged {
+                own: o,
+                stored: Some(groups),
+            },
+        ));
     }
     for o in own_iter {
-        out.push((o.name, Merged { own: Some(o), stored: None }));
+        out.push((
+            o.name,
+            Merged {
+                own: Some(o),
+                stored: None,
+            },
+        ));
     }
     out
 }
@@ -103,7 +135,10 @@ fn header_of<'a>(name: &str, m: &'a Merged<'a>) -> (Option<&'a str>, MetricType)
     if let Some(o) = m.own {
         return (Some(o.help), o.mtype);
     }
-    let first = m.stored.and_then(|g| g.values().next()).expect("non-empty family");
+    let first = m
+        .stored
+        .and_then(|g| g.values().next())
+        .expect("non-empty family");
     let help = own_help(name).or(first.help.as_deref());
     (help, first.mtype)
 }
@@ -156,7 +191,9 @@ pub fn render_protobuf(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
                 prost::encoding::message::encode(4, metric, &mut head);
             }
         }
-        let stored_len: usize = m.stored.map_or(0, |g| g.values().map(|e| e.proto_metrics().len()).sum());
+        let stored_len: usize = m
+            .stored
+            .map_or(0, |g| g.values().map(|e| e.proto_metrics().len()).sum());
         delimited::write_varint(&mut out, (head.len() + stored_len) as u64);
         out.extend_from_slice(&head);
         if let Some(g) = m.stored {
@@ -180,18 +217,25 @@ pub fn handle(app: &Arc<App>, headers: &HeaderMap) -> Resp {
         );
     }
     let own = app.telemetry.gather();
-    let accept = headers.get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = headers
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let (body, content_type) = match negotiate(accept) {
         Format::Text => (render_text(&own, &snap), TEXT_CONTENT_TYPE),
         Format::Protobuf => (render_protobuf(&own, &snap), delimited::CONTENT_TYPE),
     };
     drop(snap);
     let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     let body = if gzip_accepted(headers) {
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::new(1));
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 8),
+            flate2::Compression::new(1),
+        );
         let _ = enc.write_all(&body);
-        resp.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        resp.headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         enc.finish().unwrap_or_default()
     } else {
         body
@@ -209,8 +253,17 @@ mod tests {
         let pb = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
         assert_eq!(negotiate(None), Format::Text);
         assert_eq!(negotiate(Some(pb)), Format::Protobuf);
-        assert_eq!(negotiate(Some(&format!("{pb};q=0.7,text/plain;version=0.0.4;q=0.3"))), Format::Protobuf);
-        assert_eq!(negotiate(Some(&format!("{pb};q=0.2,text/plain;version=0.0.4;q=0.3"))), Format::Text);
-        assert_eq!(negotiate(Some("application/openmetrics-text; version=1.0.0")), Format::Text);
+        assert_eq!(
+            negotiate(Some(&format!("{pb};q=0.7,text/plain;version=0.0.4;q=0.3"))),
+            Format::Protobuf
+        );
+        assert_eq!(
+            negotiate(Some(&format!("{pb};q=0.2,text/plain;version=0.0.4;q=0.3"))),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text; version=1.0.0")),
+            Format::Text
+        );
     }
 }

@@ -34,7 +34,10 @@ pub const OWN_FAMILIES: &[(&str, MetricType, &str)] = &[
 
 /// The help string of an own family, if `name` is one.
 pub fn own_help(name: &str) -> Option<&'static str> {
-    OWN_FAMILIES.iter().find(|(n, _, _)| *n == name).map(|(_, _, h)| *h)
+    OWN_FAMILIES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, h)| *h)
 }
 
 /// The `handler` label of an instrumented route (scrapes and `/-/quit` are not counted).
@@ -66,7 +69,11 @@ const MAX_SAMPLES: usize = 4096;
 
 impl Window {
     fn new() -> Window {
-        Window { samples: VecDeque::new(), sum: 0.0, count: 0 }
+        Window {
+            samples: VecDeque::new(),
+            sum: 0.0,
+            count: 0,
+        }
     }
     fn observe(&mut self, now: Instant, v: f64) {
         self.samples.push_back((now, v));
@@ -77,7 +84,11 @@ impl Window {
         self.count += 1;
     }
     fn summary(&mut self, now: Instant) -> Summary {
-        while self.samples.front().is_some_and(|(t, _)| now.duration_since(*t) > MAX_AGE) {
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > MAX_AGE)
+        {
             self.samples.pop_front();
         }
         let mut vals: Vec<f64> = self.samples.iter().map(|(_, v)| *v).collect();
@@ -94,7 +105,10 @@ impl Window {
             sample_sum: Some(self.sum),
             quantile: [0.1, 0.5, 0.9]
                 .iter()
-                .map(|p| Quantile { quantile: Some(*p), value: Some(q(*p)) })
+                .map(|p| Quantile {
+                    quantile: Some(*p),
+                    value: Some(q(*p)),
+                })
                 .collect(),
             created_timestamp: None,
         }
@@ -116,7 +130,8 @@ pub struct Telemetry {
 fn method_label(m: &Method) -> String {
     let s = m.as_str().to_ascii_lowercase();
     match s.as_str() {
-        "get" | "put" | "post" | "delete" | "connect" | "options" | "notify" | "trace" | "patch" | "head" => s,
+        "get" | "put" | "post" | "delete" | "connect" | "options" | "notify" | "trace"
+        | "patch" | "head" => s,
         _ => "unknown".into(),
     }
 }
@@ -125,7 +140,12 @@ impl Telemetry {
     pub fn new(build: &BuildInfo) -> Telemetry {
         let mut build_labels = vec![
             LabelPair::new("branch", build.branch.clone()),
-            LabelPair::new("goarch", std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+            LabelPair::new(
+                "goarch",
+                std::env::consts::ARCH
+                    .replace("x86_64", "amd64")
+                    .replace("aarch64", "arm64"),
+            ),
             LabelPair::new("goos", std::env::consts::OS),
             LabelPair::new("goversion", build.go_version.clone()),
             LabelPair::new("revision", build.revision.clone()),
@@ -141,16 +161,25 @@ impl Telemetry {
     }
 
     pub fn count_request(&self, handler: &'static str, code: u16, method: &Method) {
-        let handler = if handler == "push" && method == Method::DELETE { "delete" } else { handler };
-        *self.requests.lock().entry((code, handler, method_label(method))).or_insert(0) += 1;
+        let handler = if handler == "push" && method == Method::DELETE {
+            "delete"
+        } else {
+            handler
+        };
+        *self
+            .requests
+            .lock()
+            .entry((code, handler, method_label(method)))
+            .or_insert(0) += 1;
     }
 
     pub fn observe_push(&self, method: &Method, seconds: f64, size: f64) {
         let now = Instant::now();
         let mut p = self.pushes.lock();
-        let s = p
-            .entry(method_label(method))
-            .or_insert_with(|| PushStats { duration: Window::new(), size: Window::new() });
+        let s = p.entry(method_label(method)).or_insert_with(|| PushStats {
+            duration: Window::new(),
+            size: Window::new(),
+        });
         s.duration.observe(now, seconds);
         s.size.observe(now, size);
     }
@@ -160,32 +189,73 @@ impl Telemetry {
         let now = Instant::now();
         let mut out = Vec::new();
         let fam = |name: &'static str, metrics: Vec<Metric>| {
-            let (_, mtype, help) = OWN_FAMILIES.iter().find(|(n, _, _)| *n == name).copied().expect("own family");
-            OwnFamily { name, help, mtype, metrics }
+            let (_, mtype, help) = OWN_FAMILIES
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .copied()
+                .expect("own family");
+            OwnFamily {
+                name,
+                help,
+                mtype,
+                metrics,
+            }
         };
-        let gauge = |v: f64| Metric { gauge: Some(Gauge { value: Some(v) }), ..Default::default() };
-        let proc = ProcStats::read();
-        out.push(fam("process_cpu_seconds_total", vec![Metric {
-            counter: Some(Counter { value: Some(proc.cpu_seconds), ..Default::default() }),
+        let gauge = |v: f64| Metric {
+            gauge: Some(Gauge { value: Some(v) }),
             ..Default::default()
-        }]));
+        };
+        let proc = ProcStats::read();
+        out.push(fam(
+            "process_cpu_seconds_total",
+            vec![Metric {
+                counter: Some(Counter {
+                    value: Some(proc.cpu_seconds),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        ));
         out.push(fam("process_max_fds", vec![gauge(proc.max_fds)]));
         out.push(fam("process_open_fds", vec![gauge(proc.open_fds)]));
-        out.push(fam("process_resident_memory_bytes", vec![gauge(proc.rss_bytes)]));
-        out.push(fam("process_start_time_seconds", vec![gauge(self.start_time_seconds)]));
-        out.push(fam("process_virtual_memory_bytes", vec![gauge(proc.vsize_bytes)]));
-        out.push(fam("process_virtual_memory_max_bytes", vec![gauge(proc.max_vsize)]));
-        out.push(fam("pushgateway_build_info", vec![Metric {
-            label: self.build_labels.clone(),
-            gauge: Some(Gauge { value: Some(1.0) }),
-            ..Default::default()
-        }]));
+        out.push(fam(
+            "process_resident_memory_bytes",
+            vec![gauge(proc.rss_bytes)],
+        ));
+        out.push(fam(
+            "process_start_time_seconds",
+            vec![gauge(self.start_time_seconds)],
+        ));
+        out.push(fam(
+            "process_virtual_memory_bytes",
+            vec![gauge(proc.vsize_bytes)],
+        ));
+        out.push(fam(
+            "process_virtual_memory_max_bytes",
+            vec![gauge(proc.max_vsize)],
+        ));
+        out.push(fam(
+            "pushgateway_build_info",
+            vec![Metric {
+                label: self.build_labels.clone(),
+                gauge: Some(Gauge { value: Some(1.0) }),
+                ..Default::default()
+            }],
+        ));
         let mut durations = Vec::new();
         let mut sizes = Vec::new();
         for (method, s) in self.pushes.lock().iter_mut() {
             let label = vec![LabelPair::new("method", method.clone())];
-            durations.push(Metric { label: label.clone(), summary: Some(s.duration.summary(now)), ..Default::default() });
-            sizes.push(Metric { label, summary: Some(s.size.summary(now)), ..Default::default() });
+            durations.push(Metric {
+                label: label.clone(),
+                summary: Some(s.duration.summary(now)),
+                ..Default::default()
+            });
+            sizes.push(Metric {
+                label,
+                summary: Some(s.size.summary(now)),
+                ..Default::default()
+            });
         }
         if !durations.is_empty() {
             out.push(fam("pushgateway_http_push_duration_seconds", durations));
@@ -201,7 +271,10 @@ impl Telemetry {
                     LabelPair::new("handler", *handler),
                     LabelPair::new("method", method.clone()),
                 ],
-                counter: Some(Counter { value: Some(*n as f64), ..Default::default() }),
+                counter: Some(Counter {
+                    value: Some(*n as f64),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .collect();
@@ -267,7 +340,12 @@ fn process_start_time() -> Option<f64> {
     let f = stat_fields()?;
     let start_ticks: f64 = f.get(19)?.parse().ok()?;
     let boot = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: f64 = boot.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+    let btime: f64 = boot
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
     Some(btime + start_ticks / clock_ticks())
 }
 
@@ -290,7 +368,9 @@ impl ProcStats {
             p.vsize_bytes = num(20);
             p.rss_bytes = num(21) * page_size();
         }
-        p.open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as f64).unwrap_or(0.0);
+        p.open_fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as f64)
+            .unwrap_or(0.0);
         if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
             p.max_fds = limit(&limits, "Max open files").unwrap_or(0.0);
             p.max_vsize = limit(&limits, "Max address space").unwrap_or(0.0);

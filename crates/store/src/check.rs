@@ -173,14 +173,19 @@ mod tests {
         assert!(e.ends_with("is not a GAUGE"), "{e}");
         let e = check_metric("m", MetricType::Untyped, &metric(&[("__x", "y")])).unwrap_err();
         assert!(e.ends_with("has a label with an invalid name: __x"), "{e}");
-        let e = check_metric("m", MetricType::Untyped, &metric(&[("a", "1"), ("a", "2")]))
-            .unwrap_err();
+        let e =
+            check_metric("m", MetricType::Untyped, &metric(&[("a", "1"), ("a", "2")])).unwrap_err();
         assert!(e.ends_with("labels with the same name: a"), "{e}");
         let mut s = metric(&[("quantile", "x")]);
         s.untyped = None;
         s.summary = Some(Summary::default());
         let e = check_metric("s", MetricType::Summary, &s).unwrap_err();
-        assert!(e.contains("must not have an explicit \"quantile\" label"), "{e}");
-        assert!(!is_valid_label_name("a.b") && !is_valid_label_name("1a") && is_valid_label_name("_a1"));
+        assert!(
+            e.contains("must not have an explicit \"quantile\" label"),
+            "{e}"
+        );
+        assert!(
+            !is_valid_label_name("a.b") && !is_valid_label_name("1a") && is_valid_label_name("_a1")
+        );
     }
 }

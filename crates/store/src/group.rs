@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 pub const PUSH_TIME: &str = "push_time_seconds";
 pub const PUSH_FAILURE_TIME: &str = "push_failure_time_seconds";
-pub const PUSH_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway succeeded.";
+pub const PUSH_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway succeeded.";
 pub const PUSH_FAILURE_TIME_HELP: &str =
     "Last Unix time when changing this group in the Pushgateway failed.";
 
@@ -102,7 +103,6 @@ impl FamilyEntry {
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
         out.extend_from_slice(&self.proto);
     }
-
 }
 
 /// The 64-bit identity of a series, as client_golang computes it for its uniqueness check
@@ -171,7 +171,13 @@ impl Group {
             gauge: Some(Gauge { value: Some(value) }),
             ..Default::default()
         };
-        Arc::new(FamilyEntry::build(name, Some(help), MetricType::Gauge, &[m], ts))
+        Arc::new(FamilyEntry::build(
+            name,
+            Some(help),
+            MetricType::Gauge,
+            &[m],
+            ts,
+        ))
     }
 }
 
@@ -295,7 +301,11 @@ impl Group {
             push_failure_time: 0.0,
         };
         g.set_push_time(intern(PUSH_TIME), rec.push_time, rec.push_time_ts);
-        g.set_push_failure_time(intern(PUSH_FAILURE_TIME), rec.push_failure_time, rec.push_failure_time_ts);
+        g.set_push_failure_time(
+            intern(PUSH_FAILURE_TIME),
+            rec.push_failure_time,
+            rec.push_failure_time_ts,
+        );
         Ok(g)
     }
 
@@ -331,7 +341,10 @@ mod tests {
         };
         sanitize_labels(&mut m, &key);
         let got: Vec<_> = m.label.iter().map(|l| (l.name(), l.value())).collect();
-        assert_eq!(got, [("a", "x"), ("instance", "instance2"), ("job", "job1")]);
+        assert_eq!(
+            got,
+            [("a", "x"), ("instance", "instance2"), ("job", "job1")]
+        );
 
         let key = GroupKey::new([("job", "j")]);
         let mut m = Metric {
@@ -348,7 +361,11 @@ mod tests {
         let key = GroupKey::new([("job", "j"), ("x", "")]);
         let mut intern = |s: &str| Arc::<str>::from(s);
         let m = Metric {
-            label: vec![LabelPair::new("instance", ""), LabelPair::new("job", "j"), LabelPair::new("x", "")],
+            label: vec![
+                LabelPair::new("instance", ""),
+                LabelPair::new("job", "j"),
+                LabelPair::new("x", ""),
+            ],
             gauge: Some(Gauge { value: Some(1.5) }),
             ..Default::default()
         };
@@ -360,7 +377,13 @@ mod tests {
         };
         g.families.insert(
             intern("foo"),
-            Arc::new(FamilyEntry::build(intern("foo"), Some("h"), MetricType::Gauge, &[m], 42)),
+            Arc::new(FamilyEntry::build(
+                intern("foo"),
+                Some("h"),
+                MetricType::Gauge,
+                &[m],
+                42,
+            )),
         );
         g.set_push_time(intern(PUSH_TIME), 12.5, 42);
         g.set_push_failure_time(intern(PUSH_FAILURE_TIME), 3.0, 7);

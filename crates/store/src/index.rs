@@ -323,7 +323,12 @@ mod tests {
                     ..Default::default()
                 };
                 match t {
-                    MetricType::Counter => m.counter = Some(Counter { value: Some(1.0), ..Default::default() }),
+                    MetricType::Counter => {
+                        m.counter = Some(Counter {
+                            value: Some(1.0),
+                            ..Default::default()
+                        })
+                    }
                     MetricType::Gauge => m.gauge = Some(Gauge { value: Some(1.0) }),
                     MetricType::Summary => m.summary = Some(Summary::default()),
                     MetricType::Histogram => m.histogram = Some(Histogram::default()),
@@ -351,11 +356,26 @@ mod tests {
     #[test]
     fn duplicate_series_within_push_and_across_groups() {
         let mut ix = Index::new([]);
-        let d = entry("c", MetricType::Untyped, &[&[("job", "dup")], &[("job", "dup")]]);
-        assert!(ix.check(&[], &[&d]).unwrap_err().contains("was collected before"));
-        let a = entry("c", MetricType::Untyped, &[&[("instance", ""), ("job", "j")]]);
+        let d = entry(
+            "c",
+            MetricType::Untyped,
+            &[&[("job", "dup")], &[("job", "dup")]],
+        );
+        assert!(ix
+            .check(&[], &[&d])
+            .unwrap_err()
+            .contains("was collected before"));
+        let a = entry(
+            "c",
+            MetricType::Untyped,
+            &[&[("instance", ""), ("job", "j")]],
+        );
         ix.add(&a);
-        let b = entry("c", MetricType::Untyped, &[&[("instance", ""), ("job", "j")]]);
+        let b = entry(
+            "c",
+            MetricType::Untyped,
+            &[&[("instance", ""), ("job", "j")]],
+        );
         assert!(ix.check(&[], &[&b]).is_err());
         ix.check(&[&a], &[&b]).unwrap();
         ix.add(&b);
@@ -370,18 +390,30 @@ mod tests {
         let h = entry("h", MetricType::Histogram, &[&[("job", "a")]]);
         ix.add(&h);
         let hc = entry("h_bucket", MetricType::Untyped, &[&[("job", "b")]]);
-        assert!(ix.check(&[], &[&hc]).unwrap_err().contains("collides with previously collected histogram"));
+        assert!(ix
+            .check(&[], &[&hc])
+            .unwrap_err()
+            .contains("collides with previously collected histogram"));
         let mut ix = Index::new([]);
         let sc = entry("s_count", MetricType::Untyped, &[&[("job", "a")]]);
         ix.add(&sc);
         let s = entry("s", MetricType::Summary, &[&[("job", "b")]]);
-        assert!(ix.check(&[], &[&s]).unwrap_err().contains("collided") || ix.check(&[], &[&s]).is_err());
+        assert!(
+            ix.check(&[], &[&s]).unwrap_err().contains("collided") || ix.check(&[], &[&s]).is_err()
+        );
         ix.add(&s);
         assert!(ix.has_problem());
         ix.remove(&sc);
         assert!(!ix.has_problem());
         let own = Index::new([("pushgateway_build_info".to_string(), MetricType::Gauge)]);
-        let bi = entry("pushgateway_build_info", MetricType::Counter, &[&[("job", "a")]]);
-        assert!(own.check(&[], &[&bi]).unwrap_err().contains("should have GAUGE"));
+        let bi = entry(
+            "pushgateway_build_info",
+            MetricType::Counter,
+            &[&[("job", "a")]],
+        );
+        assert!(own
+            .check(&[], &[&bi])
+            .unwrap_err()
+            .contains("should have GAUGE"));
     }
 }

@@ -101,7 +101,10 @@ mod tests {
 
     #[test]
     fn canonical_form_matches_official_grouping_key() {
-        assert_eq!(GroupKey::new(Vec::<(String, String)>::new()).canonical(), b"");
+        assert_eq!(
+            GroupKey::new(Vec::<(String, String)>::new()).canonical(),
+            b""
+        );
         assert_eq!(GroupKey::new([("foo", "bar")]).canonical(), b"foo\xffbar");
         assert_eq!(
             GroupKey::new([("foo", "bar"), ("dings", "bums")]).canonical(),

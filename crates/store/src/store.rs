@@ -123,7 +123,9 @@ impl Store {
         }
         let started = std::time::Instant::now();
         // Decoding rebuilds the pre-encoded forms; spread it over the cores.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
         let chunk = entries.len().div_ceil(threads);
         let decoded: Vec<Group> = std::thread::scope(|s| {
             let handles: Vec<_> = entries
@@ -145,7 +147,10 @@ impl Store {
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
         });
         let mut st = self.state.lock();
         let n = decoded.len();
@@ -155,7 +160,11 @@ impl Store {
             let _ = key;
         }
         self.publish(&mut st);
-        tracing::info!(groups = n, elapsed_ms = started.elapsed().as_millis() as u64, "restored persisted groups");
+        tracing::info!(
+            groups = n,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored persisted groups"
+        );
     }
 
     /// Interns a family name, so that every group shares one allocation per name.
@@ -284,7 +293,13 @@ impl Store {
                 sanitize_labels(m, &push.key);
             }
             let name = self.intern(&name);
-            let e = FamilyEntry::build(name.clone(), mf.help.as_deref(), mf.metric_type(), &mf.metric, ts);
+            let e = FamilyEntry::build(
+                name.clone(),
+                mf.help.as_deref(),
+                mf.metric_type(),
+                &mf.metric,
+                ts,
+            );
             entries.insert(name, Arc::new(e));
         }
         let pt_name = self.intern(PUSH_TIME);
@@ -319,7 +334,9 @@ impl Store {
                     Some(o) => o
                         .families
                         .iter()
-                        .filter(|(n, e)| group.families.get(*n).is_none_or(|ne| !Arc::ptr_eq(ne, e)))
+                        .filter(|(n, e)| {
+                            group.families.get(*n).is_none_or(|ne| !Arc::ptr_eq(ne, e))
+                        })
                         .map(|(_, e)| &**e)
                         .collect(),
                     None => Vec::new(),

@@ -81,6 +81,8 @@ const MAX_PAYLOAD: u64 = u32::MAX as u64;
 const READ_BUF: usize = 4 << 20;
 /// Write buffer used when writing a snapshot.
 const WRITE_BUF: usize = 1 << 20;
+/// Batch buffers larger than this are released after use.
+const KEEP_BUF: usize = 16 << 20;
 
 /// When an appended op counts as acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -1192,6 +1194,7 @@ impl Wal {
         }
     }
 
+    /// Current log size and the size of the last compaction's output.
     pub fn stats(&self) -> WalStats {
         WalStats {
             log_bytes: self.shared.log_bytes.load(Ordering::Relaxed),
@@ -1365,6 +1368,13 @@ impl Writer {
             completer.complete(result.clone());
             if exit {
                 return result;
+            }
+            // Do not pin the memory of one huge batch forever.
+            if self.buf.capacity() > KEEP_BUF {
+                self.buf = Vec::new();
+            }
+            if self.carry.is_empty() && self.carry.capacity() > KEEP_BUF {
+                self.carry = Vec::new();
             }
         }
     }
