@@ -6,8 +6,6 @@
 //! and an explicit sign: `1e+06`, `1.5e-07`, `123456`, `0.0001`. Rust's `{:e}` gives the same
 //! shortest digits, so we only re-arrange them.
 
-use std::fmt::Write;
-
 /// Appends `v` as Go's `fmt.Sprint(float64)` / `strconv.FormatFloat(v, 'g', -1, 64)` would:
 /// `NaN`, `+Inf`, `-Inf`, `-0` and the shortest `'g'` form otherwise.
 pub fn write_go_float(out: &mut String, v: f64) {
@@ -23,20 +21,47 @@ pub fn write_go_float(out: &mut String, v: f64) {
         out.push_str(if v.is_sign_negative() { "-0" } else { "0" });
         return;
     }
-    // Shortest round-trip digits in the form "-d.ddde[-]x".
-    let mut buf = String::with_capacity(32);
-    let _ = write!(buf, "{:e}", v);
-    let (mantissa, exp) = buf.split_once('e').expect("{:e} always has an exponent");
-    let exp: i32 = exp.parse().expect("valid exponent");
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
+    // Integers below 1e6 print as themselves (the common case for counters and counts).
+    if v.fract() == 0.0 && v.abs() < 1e6 {
+        let mut b = itoa::Buffer::new();
+        out.push_str(b.format(v as i64));
+        return;
+    }
+    // Shortest round-trip digits from ryu, re-arranged into Go's layout.
+    let mut rb = ryu::Buffer::new();
+    let s = rb.format_finite(v);
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
     };
     let mut digits = [0u8; 32];
     let mut nd = 0;
-    for b in mantissa.bytes().filter(|b| *b != b'.') {
-        digits[nd] = b;
-        nd += 1;
+    let exp: i32;
+    if let Some((m, e)) = s.split_once('e') {
+        for b in m.bytes().filter(|b| *b != b'.') {
+            digits[nd] = b;
+            nd += 1;
+        }
+        exp = e.parse().expect("ryu exponent");
+    } else {
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        if int != "0" {
+            exp = int.len() as i32 - 1;
+            for b in int.bytes().chain(frac.bytes()) {
+                digits[nd] = b;
+                nd += 1;
+            }
+        } else {
+            let zeros = frac.bytes().take_while(|b| *b == b'0').count();
+            exp = -(zeros as i32) - 1;
+            for b in frac.bytes().skip(zeros) {
+                digits[nd] = b;
+                nd += 1;
+            }
+        }
+    }
+    while nd > 1 && digits[nd - 1] == b'0' {
+        nd -= 1;
     }
     let digits = &digits[..nd];
     if neg {
@@ -56,7 +81,8 @@ pub fn write_go_float(out: &mut String, v: f64) {
         if a < 10 {
             out.push('0');
         }
-        let _ = write!(out, "{}", a);
+        let mut b = itoa::Buffer::new();
+        out.push_str(b.format(a));
     } else if exp < 0 {
         out.push_str("0.");
         for _ in 0..(-exp - 1) {
@@ -128,12 +154,90 @@ mod tests {
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),
             (99.23, "99.23"),
+            (233115890514796.125, "2.3311589051479612e+14"),
+            (123456.5, "123456.5"),
+            (0.000123, "0.000123"),
+            (1e-4, "0.0001"),
+            (-1e6, "-1e+06"),
+            (1e15, "1e+15"),
+            (123456789012.0, "1.23456789012e+11"),
+            (1.0000000000000002, "1.0000000000000002"),
+            (0.30000000000000004, "0.30000000000000004"),
             (999999.0, "999999"),
             (-0.5, "-0.5"),
             (12.5, "12.5"),
         ];
         for (v, want) in cases {
             assert_eq!(go_float(*v), *want, "formatting {v:?}");
+        }
+    }
+
+    /// Reference: Rust's `{:e}` (shortest digits) re-arranged, the slow way.
+    fn reference(v: f64) -> String {
+        let s = format!("{v:e}");
+        let (m, e) = s.split_once('e').unwrap();
+        let exp: i32 = e.parse().unwrap();
+        let (neg, m) = m.strip_prefix('-').map_or((false, m), |m| (true, m));
+        let digits: String = m.chars().filter(|c| *c != '.').collect();
+        let mut out = String::from(if neg { "-" } else { "" });
+        if !(-4..6).contains(&exp) {
+            out.push_str(&digits[..1]);
+            if digits.len() > 1 {
+                out.push('.');
+                out.push_str(&digits[1..]);
+            }
+            out.push_str(&format!(
+                "e{}{:02}",
+                if exp < 0 { '-' } else { '+' },
+                exp.abs()
+            ));
+        } else if exp < 0 {
+            out.push_str("0.");
+            out.push_str(&"0".repeat((-exp - 1) as usize));
+            out.push_str(&digits);
+        } else {
+            let int_len = exp as usize + 1;
+            let padded = format!("{digits:0<int_len$}");
+            out.push_str(&padded[..int_len]);
+            if padded.len() > int_len {
+                out.push('.');
+                out.push_str(&padded[int_len..]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fast_path_matches_reference_on_many_values() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = match i % 4 {
+                0 => f64::from_bits(x),
+                1 => (x % 10_000_000) as f64 / 1000.0,
+                2 => (x % 100_000_000) as f64,
+                _ => (x as f64) * 1e-12,
+            };
+            if !v.is_finite() || v == 0.0 {
+                continue;
+            }
+            // Same layout and digit count as the reference; the digits may differ only on
+            // exact ties, where ryu (like Go) rounds half to even and `{:e}` does not.
+            let (got, want) = (go_float(v), reference(v));
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "bits {:#x}: {got} vs {want}",
+                v.to_bits()
+            );
+            assert_eq!(
+                got.parse::<f64>().unwrap(),
+                v,
+                "bits {:#x}: {got}",
+                v.to_bits()
+            );
         }
     }
 

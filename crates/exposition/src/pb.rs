@@ -131,19 +131,21 @@ pub struct Exemplar {
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
+/// The large value kinds are boxed so that a `Metric` stays small (the parser creates
+/// one per sample).
 pub struct Metric {
     #[prost(message, repeated, tag = "1")]
     pub label: ::prost::alloc::vec::Vec<LabelPair>,
     #[prost(message, optional, tag = "2")]
     pub gauge: ::core::option::Option<Gauge>,
-    #[prost(message, optional, tag = "3")]
-    pub counter: ::core::option::Option<Counter>,
-    #[prost(message, optional, tag = "4")]
-    pub summary: ::core::option::Option<Summary>,
+    #[prost(message, optional, boxed, tag = "3")]
+    pub counter: ::core::option::Option<::prost::alloc::boxed::Box<Counter>>,
+    #[prost(message, optional, boxed, tag = "4")]
+    pub summary: ::core::option::Option<::prost::alloc::boxed::Box<Summary>>,
     #[prost(message, optional, tag = "5")]
     pub untyped: ::core::option::Option<Untyped>,
-    #[prost(message, optional, tag = "7")]
-    pub histogram: ::core::option::Option<Histogram>,
+    #[prost(message, optional, boxed, tag = "7")]
+    pub histogram: ::core::option::Option<::prost::alloc::boxed::Box<Histogram>>,
     #[prost(int64, optional, tag = "6")]
     pub timestamp_ms: ::core::option::Option<i64>,
 }

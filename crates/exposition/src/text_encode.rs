@@ -189,10 +189,10 @@ mod tests {
     fn counter_with_escaped_labels() {
         let m = Metric {
             label: labels(&[("a", "x\"y\\z\nw"), ("job", "j")]),
-            counter: Some(Counter {
+            counter: Some(Box::new(Counter {
                 value: Some(1e6),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         let mut s = String::new();
@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn histogram_without_inf_bucket_gets_one() {
         let m = Metric {
-            histogram: Some(Histogram {
+            histogram: Some(Box::new(Histogram {
                 sample_count: Some(3),
                 sample_sum: Some(2.5),
                 bucket: vec![Bucket {
@@ -212,7 +212,7 @@ mod tests {
                     ..Default::default()
                 }],
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         let mut s = String::new();
@@ -227,7 +227,7 @@ mod tests {
     fn summary_lines_and_header() {
         let m = Metric {
             label: labels(&[("job", "j")]),
-            summary: Some(Summary {
+            summary: Some(Box::new(Summary {
                 sample_count: Some(1_000_000),
                 sample_sum: Some(0.5),
                 quantile: vec![Quantile {
@@ -235,7 +235,7 @@ mod tests {
                     value: Some(1.5e-7),
                 }],
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         let mut s = String::new();

@@ -718,15 +718,15 @@ impl<'a> Parser<'a> {
         let metric = &mut self.families[fi].metrics[mi];
         match typ {
             MetricType::Counter => {
-                metric.counter = Some(Counter {
+                metric.counter = Some(Box::new(Counter {
                     value: Some(v),
                     ..Default::default()
-                })
+                }))
             }
             MetricType::Gauge => metric.gauge = Some(Gauge { value: Some(v) }),
             MetricType::Untyped => metric.untyped = Some(Untyped { value: Some(v) }),
             MetricType::Summary => {
-                let summary = metric.summary.get_or_insert_with(Summary::default);
+                let summary = metric.summary.get_or_insert_with(Default::default);
                 match role {
                     Role::Count => summary.sample_count = Some(go_f64_to_u64(v)),
                     Role::Sum => summary.sample_sum = Some(v),
@@ -738,7 +738,7 @@ impl<'a> Parser<'a> {
                 }
             }
             MetricType::Histogram => {
-                let histogram = metric.histogram.get_or_insert_with(Histogram::default);
+                let histogram = metric.histogram.get_or_insert_with(Default::default);
                 match role {
                     Role::Count => histogram.sample_count = Some(go_f64_to_u64(v)),
                     Role::Sum => histogram.sample_sum = Some(v),
@@ -1034,10 +1034,10 @@ mod tests {
     fn counter(labels: Vec<LabelPair>, v: f64, ts: Option<i64>) -> Metric {
         Metric {
             label: labels,
-            counter: Some(Counter {
+            counter: Some(Box::new(Counter {
                 value: Some(v),
                 ..Default::default()
-            }),
+            })),
             timestamp_ms: ts,
             ..Default::default()
         }
@@ -1052,7 +1052,7 @@ mod tests {
     ) -> Metric {
         Metric {
             label: labels,
-            summary: Some(Summary {
+            summary: Some(Box::new(Summary {
                 sample_count: count,
                 sample_sum: sum,
                 quantile: quantiles
@@ -1063,7 +1063,7 @@ mod tests {
                     })
                     .collect(),
                 ..Default::default()
-            }),
+            })),
             timestamp_ms: ts,
             ..Default::default()
         }
@@ -1077,7 +1077,7 @@ mod tests {
     ) -> Metric {
         Metric {
             label: labels,
-            histogram: Some(Histogram {
+            histogram: Some(Box::new(Histogram {
                 sample_count: count,
                 sample_sum: sum,
                 bucket: buckets
@@ -1089,7 +1089,7 @@ mod tests {
                     })
                     .collect(),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }
     }
@@ -1600,7 +1600,7 @@ h_bucket{a=\"2\"} 99
         assert_eq!(fams.len(), 2);
         // The suffix has to follow something.
         let fams = parse_ok(b"# TYPE _count summary\n_count 1\n");
-        assert_eq!(fams[0].metric[0].summary, Some(Summary::default()));
+        assert_eq!(fams[0].metric[0].summary, Some(Box::default()));
     }
 
     #[test]

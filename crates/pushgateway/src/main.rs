@@ -15,6 +15,11 @@ use std::time::Duration;
 use store::wal::SyncMode;
 use store::{PersistConfig, Store, StoreConfig};
 
+/// mimalloc: pushes allocate many small, short-lived objects; glibc's malloc showed up as a
+/// quarter of the push profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn build_info() -> BuildInfo {

@@ -330,11 +330,11 @@ mod tests {
     fn rfc3339() {
         assert_eq!(
             rfc3339_nano(1_583_781_848_025_744_841, time::UtcOffset::UTC),
-            "2020-03-10T19:24:08.025744841Z"
+            "2020-03-09T19:24:08.025744841Z"
         );
         assert_eq!(
             rfc3339_nano(1_583_781_848_000_000_000, time::UtcOffset::UTC),
-            "2020-03-10T19:24:08Z"
+            "2020-03-09T19:24:08Z"
         );
         let ist = time::UtcOffset::from_hms(5, 30, 0).unwrap();
         assert_eq!(

@@ -209,10 +209,10 @@ impl Telemetry {
         out.push(fam(
             "process_cpu_seconds_total",
             vec![Metric {
-                counter: Some(Counter {
+                counter: Some(Box::new(Counter {
                     value: Some(proc.cpu_seconds),
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             }],
         ));
@@ -248,12 +248,12 @@ impl Telemetry {
             let label = vec![LabelPair::new("method", method.clone())];
             durations.push(Metric {
                 label: label.clone(),
-                summary: Some(s.duration.summary(now)),
+                summary: Some(Box::new(s.duration.summary(now))),
                 ..Default::default()
             });
             sizes.push(Metric {
                 label,
-                summary: Some(s.size.summary(now)),
+                summary: Some(Box::new(s.size.summary(now))),
                 ..Default::default()
             });
         }
@@ -271,10 +271,10 @@ impl Telemetry {
                     LabelPair::new("handler", *handler),
                     LabelPair::new("method", method.clone()),
                 ],
-                counter: Some(Counter {
+                counter: Some(Box::new(Counter {
                     value: Some(*n as f64),
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             })
             .collect();

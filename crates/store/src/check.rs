@@ -178,7 +178,7 @@ mod tests {
         assert!(e.ends_with("labels with the same name: a"), "{e}");
         let mut s = metric(&[("quantile", "x")]);
         s.untyped = None;
-        s.summary = Some(Summary::default());
+        s.summary = Some(Box::default());
         let e = check_metric("s", MetricType::Summary, &s).unwrap_err();
         assert!(
             e.contains("must not have an explicit \"quantile\" label"),

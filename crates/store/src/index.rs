@@ -36,13 +36,13 @@ const N_TYPES: usize = 6;
 
 #[derive(Default)]
 pub(crate) struct Index {
-    names: HashMap<Arc<str>, [u32; N_TYPES]>,
+    names: HashMap<Arc<str>, [u32; N_TYPES], ahash::RandomState>,
     series: SeriesMap,
-    own: HashMap<String, MetricType>,
+    own: HashMap<String, MetricType, ahash::RandomState>,
     dup_series: usize,
     conflicted_names: usize,
     invalid_entries: usize,
-    colliding_bases: HashSet<Arc<str>>,
+    colliding_bases: HashSet<Arc<str>, ahash::RandomState>,
 }
 
 const SUFFIXES: [&str; 3] = ["_count", "_sum", "_bucket"];
@@ -197,45 +197,78 @@ impl Index {
 
     /// Checks that replacing `removed` (entries of the pushed group that the push replaces)
     /// by `added` keeps the store consistent. Returns the first problem, worded like
-    /// client_golang's `Gather` errors.
+    /// client_golang's `Gather` errors. Costs O(size of the push): sorted vectors, no walk of
+    /// the store.
     pub fn check(&self, removed: &[&FamilyEntry], added: &[&FamilyEntry]) -> Result<(), String> {
-        // Counts of the removed entries, to subtract from the index.
-        let mut removed_types: HashMap<&str, [u32; N_TYPES]> = HashMap::new();
-        let mut removed_series: SeriesMap = SeriesMap::default();
-        for e in removed.iter().filter(|e| e.metric_count > 0) {
-            removed_types.entry(&e.name).or_default()[e.mtype as usize] += 1;
-            for h in e.series.iter() {
-                *removed_series.entry(*h).or_insert(0) += 1;
-            }
-        }
-        let added_types: HashMap<&str, MetricType> = added
-            .iter()
-            .filter(|e| e.metric_count > 0)
-            .map(|e| (&*e.name, e.mtype))
-            .collect();
-        // Types present for `name` after the push, excluding the pushed entries.
-        let remaining_types = |name: &str| -> Vec<MetricType> {
-            let mut counts = self.names.get(name).copied().unwrap_or_default();
-            if let Some(r) = removed_types.get(name) {
-                for i in 0..N_TYPES {
-                    counts[i] -= r[i].min(counts[i]);
-                }
-            }
-            types_of(&counts).collect()
-        };
-        let types_after = |name: &str| -> Vec<MetricType> {
-            let mut v = remaining_types(name);
-            v.extend(self.own.get(name).copied());
-            v.extend(added_types.get(name).copied());
-            v
-        };
-
         for e in added {
             if let Some(msg) = &e.invalid {
                 return Err(msg.to_string());
             }
         }
-        let mut seen = SeriesMap::default();
+        let mut removed_types: Vec<(&str, MetricType)> = removed
+            .iter()
+            .filter(|e| e.metric_count > 0)
+            .map(|e| (&*e.name, e.mtype))
+            .collect();
+        removed_types.sort_unstable();
+        let mut removed_series: Vec<u64> = removed
+            .iter()
+            .filter(|e| e.metric_count > 0)
+            .flat_map(|e| e.series.iter().copied())
+            .collect();
+        removed_series.sort_unstable();
+        let mut added_types: Vec<(&str, MetricType)> = added
+            .iter()
+            .filter(|e| e.metric_count > 0)
+            .map(|e| (&*e.name, e.mtype))
+            .collect();
+        added_types.sort_unstable();
+        let count_in = |v: &[u64], h: u64| -> u32 {
+            let lo = v.partition_point(|x| *x < h);
+            v[lo..].iter().take_while(|x| **x == h).count() as u32
+        };
+        // Types present for `name` in other entries after the push (pushed entries excluded).
+        let remaining = |name: &str| -> [u32; N_TYPES] {
+            let mut counts = self.names.get(name).copied().unwrap_or_default();
+            let lo = removed_types.partition_point(|(n, _)| *n < name);
+            for (_, t) in removed_types[lo..].iter().take_while(|(n, _)| *n == name) {
+                let c = &mut counts[*t as usize];
+                *c = c.saturating_sub(1);
+            }
+            counts
+        };
+        let has_type_after = |name: &str, t: MetricType| -> bool {
+            self.own.get(name) == Some(&t)
+                || remaining(name)[t as usize] > 0
+                || added_types.binary_search(&(name, t)).is_ok()
+        };
+        let present_after = |name: &str| -> bool {
+            self.own.contains_key(name) || remaining(name).iter().any(|c| *c > 0) || {
+                let lo = added_types.partition_point(|(n, _)| *n < name);
+                added_types.get(lo).is_some_and(|(n, _)| *n == name)
+            }
+        };
+
+        // Duplicate series inside the push.
+        let mut pushed: Vec<(u64, usize, usize)> = Vec::new();
+        for (ei, e) in added.iter().enumerate().filter(|(_, e)| e.metric_count > 0) {
+            pushed.extend(e.series.iter().enumerate().map(|(mi, h)| (*h, ei, mi)));
+        }
+        pushed.sort_unstable();
+        let dup = |ei: usize, mi: usize| -> String {
+            let e = added[ei];
+            let m = e.metrics().into_iter().nth(mi).unwrap_or_default();
+            format!(
+                "collected metric {:?} {{ {}}} was collected before with the same name and label values",
+                e.name,
+                crate::check::metric_text(&m)
+            )
+        };
+        for w in pushed.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(dup(w[1].1, w[1].2));
+            }
+        }
         for e in added.iter().filter(|e| e.metric_count > 0) {
             if let Some(own) = self.own.get(&*e.name) {
                 if *own != e.mtype {
@@ -247,7 +280,7 @@ impl Index {
                     ));
                 }
             }
-            if let Some(other) = remaining_types(&e.name).into_iter().find(|t| *t != e.mtype) {
+            if let Some(other) = types_of(&remaining(&e.name)).find(|t| *t != e.mtype) {
                 let m = e.metrics().into_iter().next().unwrap_or_default();
                 return Err(format!(
                     "collected metric {:?} {{ {}}} is not a {}",
@@ -256,37 +289,20 @@ impl Index {
                     other.as_str_name()
                 ));
             }
-            for (i, h) in e.series.iter().enumerate() {
-                let existing = self.series.get(h).copied().unwrap_or(0)
-                    - removed_series.get(h).copied().unwrap_or(0);
-                let in_push = seen.entry(*h).or_insert(0);
-                *in_push += 1;
-                if existing > 0 || *in_push > 1 {
-                    let m = e.metrics().into_iter().nth(i).unwrap_or_default();
-                    return Err(format!(
-                        "collected metric {:?} {{ {}}} was collected before with the same name and label values",
-                        e.name,
-                        crate::check::metric_text(&m)
-                    ));
-                }
-            }
             // Suffix collisions, both ways round.
             for s in SUFFIXES {
-                if let Some(base) = e.name.strip_suffix(s) {
-                    for t in types_after(base) {
-                        let clash = match t {
-                            MetricType::Summary => s != "_bucket",
-                            MetricType::Histogram => true,
-                            _ => false,
-                        };
-                        if clash {
-                            return Err(format!(
-                                "collected metric named {:?} collides with previously collected {} named {:?}",
-                                e.name,
-                                if t == MetricType::Summary { "summary" } else { "histogram" },
-                                base
-                            ));
-                        }
+                let Some(base) = e.name.strip_suffix(s) else {
+                    continue;
+                };
+                for (t, word) in [
+                    (MetricType::Histogram, "histogram"),
+                    (MetricType::Summary, "summary"),
+                ] {
+                    if (t == MetricType::Histogram || s != "_bucket") && has_type_after(base, t) {
+                        return Err(format!(
+                            "collected metric named {:?} collides with previously collected {} named {:?}",
+                            e.name, word, base
+                        ));
                     }
                 }
             }
@@ -296,13 +312,20 @@ impl Index {
                         continue;
                     }
                     let other = format!("{}{}", e.name, s);
-                    if !types_after(&other).is_empty() {
+                    if present_after(&other) {
                         return Err(format!(
                             "collected histogram or summary named {:?} collides with previously collected metric named {:?}",
                             e.name, other
                         ));
                     }
                 }
+            }
+        }
+        // Duplicates against the rest of the store.
+        for (h, ei, mi) in &pushed {
+            let existing = self.series.get(h).copied().unwrap_or(0);
+            if existing > count_in(&removed_series, *h) {
+                return Err(dup(*ei, *mi));
             }
         }
         Ok(())
@@ -324,14 +347,14 @@ mod tests {
                 };
                 match t {
                     MetricType::Counter => {
-                        m.counter = Some(Counter {
+                        m.counter = Some(Box::new(Counter {
                             value: Some(1.0),
                             ..Default::default()
-                        })
+                        }))
                     }
                     MetricType::Gauge => m.gauge = Some(Gauge { value: Some(1.0) }),
-                    MetricType::Summary => m.summary = Some(Summary::default()),
-                    MetricType::Histogram => m.histogram = Some(Histogram::default()),
+                    MetricType::Summary => m.summary = Some(Box::default()),
+                    MetricType::Histogram => m.histogram = Some(Box::default()),
                     _ => m.untyped = Some(Untyped { value: Some(1.0) }),
                 }
                 m

@@ -12,6 +12,7 @@ use imbl::OrdMap;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,7 +78,9 @@ struct State {
 pub struct Store {
     state: Mutex<State>,
     current: ArcSwap<Snapshot>,
-    names: RwLock<HashSet<Arc<str>>>,
+    /// Set when the state changed since `current` was cut.
+    dirty: AtomicBool,
+    names: RwLock<HashSet<Arc<str>, ahash::RandomState>>,
     checked: bool,
     wal: Option<Wal>,
 }
@@ -109,7 +112,8 @@ impl Store {
                 index: Index::new(cfg.own_families),
             }),
             current: ArcSwap::from_pointee(Snapshot::default()),
-            names: RwLock::new(HashSet::new()),
+            dirty: AtomicBool::new(false),
+            names: RwLock::new(HashSet::default()),
             checked: cfg.checked,
             wal,
         };
@@ -181,8 +185,21 @@ impl Store {
         n
     }
 
-    /// The current snapshot.
+    /// The current snapshot: every change acknowledged before this call is in it.
+    ///
+    /// Snapshots are cut lazily: a mutation only marks the store dirty, and the next reader
+    /// clones the persistent maps (O(1)) under the lock. Between two reads, pushes therefore
+    /// mutate uniquely owned tree nodes in place instead of copying paths.
     pub fn snapshot(&self) -> Arc<Snapshot> {
+        if !self.dirty.load(Ordering::Acquire) {
+            return self.current.load_full();
+        }
+        let mut st = self.state.lock();
+        if self.dirty.load(Ordering::Acquire) {
+            st.snap.inconsistent = st.index.has_problem();
+            self.current.store(Arc::new(st.snap.clone()));
+            self.dirty.store(false, Ordering::Release);
+        }
         self.current.load_full()
     }
 
@@ -190,9 +207,10 @@ impl Store {
         self.checked
     }
 
-    fn publish(&self, st: &mut State) {
-        st.snap.inconsistent = st.index.has_problem();
-        self.current.store(Arc::new(st.snap.clone()));
+    /// Marks the state changed; the next [`Store::snapshot`] cuts a new snapshot.
+    /// Called with the state lock held.
+    fn publish(&self, _st: &mut State) {
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// Replaces the entries of a group in the snapshot maps and the index.
@@ -204,7 +222,9 @@ impl Store {
                     continue;
                 }
                 st.index.remove(e);
-                if e.metric_count > 0 {
+                // A non-empty replacement overwrites the link below; only unlink otherwise.
+                let replaced = new.families.get(name).is_some_and(|n| n.metric_count > 0);
+                if e.metric_count > 0 && !replaced {
                     Self::unlink_family(&mut st.snap.families, name, &old.key);
                 }
             }
@@ -218,11 +238,16 @@ impl Store {
             }
             st.index.add(e);
             if e.metric_count > 0 {
-                st.snap
-                    .families
-                    .entry(name.clone())
-                    .or_default()
-                    .insert(new.key.clone(), e.clone());
+                match st.snap.families.get_mut(name) {
+                    Some(inner) => {
+                        inner.insert(new.key.clone(), e.clone());
+                    }
+                    None => {
+                        st.snap
+                            .families
+                            .insert(name.clone(), imbl::OrdMap::unit(new.key.clone(), e.clone()));
+                    }
+                }
             }
         }
         st.snap.groups.insert(new.key.clone(), new);
@@ -250,8 +275,8 @@ impl Store {
         true
     }
 
-    fn log(&self, ops: Vec<Op>) -> Option<Ticket> {
-        self.wal.as_ref().map(|w| w.append(ops))
+    fn log(&self, ops: impl FnOnce() -> Vec<Op>) -> Option<Ticket> {
+        self.wal.as_ref().map(|w| w.append(ops()))
     }
 
     fn put_op(g: &Group) -> Op {
@@ -360,7 +385,7 @@ impl Store {
                     let group = Arc::new(group);
                     Self::insert_group(&mut st, group.clone(), old.as_deref());
                     self.publish(&mut st);
-                    Ok(self.log(vec![Self::put_op(&group)]))
+                    Ok(self.log(|| vec![Self::put_op(&group)]))
                 }
                 Err(msg) => Err(msg),
             }
@@ -397,7 +422,7 @@ impl Store {
         let group = Arc::new(group);
         Self::insert_group(&mut st, group.clone(), old.as_deref());
         self.publish(&mut st);
-        self.log(vec![Self::put_op(&group)])
+        self.log(|| vec![Self::put_op(&group)])
     }
 
     /// Deletes a group (a no-op if it does not exist).
@@ -406,9 +431,11 @@ impl Store {
             let mut st = self.state.lock();
             if Self::remove_group(&mut st, key) {
                 self.publish(&mut st);
-                self.log(vec![Op::Delete {
-                    key: key.canonical().to_vec(),
-                }])
+                self.log(|| {
+                    vec![Op::Delete {
+                        key: key.canonical().to_vec(),
+                    }]
+                })
             } else {
                 None
             }
@@ -425,7 +452,7 @@ impl Store {
                 Self::remove_group(&mut st, k);
             }
             self.publish(&mut st);
-            self.log(vec![Op::Clear])
+            self.log(|| vec![Op::Clear])
         };
         Self::durable(ticket).await
     }
