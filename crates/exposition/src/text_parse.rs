@@ -29,9 +29,10 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::pb::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
-    Summary, Untyped,
+    Bucket, Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Quantile, Untyped,
 };
+#[cfg(test)]
+use crate::pb::{Histogram, Summary};
 
 /// A parse failure, displayed exactly as Go's expfmt does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,9 +214,14 @@ struct Parser<'a> {
     /// The current line, counted from 1.
     line: usize,
     families: Vec<Family<'a>>,
-    by_name: HashMap<&'a [u8], usize>,
+    by_name: HashMap<&'a [u8], usize, ahash::RandomState>,
+    /// The family of the previous sample line: consecutive lines usually share it.
+    last_family: Option<(&'a [u8], usize, Role)>,
     /// Summary/histogram metrics by family index and sorted label set (Go's signature map).
-    grouped: HashMap<Vec<u8>, usize>,
+    grouped: HashMap<Vec<u8>, usize, ahash::RandomState>,
+    /// The key and metric index of the previous summary/histogram line.
+    last_grouped: Option<usize>,
+    last_key: Vec<u8>,
     /// Scratch buffer for building `grouped` keys.
     key: Vec<u8>,
 }
@@ -230,8 +236,11 @@ impl<'a> Parser<'a> {
             cur: 0,
             line: 0,
             families: Vec::new(),
-            by_name: HashMap::new(),
-            grouped: HashMap::new(),
+            by_name: HashMap::default(),
+            last_family: None,
+            grouped: HashMap::default(),
+            last_grouped: None,
+            last_key: Vec::new(),
             key: Vec::new(),
         }
     }
@@ -364,6 +373,17 @@ impl<'a> Parser<'a> {
 
     /// Go's `setOrCreateCurrentMF`: the family `name` belongs to, creating it if needed.
     fn family_for(&mut self, name: &'a [u8]) -> (usize, Role) {
+        if let Some((last, i, role)) = self.last_family {
+            if last == name {
+                return (i, role);
+            }
+        }
+        let found = self.family_lookup(name);
+        self.last_family = Some((name, found.0, found.1));
+        found
+    }
+
+    fn family_lookup(&mut self, name: &'a [u8]) -> (usize, Role) {
         if let Some(&i) = self.by_name.get(name) {
             return (i, Role::Plain);
         }
@@ -401,6 +421,8 @@ impl<'a> Parser<'a> {
 
     /// A line whose first non-blank byte, in `cur`, is '#'.
     fn comment(&mut self) -> PResult<()> {
+        // HELP/TYPE lines can create families or fix types: forget the cached lookup.
+        self.last_family = None;
         self.skip_blanks()?;
         if self.cur == b'\n' {
             return Ok(());
@@ -690,8 +712,9 @@ impl<'a> Parser<'a> {
                     .extend_from_slice(l.value.as_deref().unwrap_or("").as_bytes());
                 self.key.push(0xFF);
             }
-            match self.grouped.get(self.key.as_slice()) {
-                Some(&mi) => mi,
+            let cached = self.last_grouped.filter(|_| self.last_key == self.key);
+            let mi = match cached.or_else(|| self.grouped.get(self.key.as_slice()).copied()) {
+                Some(mi) => mi,
                 None => {
                     let metrics = &mut self.families[fi].metrics;
                     metrics.push(Metric {
@@ -701,7 +724,12 @@ impl<'a> Parser<'a> {
                     self.grouped.insert(self.key.clone(), metrics.len() - 1);
                     metrics.len() - 1
                 }
+            };
+            if cached.is_none() {
+                std::mem::swap(&mut self.last_key, &mut self.key);
+                self.last_grouped = Some(mi);
             }
+            mi
         } else {
             let metrics = &mut self.families[fi].metrics;
             metrics.push(Metric {

@@ -339,7 +339,7 @@ mod tests {
         let ist = time::UtcOffset::from_hms(5, 30, 0).unwrap();
         assert_eq!(
             rfc3339_nano(1_583_781_848_100_000_000, ist),
-            "2020-03-11T00:54:08.1+05:30"
+            "2020-03-10T00:54:08.1+05:30"
         );
     }
 }
