@@ -42,51 +42,56 @@ pub fn write_metric(
         expected,
         name: name.to_string(),
     };
+    // The escaped label list is the same on every line of a metric: build it once.
+    let mut labels = String::new();
+    for (i, lp) in m.label.iter().enumerate() {
+        if i > 0 {
+            labels.push(',');
+        }
+        labels.push_str(lp.name());
+        labels.push_str("=\"");
+        escape_into(&mut labels, lp.value(), true);
+        labels.push('"');
+    }
+    let line = Line {
+        name,
+        labels: &labels,
+        timestamp: m.timestamp_ms,
+    };
     match t {
         MetricType::Counter => {
             let c = m.counter.as_ref().ok_or_else(|| err("counter"))?;
-            write_sample(out, name, "", m, None, c.value.unwrap_or(0.0));
+            line.write(out, "", None, c.value.unwrap_or(0.0));
         }
         MetricType::Gauge => {
             let g = m.gauge.as_ref().ok_or_else(|| err("gauge"))?;
-            write_sample(out, name, "", m, None, g.value.unwrap_or(0.0));
+            line.write(out, "", None, g.value.unwrap_or(0.0));
         }
         MetricType::Untyped => {
             let u = m.untyped.as_ref().ok_or_else(|| err("untyped"))?;
-            write_sample(out, name, "", m, None, u.value.unwrap_or(0.0));
+            line.write(out, "", None, u.value.unwrap_or(0.0));
         }
         MetricType::Summary => {
             let s = m.summary.as_ref().ok_or_else(|| err("summary"))?;
             for q in &s.quantile {
-                write_sample(
+                line.write(
                     out,
-                    name,
                     "",
-                    m,
                     Some(("quantile", q.quantile.unwrap_or(0.0))),
                     q.value.unwrap_or(0.0),
                 );
             }
-            write_sample(out, name, "_sum", m, None, s.sample_sum.unwrap_or(0.0));
-            write_sample(
-                out,
-                name,
-                "_count",
-                m,
-                None,
-                s.sample_count.unwrap_or(0) as f64,
-            );
+            line.write(out, "_sum", None, s.sample_sum.unwrap_or(0.0));
+            line.write(out, "_count", None, s.sample_count.unwrap_or(0) as f64);
         }
         MetricType::Histogram | MetricType::GaugeHistogram => {
             let h = m.histogram.as_ref().ok_or_else(|| err("histogram"))?;
             let mut inf_seen = false;
             for b in &h.bucket {
                 let ub = b.upper_bound.unwrap_or(0.0);
-                write_sample(
+                line.write(
                     out,
-                    name,
                     "_bucket",
-                    m,
                     Some(("le", ub)),
                     b.cumulative_count.unwrap_or(0) as f64,
                 );
@@ -95,66 +100,53 @@ pub fn write_metric(
                 }
             }
             if !inf_seen {
-                write_sample(
+                line.write(
                     out,
-                    name,
                     "_bucket",
-                    m,
                     Some(("le", f64::INFINITY)),
                     h.sample_count.unwrap_or(0) as f64,
                 );
             }
-            write_sample(out, name, "_sum", m, None, h.sample_sum.unwrap_or(0.0));
-            write_sample(
-                out,
-                name,
-                "_count",
-                m,
-                None,
-                h.sample_count.unwrap_or(0) as f64,
-            );
+            line.write(out, "_sum", None, h.sample_sum.unwrap_or(0.0));
+            line.write(out, "_count", None, h.sample_count.unwrap_or(0) as f64);
         }
     }
     Ok(())
 }
 
-fn write_sample(
-    out: &mut String,
-    name: &str,
-    suffix: &str,
-    m: &Metric,
-    extra: Option<(&str, f64)>,
-    value: f64,
-) {
-    out.push_str(name);
-    out.push_str(suffix);
-    if !m.label.is_empty() || extra.is_some() {
-        out.push('{');
-        let mut sep = "";
-        for lp in &m.label {
-            out.push_str(sep);
-            out.push_str(lp.name());
-            out.push_str("=\"");
-            escape_into(out, lp.value(), true);
-            out.push('"');
-            sep = ",";
+/// What every sample line of one metric shares.
+struct Line<'a> {
+    name: &'a str,
+    labels: &'a str,
+    timestamp: Option<i64>,
+}
+
+impl Line<'_> {
+    fn write(&self, out: &mut String, suffix: &str, extra: Option<(&str, f64)>, value: f64) {
+        out.push_str(self.name);
+        out.push_str(suffix);
+        if !self.labels.is_empty() || extra.is_some() {
+            out.push('{');
+            out.push_str(self.labels);
+            if let Some((ln, lv)) = extra {
+                if !self.labels.is_empty() {
+                    out.push(',');
+                }
+                out.push_str(ln);
+                out.push_str("=\"");
+                write_text_float(out, lv);
+                out.push('"');
+            }
+            out.push('}');
         }
-        if let Some((ln, lv)) = extra {
-            out.push_str(sep);
-            out.push_str(ln);
-            out.push_str("=\"");
-            write_text_float(out, lv);
-            out.push('"');
-        }
-        out.push('}');
-    }
-    out.push(' ');
-    write_text_float(out, value);
-    if let Some(ts) = m.timestamp_ms {
         out.push(' ');
-        out.push_str(&ts.to_string());
+        write_text_float(out, value);
+        if let Some(ts) = self.timestamp {
+            out.push(' ');
+            out.push_str(itoa::Buffer::new().format(ts));
+        }
+        out.push('\n');
     }
-    out.push('\n');
 }
 
 /// Escapes `\` and newline (and `"` in label values), as expfmt does.

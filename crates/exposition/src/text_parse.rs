@@ -25,6 +25,7 @@
 //! bytes) is stored with U+FFFD replacements, because `MetricFamily.help` is a Rust `String`.
 //! Invalid UTF-8 in label values is an error in Go as well (`invalid label value "\xff"`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -224,6 +225,21 @@ struct Parser<'a> {
     last_key: Vec<u8>,
     /// Scratch buffer for building `grouped` keys.
     key: Vec<u8>,
+    /// Reused buffer for the labels of the current line.
+    scratch_labels: Vec<RawLabel<'a>>,
+}
+
+/// A label as read from the line: the name, and the value (borrowed unless it had escapes).
+type RawLabel<'a> = (&'a str, Cow<'a, str>);
+
+fn owned_labels(labels: &[RawLabel]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(n, v)| LabelPair {
+            name: Some((*n).to_owned()),
+            value: Some(v.to_string()),
+        })
+        .collect()
 }
 
 type PResult<T> = Result<T, TextParseError>;
@@ -242,6 +258,7 @@ impl<'a> Parser<'a> {
             last_grouped: None,
             last_key: Vec::new(),
             key: Vec::new(),
+            scratch_labels: Vec::new(),
         }
     }
 
@@ -533,7 +550,8 @@ impl<'a> Parser<'a> {
         let (fi, role) = self.family_for(name);
         let typ = *self.families[fi].typ.get_or_insert(MetricType::Untyped);
         self.skip_blanks_if_blank()?;
-        let mut labels = Vec::new();
+        let mut labels = std::mem::take(&mut self.scratch_labels);
+        labels.clear();
         // The value of the `quantile` (summary) or `le` (histogram) label.
         let mut special = f64::NAN;
         if self.cur == b'{' {
@@ -547,7 +565,7 @@ impl<'a> Parser<'a> {
         &mut self,
         fi: usize,
         typ: MetricType,
-        labels: &mut Vec<LabelPair>,
+        labels: &mut Vec<RawLabel<'a>>,
         special: &mut f64,
     ) -> PResult<()> {
         loop {
@@ -577,11 +595,7 @@ impl<'a> Parser<'a> {
                     go_quote_byte(self.cur)
                 )));
             }
-            if !is_special
-                && labels
-                    .iter()
-                    .any(|l| l.name.as_deref().map(str::as_bytes) == Some(name))
-            {
+            if !is_special && labels.iter().any(|l| l.0.as_bytes() == name) {
                 return Err(self.error(format!(
                     "duplicate label names for metric {}",
                     go_quote(self.families[fi].name.as_bytes())
@@ -623,11 +637,8 @@ impl<'a> Parser<'a> {
                 }
             };
             if !is_special {
-                labels.push(LabelPair {
-                    // Label names are ASCII by construction.
-                    name: Some(std::str::from_utf8(name).unwrap_or_default().to_owned()),
-                    value: Some(value),
-                });
+                // Label names are ASCII by construction.
+                labels.push((std::str::from_utf8(name).unwrap_or_default(), value));
             }
             if end {
                 return self.skip_blanks();
@@ -636,7 +647,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A quoted label value; `cur` is the opening '"'. Leaves the closing '"' in `cur`.
-    fn label_value(&mut self) -> PResult<String> {
+    fn label_value(&mut self) -> PResult<Cow<'a, str>> {
         let start = self.pos;
         let rest = &self.buf[start..];
         if let Some(i) = rest
@@ -647,7 +658,15 @@ impl<'a> Parser<'a> {
                 // Fast path: no escapes.
                 self.pos = start + i + 1;
                 self.cur = b'"';
-                return self.label_value_string(rest[..i].to_vec());
+                let buf: &'a [u8] = self.buf;
+                return std::str::from_utf8(&buf[start..start + i])
+                    .map(Cow::Borrowed)
+                    .map_err(|_| {
+                        self.error(format!(
+                            "invalid label value {}",
+                            go_quote(&buf[start..start + i])
+                        ))
+                    });
             }
         }
         let mut value = Vec::new();
@@ -679,7 +698,7 @@ impl<'a> Parser<'a> {
                 _ => value.push(b),
             }
         }
-        self.label_value_string(value)
+        self.label_value_string(value).map(Cow::Owned)
     }
 
     fn label_value_string(&self, value: Vec<u8>) -> PResult<String> {
@@ -693,7 +712,7 @@ impl<'a> Parser<'a> {
         fi: usize,
         typ: MetricType,
         role: Role,
-        labels: Vec<LabelPair>,
+        labels: Vec<RawLabel<'a>>,
         special: f64,
     ) -> PResult<()> {
         let mi = if matches!(typ, MetricType::Summary | MetricType::Histogram) {
@@ -701,15 +720,24 @@ impl<'a> Parser<'a> {
             // quantile/le) make up one metric; the labels of its first line are kept.
             self.key.clear();
             self.key.extend_from_slice(&(fi as u64).to_le_bytes());
-            let mut order: Vec<&LabelPair> = labels.iter().collect();
-            order.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-            for l in order {
+            // Label order for the key, without allocating for the usual few labels.
+            let mut small = [0usize; 16];
+            let mut large = Vec::new();
+            let order: &mut [usize] = if labels.len() <= small.len() {
+                &mut small[..labels.len()]
+            } else {
+                large.extend(0..labels.len());
+                &mut large
+            };
+            for (i, o) in order.iter_mut().enumerate() {
+                *o = i;
+            }
+            order.sort_unstable_by(|a, b| labels[*a].0.cmp(labels[*b].0));
+            for l in order.iter().map(|i| &labels[*i]) {
                 // 0xFF never occurs in UTF-8, so the key is unambiguous.
-                self.key
-                    .extend_from_slice(l.name.as_deref().unwrap_or("").as_bytes());
+                self.key.extend_from_slice(l.0.as_bytes());
                 self.key.push(0xFF);
-                self.key
-                    .extend_from_slice(l.value.as_deref().unwrap_or("").as_bytes());
+                self.key.extend_from_slice(l.1.as_bytes());
                 self.key.push(0xFF);
             }
             let cached = self.last_grouped.filter(|_| self.last_key == self.key);
@@ -718,7 +746,7 @@ impl<'a> Parser<'a> {
                 None => {
                     let metrics = &mut self.families[fi].metrics;
                     metrics.push(Metric {
-                        label: labels,
+                        label: owned_labels(&labels),
                         ..Default::default()
                     });
                     self.grouped.insert(self.key.clone(), metrics.len() - 1);
@@ -733,11 +761,12 @@ impl<'a> Parser<'a> {
         } else {
             let metrics = &mut self.families[fi].metrics;
             metrics.push(Metric {
-                label: labels,
+                label: owned_labels(&labels),
                 ..Default::default()
             });
             metrics.len() - 1
         };
+        self.scratch_labels = labels;
 
         let token = self.token_until_blank()?;
         let Some(v) = parse_go_float_bytes(token) else {

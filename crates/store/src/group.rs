@@ -50,8 +50,8 @@ impl FamilyEntry {
         metrics: &[Metric],
         timestamp_ns: i64,
     ) -> FamilyEntry {
-        let mut text = String::with_capacity(metrics.len() * 64);
-        let mut proto = Vec::with_capacity(metrics.len() * 48);
+        let mut text = String::new();
+        let mut proto = Vec::new();
         let mut series = Vec::with_capacity(metrics.len());
         let mut invalid = None;
         for m in metrics {
@@ -64,6 +64,12 @@ impl FamilyEntry {
             }
             prost::encoding::message::encode(4, m, &mut proto);
             series.push(series_hash(&name, &m.label));
+            if series.len() == 1 && metrics.len() > 1 {
+                // Metrics of one family are alike: size the buffers from the first one.
+                let rest = metrics.len() - 1;
+                text.reserve(text.len() * rest + text.len() / 4);
+                proto.reserve(proto.len() * rest + proto.len() / 4);
+            }
         }
         FamilyEntry {
             name,

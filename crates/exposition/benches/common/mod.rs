@@ -209,7 +209,8 @@ const LES: [&str; 11] = [
 /// A scrape-like text body of exactly `series` series (sample lines): about 30% in a counter
 /// family with job/instance/method/code labels, 20% in a gauge family with job/instance/kind,
 /// and the rest in a histogram family with job/instance/stage/shard labels and 11 buckets
-/// (13 series per label set), plus a few unlabelled gauges. Values are deterministic.
+/// (13 series per label set), plus a few labelled gauges. Values are deterministic and in
+/// canonical form (the text writer reproduces the body byte for byte).
 pub fn scrape_body(series: usize) -> String {
     let mut out = String::with_capacity(series * 90);
     let n_counter = series * 3 / 10;
@@ -230,7 +231,7 @@ pub fn scrape_body(series: usize) -> String {
             (i / 20) % 256,
             METHODS[i % 4],
             CODES[(i / 4) % 5],
-            (i as u64).wrapping_mul(7919) % 10_000_000
+            (i as u64).wrapping_mul(7919) % 1_000_000
         );
     }
     out.push_str("# HELP node_memory_bytes Memory by kind.\n");
@@ -243,7 +244,7 @@ pub fn scrape_body(series: usize) -> String {
             (i / 5) / 256,
             (i / 5) % 256,
             KINDS[i % 5],
-            1.5e9 + (i as f64) * 4096.25
+            (i % 100_000) as f64 * 4.25 + 0.5
         );
     }
     out.push_str(
@@ -260,7 +261,10 @@ pub fn scrape_body(series: usize) -> String {
         let mut c = 0u64;
         for (i, le) in LES.iter().enumerate() {
             c += ((k + i) % 7) as u64;
-            let _ = writeln!(out, "batch_item_duration_seconds_bucket{{{lbl},le=\"{le}\"}} {c}");
+            let _ = writeln!(
+                out,
+                "batch_item_duration_seconds_bucket{{{lbl},le=\"{le}\"}} {c}"
+            );
         }
         let _ = writeln!(
             out,
@@ -295,7 +299,11 @@ pub fn small_push_body(g: usize, seq: u64) -> String {
     t.push_str("# HELP pgwb_job_records_total Records processed per phase.\n");
     t.push_str("# TYPE pgwb_job_records_total counter\n");
     for (i, p) in ["extract", "transform", "load"].iter().enumerate() {
-        let _ = writeln!(t, "pgwb_job_records_total{{phase=\"{p}\"}} {}", g * 3 + i + 1);
+        let _ = writeln!(
+            t,
+            "pgwb_job_records_total{{phase=\"{p}\"}} {}",
+            g * 3 + i + 1
+        );
     }
     t.push_str("# HELP pgwb_job_last_success_timestamp_seconds Last successful run.\n");
     t.push_str("# TYPE pgwb_job_last_success_timestamp_seconds gauge\n");

@@ -1,0 +1,148 @@
+//! `cargo bench -p server --bench scrape`: `GET /metrics` on a store holding 10k / 100k / 1M
+//! series (groups of 20 series, pgwbench's `mode=preload` body), through the real handler
+//! (`scrape::handle`: snapshot, own telemetry, merge, render, optional gzip), in text, text
+//! with gzip and delimited protobuf, plus `GET /api/v1/metrics` (`api::metrics`, the JSON the
+//! web UI reads). No socket is involved: this is the server's CPU cost per scrape.
+//!
+//! The series counts reported are the sample lines of the text scrape: the pushed series plus
+//! `push_time_seconds`/`push_failure_time_seconds` per group plus the gateway's own metrics.
+
+#[path = "../../exposition/benches/common/mod.rs"]
+mod common;
+
+use common::{preload_push_body, size_name, Bench, Per};
+use exposition::text_parse::parse_text;
+use hyper::body::Body as _;
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING};
+use server::router::Routes;
+use server::{App, BuildInfo, Config};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use store::{GroupKey, Push, Store, StoreConfig};
+
+fn app_with(series: usize) -> Arc<App> {
+    let own_families = server::telemetry::OWN_FAMILIES
+        .iter()
+        .map(|(n, t, _)| (n.to_string(), *t))
+        .collect();
+    let store = Store::open(StoreConfig {
+        checked: true,
+        own_families,
+        persistence: None,
+    })
+    .expect("in-memory store opens");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let started = Instant::now();
+    let groups = series / 20;
+    rt.block_on(async {
+        for g in 0..groups {
+            let families = parse_text(preload_push_body(g).as_bytes()).expect("parses");
+            store
+                .push(Push {
+                    key: GroupKey::new([
+                        ("job", format!("pgwb_pre_{}", g / 10)),
+                        ("instance", format!("i{}", g % 10)),
+                    ]),
+                    families,
+                    replace: true,
+                    time: SystemTime::now(),
+                })
+                .await
+                .expect("push accepted");
+        }
+    });
+    println!(
+        "# store with {} series ({groups} groups) filled in {}",
+        size_name(series),
+        common::fmt_dur(started.elapsed())
+    );
+    let build = BuildInfo {
+        version: "bench".into(),
+        revision: "bench".into(),
+        branch: "bench".into(),
+        build_user: "bench".into(),
+        build_date: "bench".into(),
+        go_version: "bench".into(),
+    };
+    let cfg = Config {
+        routes: Routes {
+            prefix: String::new(),
+            telemetry: "/metrics".into(),
+            admin_api: false,
+        },
+        external_path: ".".into(),
+        enable_lifecycle: false,
+        enable_admin_api: false,
+        flags: BTreeMap::new(),
+        build,
+        utc_offset: time::UtcOffset::UTC,
+    };
+    App::new(cfg, Arc::new(store))
+}
+
+fn body_len(resp: &server::http::Resp) -> u64 {
+    resp.body().size_hint().exact().unwrap_or(0)
+}
+
+fn main() {
+    let b = Bench::from_args();
+    let pb = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+    for n in b.sizes() {
+        let sz = size_name(n);
+        let names: Vec<String> = ["text", "text+gzip", "protobuf", "api-json"]
+            .iter()
+            .map(|v| format!("scrape/{v}/{sz}"))
+            .collect();
+        if !b.wants_any(&names) {
+            continue;
+        }
+        let app = app_with(n);
+
+        let plain = HeaderMap::new();
+        let first = server::scrape::handle(&app, &plain);
+        assert_eq!(first.status(), 200);
+        let text = first.into_body();
+        let series = {
+            use http_body_util::BodyExt as _;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("tokio runtime");
+            let bytes = rt
+                .block_on(text.collect())
+                .expect("in-memory body")
+                .to_bytes();
+            bytes
+                .split(|&c| c == b'\n')
+                .filter(|l| !l.is_empty() && l[0] != b'#')
+                .count() as u64
+        };
+
+        b.run(&names[0], || {
+            let r = server::scrape::handle(&app, &plain);
+            vec![Per::Bytes(body_len(&r)), Per::Series(series)]
+        });
+
+        let mut gz = HeaderMap::new();
+        gz.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        b.run(&names[1], || {
+            let r = server::scrape::handle(&app, &gz);
+            // Bytes of the compressed body (the uncompressed size is the text line's).
+            vec![Per::Bytes(body_len(&r)), Per::Series(series)]
+        });
+
+        let mut proto = HeaderMap::new();
+        proto.insert(ACCEPT, HeaderValue::from_static(pb));
+        b.run(&names[2], || {
+            let r = server::scrape::handle(&app, &proto);
+            vec![Per::Bytes(body_len(&r)), Per::Series(series)]
+        });
+
+        b.run(&names[3], || {
+            let r = server::api::metrics(&app);
+            vec![Per::Bytes(body_len(&r)), Per::Series(series)]
+        });
+    }
+}
