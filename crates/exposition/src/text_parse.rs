@@ -174,19 +174,22 @@ fn is_label_name_start(b: u8) -> bool {
 }
 
 #[inline]
-fn is_label_name_continuation(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-#[inline]
 fn is_metric_name_start(b: u8) -> bool {
     is_label_name_start(b) || b == b':'
 }
 
-#[inline]
-fn is_metric_name_continuation(b: u8) -> bool {
-    is_label_name_continuation(b) || b == b':'
+const fn name_class(colon: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || (colon && c == b':');
+        b += 1;
+    }
+    t
 }
+static METRIC_NAME_CONT: [bool; 256] = name_class(true);
+static LABEL_NAME_CONT: [bool; 256] = name_class(false);
 
 /// How a sample line relates to the summary/histogram family it was attached to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -349,8 +352,26 @@ impl<'a> Parser<'a> {
         if !is_metric_name_start(self.cur) {
             return Ok(&self.buf[start..start]);
         }
-        while is_metric_name_continuation(self.read()?) {}
-        Ok(&self.buf[start..self.pos - 1])
+        self.scan_while(start, &METRIC_NAME_CONT)
+    }
+
+    /// Advances over bytes in `class` (after the one in `cur`); the first other byte is left
+    /// in `cur`. Same semantics as a `read()` loop, scanning the slice directly.
+    #[inline]
+    fn scan_while(&mut self, start: usize, class: &[bool; 256]) -> PResult<&'a [u8]> {
+        let buf: &'a [u8] = self.buf;
+        let rest = &buf[self.pos..];
+        match rest.iter().position(|&b| !class[b as usize]) {
+            Some(n) => {
+                self.pos += n + 1;
+                self.cur = rest[n];
+                Ok(&buf[start..self.pos - 1])
+            }
+            None => {
+                self.pos = buf.len();
+                Err(self.eof())
+            }
+        }
     }
 
     /// Like `metric_name_token`, for label names.
@@ -359,8 +380,7 @@ impl<'a> Parser<'a> {
         if !is_label_name_start(self.cur) {
             return Ok(&self.buf[start..start]);
         }
-        while is_label_name_continuation(self.read()?) {}
-        Ok(&self.buf[start..self.pos - 1])
+        self.scan_while(start, &LABEL_NAME_CONT)
     }
 
     fn run(&mut self) -> PResult<()> {

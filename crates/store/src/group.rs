@@ -24,7 +24,8 @@ pub const PUSH_FAILURE_TIME_HELP: &str =
 #[derive(Debug)]
 pub struct FamilyEntry {
     pub name: Arc<str>,
-    pub help: Option<Box<str>>,
+    /// HELP text, shared between all families that carry the same text.
+    pub help: Option<Arc<str>>,
     pub mtype: MetricType,
     /// When the family was pushed, in Unix nanoseconds.
     pub timestamp_ns: i64,
@@ -73,7 +74,7 @@ impl FamilyEntry {
         }
         FamilyEntry {
             name,
-            help: help.map(Into::into),
+            help: help.map(intern_help),
             mtype,
             timestamp_ns,
             metric_count: metrics.len() as u32,
@@ -81,6 +82,49 @@ impl FamilyEntry {
             proto: proto.into_boxed_slice(),
             series: series.into_boxed_slice(),
             invalid,
+        }
+    }
+
+    /// Rebuilds an entry from its persisted parts; only the series identities are recomputed,
+    /// by walking the protobuf bytes without decoding them into messages.
+    pub fn from_parts(
+        name: Arc<str>,
+        help: Option<&str>,
+        mtype: MetricType,
+        timestamp_ns: i64,
+        proto: Vec<u8>,
+        text: Vec<u8>,
+        invalid: Option<String>,
+    ) -> Result<FamilyEntry, String> {
+        let series = series_hashes_of(&name, &proto)?;
+        Ok(FamilyEntry {
+            name,
+            help: help.map(intern_help),
+            mtype,
+            timestamp_ns,
+            metric_count: series.len() as u32,
+            text: text.into_boxed_slice(),
+            proto: proto.into_boxed_slice(),
+            series: series.into_boxed_slice(),
+            invalid: invalid.map(Into::into),
+        })
+    }
+
+    /// Appends the persisted form of this entry (an `EntryRecord` message body).
+    pub fn encode_entry_record(&self, out: &mut Vec<u8>) {
+        prost::encoding::string::encode(1, &self.name.to_string(), out);
+        if let Some(h) = &self.help {
+            prost::encoding::string::encode(2, &h.to_string(), out);
+        }
+        prost::encoding::int32::encode(3, &(self.mtype as i32), out);
+        prost::encoding::int64::encode(4, &self.timestamp_ns, out);
+        for (tag, bytes) in [(6u32, &*self.proto), (7, &*self.text)] {
+            prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
+            prost::encoding::encode_varint(bytes.len() as u64, out);
+            out.extend_from_slice(bytes);
+        }
+        if let Some(i) = &self.invalid {
+            prost::encoding::string::encode(8, &i.to_string(), out);
         }
     }
 
@@ -125,6 +169,88 @@ pub fn series_hash(family: &str, labels: &[LabelPair]) -> u64 {
         h.write_u8(0xff);
     }
     h.finish()
+}
+
+/// Reads one length-delimited field body: `(field number, bytes)`; other wire types are
+/// skipped and reported with empty bytes.
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, &'a [u8]), String> {
+    let key = prost::encoding::decode_varint(buf).map_err(|e| e.to_string())?;
+    let (tag, wire) = ((key >> 3) as u32, key & 7);
+    let skip = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], String> {
+        if buf.len() < n {
+            return Err("truncated protobuf field".into());
+        }
+        let (head, rest) = buf.split_at(n);
+        *buf = rest;
+        Ok(head)
+    };
+    match wire {
+        0 => {
+            prost::encoding::decode_varint(buf).map_err(|e| e.to_string())?;
+            Ok((tag, &[]))
+        }
+        1 => skip(buf, 8).map(|_| (tag, &[][..])),
+        2 => {
+            let len = prost::encoding::decode_varint(buf).map_err(|e| e.to_string())? as usize;
+            skip(buf, len).map(|b| (tag, b))
+        }
+        5 => skip(buf, 4).map(|_| (tag, &[][..])),
+        w => Err(format!("unexpected wire type {w}")),
+    }
+}
+
+/// The series identities of concatenated `metric` fields, computed like [`series_hash`]
+/// straight from the protobuf bytes.
+fn series_hashes_of(family: &str, mut proto: &[u8]) -> Result<Vec<u64>, String> {
+    use std::hash::Hasher;
+    let mut out = Vec::new();
+    while !proto.is_empty() {
+        let (tag, mut metric) = next_field(&mut proto)?;
+        if tag != 4 {
+            continue;
+        }
+        let mut h = HASHER.build_hasher();
+        h.write(family.as_bytes());
+        h.write_u8(0xff);
+        while !metric.is_empty() {
+            let (tag, mut pair) = next_field(&mut metric)?;
+            if tag != 1 {
+                continue;
+            }
+            let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+            while !pair.is_empty() {
+                match next_field(&mut pair)? {
+                    (1, b) => name = b,
+                    (2, b) => value = b,
+                    _ => {}
+                }
+            }
+            h.write(name);
+            h.write_u8(0xff);
+            h.write(value);
+            h.write_u8(0xff);
+        }
+        out.push(h.finish());
+    }
+    Ok(out)
+}
+
+/// HELP strings are usually the same in every group that pushes a family: share them.
+/// Bounded, so that a client pushing random HELP texts cannot grow it without limit.
+fn intern_help(help: &str) -> Arc<str> {
+    const MAX_INTERNED: usize = 100_000;
+    static HELPS: std::sync::OnceLock<
+        parking_lot::Mutex<std::collections::HashSet<Arc<str>, ahash::RandomState>>,
+    > = std::sync::OnceLock::new();
+    let mut set = HELPS.get_or_init(Default::default).lock();
+    if let Some(h) = set.get(help) {
+        return h.clone();
+    }
+    let h: Arc<str> = Arc::from(help);
+    if set.len() < MAX_INTERNED {
+        set.insert(h.clone());
+    }
+    h
 }
 
 static HASHER: ahash::RandomState = ahash::RandomState::with_seeds(
@@ -225,6 +351,28 @@ pub struct GroupRecord {
     pub push_time_ts: i64,
     #[prost(int64, tag = "6")]
     pub push_failure_time_ts: i64,
+    #[prost(message, repeated, tag = "7")]
+    pub entries: Vec<EntryRecord>,
+}
+
+/// A family as persisted: its header and both of its pre-encoded forms, so that a restart
+/// copies bytes instead of decoding and re-encoding every metric.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EntryRecord {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, optional, tag = "2")]
+    pub help: Option<String>,
+    #[prost(int32, tag = "3")]
+    pub mtype: i32,
+    #[prost(int64, tag = "4")]
+    pub timestamp_ns: i64,
+    #[prost(bytes = "vec", tag = "6")]
+    pub proto: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub text: Vec<u8>,
+    #[prost(string, optional, tag = "8")]
+    pub invalid: Option<String>,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -245,7 +393,7 @@ impl Group {
             64 + self
                 .families
                 .values()
-                .map(|f| f.proto.len() + 64)
+                .map(|f| f.proto.len() + f.text.len() + 64)
                 .sum::<usize>(),
         );
         out.push(RECORD_VERSION);
@@ -256,18 +404,14 @@ impl Group {
         prost::encoding::double::encode(3, &self.push_failure_time, &mut out);
         prost::encoding::int64::encode(5, &self.gauge_ts(PUSH_TIME), &mut out);
         prost::encoding::int64::encode(6, &self.gauge_ts(PUSH_FAILURE_TIME), &mut out);
-        let mut fam = Vec::new();
         let mut rec = Vec::new();
         for f in self.families.values() {
             if &*f.name == PUSH_TIME || &*f.name == PUSH_FAILURE_TIME {
                 continue;
             }
-            fam.clear();
-            f.encode_family(&mut fam);
             rec.clear();
-            prost::encoding::bytes::encode(1, &fam, &mut rec);
-            prost::encoding::int64::encode(2, &f.timestamp_ns, &mut rec);
-            prost::encoding::bytes::encode(4, &rec, &mut out);
+            f.encode_entry_record(&mut rec);
+            prost::encoding::bytes::encode(7, &rec, &mut out);
         }
         out
     }
@@ -288,6 +432,21 @@ impl Group {
                 .map(|lp| (lp.name().to_string(), lp.value().to_string())),
         );
         let mut families = BTreeMap::new();
+        for er in rec.entries {
+            let name = intern(&er.name);
+            let mtype = MetricType::try_from(er.mtype).unwrap_or(MetricType::Untyped);
+            let entry = FamilyEntry::from_parts(
+                name.clone(),
+                er.help.as_deref(),
+                mtype,
+                er.timestamp_ns,
+                er.proto,
+                er.text,
+                er.invalid,
+            )?;
+            families.insert(name, Arc::new(entry));
+        }
+        // Records written before entries carried their encodings.
         for fr in rec.families {
             let Some(mf) = fr.family else { continue };
             let name = intern(mf.name());
@@ -403,6 +562,11 @@ mod tests {
         assert_eq!(foo.help.as_deref(), Some("h"));
         assert_eq!(foo.timestamp_ns, 42);
         assert_eq!(back.families[PUSH_FAILURE_TIME].timestamp_ns, 7);
+        assert_eq!(
+            foo.series, g.families["foo"].series,
+            "identities recomputed from bytes"
+        );
+        assert_eq!(foo.proto_metrics(), g.families["foo"].proto_metrics());
         assert_eq!(
             back.families[PUSH_TIME].text(),
             b"push_time_seconds{instance=\"\",job=\"j\",x=\"\"} 12.5\n"

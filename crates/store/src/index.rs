@@ -31,13 +31,17 @@ impl Hasher for IdentityHasher {
     }
 }
 type SeriesMap = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+type SeriesSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 
 const N_TYPES: usize = 6;
 
 #[derive(Default)]
 pub(crate) struct Index {
     names: HashMap<Arc<str>, [u32; N_TYPES], ahash::RandomState>,
-    series: SeriesMap,
+    /// Every series identity in the store (8 bytes each)...
+    series: SeriesSet,
+    /// ...and, for the rare identities that occur more than once, the number of extra copies.
+    extra_series: SeriesMap,
     own: HashMap<String, MetricType, ahash::RandomState>,
     dup_series: usize,
     conflicted_names: usize,
@@ -135,10 +139,12 @@ impl Index {
         self.names.entry(e.name.clone()).or_default()[e.mtype as usize] += 1;
         self.update_conflicts(&e.name, before);
         for h in e.series.iter() {
-            let c = self.series.entry(*h).or_insert(0);
-            *c += 1;
-            if *c == 2 {
-                self.dup_series += 1;
+            if !self.series.insert(*h) {
+                let extra = self.extra_series.entry(*h).or_insert(0);
+                *extra += 1;
+                if *extra == 1 {
+                    self.dup_series += 1;
+                }
             }
         }
         if new_name || before != self.distinct_types(&e.name) || self.might_collide(&e.name) {
@@ -162,11 +168,15 @@ impl Index {
         }
         self.update_conflicts(&e.name, before);
         for h in e.series.iter() {
-            if let Some(c) = self.series.get_mut(h) {
-                *c -= 1;
-                if *c == 1 {
-                    self.dup_series -= 1;
-                } else if *c == 0 {
+            match self.extra_series.get_mut(h) {
+                Some(extra) => {
+                    *extra -= 1;
+                    if *extra == 0 {
+                        self.extra_series.remove(h);
+                        self.dup_series -= 1;
+                    }
+                }
+                None => {
                     self.series.remove(h);
                 }
             }
@@ -323,7 +333,11 @@ impl Index {
         }
         // Duplicates against the rest of the store.
         for (h, ei, mi) in &pushed {
-            let existing = self.series.get(h).copied().unwrap_or(0);
+            let existing = if self.series.contains(h) {
+                1 + self.extra_series.get(h).copied().unwrap_or(0)
+            } else {
+                0
+            };
             if existing > count_in(&removed_series, *h) {
                 return Err(dup(*ei, *mi));
             }

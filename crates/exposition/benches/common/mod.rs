@@ -193,9 +193,10 @@ pub fn fmt_count(x: f64) -> String {
 
 /// Short label for a size: 10k, 100k, 1M.
 pub fn size_name(n: usize) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    let (m, k) = (n % 1_000_000, n % 1_000);
+    if n >= 1_000_000 && m == 0 {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n % 1_000 == 0 {
+    } else if n >= 1_000 && k == 0 {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()
