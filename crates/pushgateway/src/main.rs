@@ -244,6 +244,8 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         .context("closing the store")?
         .context("flushing the persistence file")?;
     tracing::info!("stopped");
+    // Everything is durable; freeing a large store piece by piece would only delay the exit.
+    std::mem::forget(store);
     Ok(())
 }
 

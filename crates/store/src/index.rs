@@ -67,6 +67,11 @@ impl Index {
         }
     }
 
+    /// Makes room for `series` more series identities (used when restoring).
+    pub fn reserve(&mut self, series: usize) {
+        self.series.reserve(series);
+    }
+
     pub fn own_families(&self) -> Vec<(String, MetricType)> {
         self.own.iter().map(|(n, t)| (n.clone(), *t)).collect()
     }
@@ -134,10 +139,17 @@ impl Index {
         if e.metric_count == 0 {
             return;
         }
-        let before = self.distinct_types(&e.name);
-        let new_name = !self.names.contains_key(&*e.name);
-        self.names.entry(e.name.clone()).or_default()[e.mtype as usize] += 1;
-        self.update_conflicts(&e.name, before);
+        let t = e.mtype as usize;
+        match self.names.get_mut(&*e.name) {
+            // The name already has this type: neither conflicts nor collisions can change.
+            Some(c) if c[t] > 0 => c[t] += 1,
+            _ => {
+                let before = self.distinct_types(&e.name);
+                self.names.entry(e.name.clone()).or_default()[t] += 1;
+                self.update_conflicts(&e.name, before);
+                self.refresh_collisions(&e.name);
+            }
+        }
         for h in e.series.iter() {
             if !self.series.insert(*h) {
                 let extra = self.extra_series.entry(*h).or_insert(0);
@@ -146,9 +158,6 @@ impl Index {
                     self.dup_series += 1;
                 }
             }
-        }
-        if new_name || before != self.distinct_types(&e.name) || self.might_collide(&e.name) {
-            self.refresh_collisions(&e.name);
         }
     }
 
@@ -159,14 +168,22 @@ impl Index {
         if e.metric_count == 0 {
             return;
         }
-        let before = self.distinct_types(&e.name);
-        if let Some(c) = self.names.get_mut(&*e.name) {
-            c[e.mtype as usize] -= 1;
-            if c.iter().all(|c| *c == 0) {
-                self.names.remove(&*e.name);
+        let t = e.mtype as usize;
+        match self.names.get_mut(&*e.name) {
+            // Other families of this name and type remain: nothing else changes.
+            Some(c) if c[t] > 1 => c[t] -= 1,
+            _ => {
+                let before = self.distinct_types(&e.name);
+                if let Some(c) = self.names.get_mut(&*e.name) {
+                    c[t] = c[t].saturating_sub(1);
+                    if c.iter().all(|c| *c == 0) {
+                        self.names.remove(&*e.name);
+                    }
+                }
+                self.update_conflicts(&e.name, before);
+                self.refresh_collisions(&e.name);
             }
         }
-        self.update_conflicts(&e.name, before);
         for h in e.series.iter() {
             match self.extra_series.get_mut(h) {
                 Some(extra) => {
@@ -181,19 +198,6 @@ impl Index {
                 }
             }
         }
-        if self.might_collide(&e.name) {
-            self.refresh_collisions(&e.name);
-        }
-    }
-
-    fn might_collide(&self, name: &str) -> bool {
-        SUFFIXES.iter().any(|s| name.ends_with(s))
-            || self.colliding_bases.contains(name)
-            || matches!(
-                self.present_types(name).first(),
-                Some(MetricType::Summary | MetricType::Histogram)
-            )
-            || !self.colliding_bases.is_empty()
     }
 
     fn update_conflicts(&mut self, name: &str, before: usize) {

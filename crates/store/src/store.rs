@@ -156,12 +156,20 @@ impl Store {
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
         });
+        let mut decoded = decoded;
+        // In key order, every insert goes to the right edge of the trees: far fewer
+        // comparisons and cache misses than random order.
+        decoded.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let series: usize = decoded
+            .iter()
+            .flat_map(|g| g.families.values())
+            .map(|f| f.metric_count as usize)
+            .sum();
         let mut st = self.state.lock();
+        st.index.reserve(series);
         let n = decoded.len();
         for g in decoded {
-            let key = g.key.clone();
             Self::insert_group(&mut st, Arc::new(g), None);
-            let _ = key;
         }
         self.publish(&mut st);
         tracing::info!(
