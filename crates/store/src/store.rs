@@ -121,56 +121,63 @@ impl Store {
         Ok(store)
     }
 
-    fn restore(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+    fn restore(&self, mut entries: Vec<(Vec<u8>, Vec<u8>)>) {
         if entries.is_empty() {
             return;
         }
         let started = std::time::Instant::now();
-        // Decoding rebuilds the pre-encoded forms; spread it over the cores.
-        let threads = std::thread::available_parallelism()
+        // Persistence keys are the canonical key bytes, so this is group order: inserting in
+        // it always extends the right edge of the trees.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Worker threads decode chunks (rebuilding the series identities and push-time
+        // gauges) while this thread inserts finished chunks, in order, into the maps.
+        const CHUNK: usize = 2048;
+        let chunks: Vec<&[(Vec<u8>, Vec<u8>)]> = entries.chunks(CHUNK).collect();
+        let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(8);
-        let chunk = entries.len().div_ceil(threads);
-        let decoded: Vec<Group> = std::thread::scope(|s| {
-            let handles: Vec<_> = entries
-                .chunks(chunk.max(1))
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for (key, value) in part {
-                            match Group::decode_record(value, &mut |n| self.intern(n)) {
-                                Ok(g) => out.push(g),
-                                Err(e) => tracing::error!(
-                                    key = %String::from_utf8_lossy(key).replace('\u{fffd}', "/"),
-                                    err = %e,
-                                    "skipping undecodable group record"
-                                ),
-                            }
-                        }
-                        out
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        let mut decoded = decoded;
-        // In key order, every insert goes to the right edge of the trees: far fewer
-        // comparisons and cache misses than random order.
-        decoded.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let series: usize = decoded
-            .iter()
-            .flat_map(|g| g.families.values())
-            .map(|f| f.metric_count as usize)
-            .sum();
+            .clamp(1, 8);
+        let next = std::sync::atomic::AtomicUsize::new(0);
         let mut st = self.state.lock();
-        st.index.reserve(series);
-        let n = decoded.len();
-        for g in decoded {
-            Self::insert_group(&mut st, Arc::new(g), None);
-        }
+        st.index.reserve(entries.len() * 16);
+        let mut n = 0;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Group>)>();
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (chunks, next) = (&chunks, &next);
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(part) = chunks.get(i) else { break };
+                    let mut out = Vec::with_capacity(part.len());
+                    for (key, value) in part.iter() {
+                        match Group::decode_record(value, &mut |n| self.intern(n)) {
+                            Ok(g) => out.push(g),
+                            Err(e) => tracing::error!(
+                                key = %String::from_utf8_lossy(key).replace('\u{fffd}', "/"),
+                                err = %e,
+                                "skipping undecodable group record"
+                            ),
+                        }
+                    }
+                    if tx.send((i, out)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            let mut waiting = BTreeMap::new();
+            let mut want = 0;
+            for (i, groups) in rx {
+                waiting.insert(i, groups);
+                while let Some(groups) = waiting.remove(&want) {
+                    for g in groups {
+                        n += 1;
+                        Self::insert_group(&mut st, Arc::new(g), None);
+                    }
+                    want += 1;
+                }
+            }
+        });
         self.publish(&mut st);
         tracing::info!(
             groups = n,
