@@ -153,20 +153,32 @@ pub fn status(app: &Arc<App>) -> Resp {
     json_response(out)
 }
 
-fn labels_obj(out: &mut String, labels: impl Iterator<Item = (impl AsRef<str>, impl AsRef<str>)>) {
+fn labels_obj<'a>(out: &mut String, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) {
     out.push('{');
-    let mut pairs: Vec<(String, String)> = labels
-        .map(|(n, v)| (n.as_ref().to_string(), v.as_ref().to_string()))
-        .collect();
-    pairs.sort();
-    pairs.dedup_by(|a, b| a.0 == b.0);
-    for (i, (n, v)) in pairs.iter().enumerate() {
+    // Stored labels are sorted and unique already; only sort when they are not.
+    let sorted = labels
+        .clone()
+        .zip(labels.clone().skip(1))
+        .all(|(a, b)| a.0 < b.0);
+    let mut write = |i: usize, n: &str, v: &str| {
         if i > 0 {
             out.push(',');
         }
         json_str(out, n);
         out.push(':');
         json_str(out, v);
+    };
+    if sorted {
+        for (i, (n, v)) in labels.enumerate() {
+            write(i, n, v);
+        }
+    } else {
+        let mut pairs: Vec<(&str, &str)> = labels.collect();
+        pairs.sort();
+        pairs.dedup_by(|a, b| a.0 == b.0);
+        for (i, (n, v)) in pairs.into_iter().enumerate() {
+            write(i, n, v);
+        }
     }
     out.push('}');
 }
@@ -175,7 +187,8 @@ fn metric_obj(out: &mut String, t: MetricType, m: &Metric) {
     let labels = || m.label.iter().map(|l| (l.name(), l.value()));
     match t {
         MetricType::Summary => {
-            let s = m.summary.clone().unwrap_or_default();
+            let default = exposition::pb::Summary::default();
+            let s = m.summary.as_deref().unwrap_or(&default);
             let _ = write!(
                 out,
                 "{{\"count\":\"{}\",\"labels\":",
@@ -196,7 +209,8 @@ fn metric_obj(out: &mut String, t: MetricType, m: &Metric) {
             out.push('}');
         }
         MetricType::Histogram | MetricType::GaugeHistogram => {
-            let h = m.histogram.clone().unwrap_or_default();
+            let default = exposition::pb::Histogram::default();
+            let h = m.histogram.as_deref().unwrap_or(&default);
             out.push_str("{\"buckets\":{");
             for (i, b) in h.bucket.iter().enumerate() {
                 if i > 0 {
