@@ -15,10 +15,10 @@
 #[path = "../../exposition/benches/common/mod.rs"]
 mod common;
 
-use common::{preload_push_body, size_name, small_push_body, Bench, Per};
+use common::{preload_push_body, size_name, small_push_body, Bench, Per, Stats};
 use exposition::text_parse::parse_text;
 use exposition::MetricFamily;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use store::{GroupKey, Push, Store, StoreConfig};
 
 const BATCH: usize = 1_000;
@@ -78,7 +78,7 @@ fn main() {
         .map(|g| parse_text(small_push_body(g, g as u64).as_bytes()).expect("parses"))
         .collect();
     let variants = ["push/replace", "push/new", "push/replace+snapshot"];
-    let mut results: Vec<(&str, usize, Duration)> = Vec::new();
+    let mut results: Vec<(&str, usize, Stats)> = Vec::new();
 
     for n in b.sizes() {
         let sz = size_name(n);
@@ -153,17 +153,19 @@ fn main() {
         assert_eq!(store.snapshot().groups.len(), n / 20 + BATCH);
     }
 
-    // Flatness: cost per push at the largest size over the cost at the smallest.
+    // Flatness: cost per push at the largest size over the cost at the smallest, for the
+    // median and for the fastest sample (less sensitive to a noisy machine).
     for v in variants {
-        let mine: Vec<&(&str, usize, Duration)> =
+        let mine: Vec<&(&str, usize, Stats)> =
             results.iter().filter(|(name, _, _)| *name == v).collect();
         if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
             if first.1 != last.1 {
                 println!(
-                    "{v}: {} -> {}: time per push x{:.2} for x{} series",
+                    "{v}: {} -> {}: time per push x{:.2} (median), x{:.2} (min) for x{} series",
                     size_name(first.1),
                     size_name(last.1),
-                    last.2.as_secs_f64() / first.2.as_secs_f64(),
+                    last.2.median.as_secs_f64() / first.2.median.as_secs_f64(),
+                    last.2.min.as_secs_f64() / first.2.min.as_secs_f64(),
                     last.1 / first.1
                 );
             }

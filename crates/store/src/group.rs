@@ -34,8 +34,6 @@ pub struct FamilyEntry {
     text: Box<[u8]>,
     /// The `metric` fields (tag 4) of a `MetricFamily` message, concatenated.
     proto: Box<[u8]>,
-    /// Identity of each series (family name + sorted labels), for duplicate detection.
-    pub(crate) series: Box<[u64]>,
     /// Why this family could not be part of a consistent scrape (only reachable when the
     /// consistency check is off).
     pub invalid: Option<Box<str>>,
@@ -53,7 +51,6 @@ impl FamilyEntry {
     ) -> FamilyEntry {
         let mut text = String::new();
         let mut proto = Vec::new();
-        let mut series = Vec::with_capacity(metrics.len());
         let mut invalid = None;
         for m in metrics {
             if invalid.is_none() {
@@ -64,8 +61,7 @@ impl FamilyEntry {
                 }
             }
             prost::encoding::message::encode(4, m, &mut proto);
-            series.push(series_hash(&name, &m.label));
-            if series.len() == 1 && metrics.len() > 1 {
+            if std::ptr::eq(m, &metrics[0]) && metrics.len() > 1 {
                 // Metrics of one family are alike: size the buffers from the first one.
                 let rest = metrics.len() - 1;
                 text.reserve(text.len() * rest + text.len() / 4);
@@ -80,7 +76,6 @@ impl FamilyEntry {
             metric_count: metrics.len() as u32,
             text: text.into_bytes().into_boxed_slice(),
             proto: proto.into_boxed_slice(),
-            series: series.into_boxed_slice(),
             invalid,
         }
     }
@@ -96,16 +91,15 @@ impl FamilyEntry {
         text: Vec<u8>,
         invalid: Option<String>,
     ) -> Result<FamilyEntry, String> {
-        let series = series_hashes_of(&name, &proto)?;
+        let metric_count = count_metrics(&proto)?;
         Ok(FamilyEntry {
             name,
             help: help.map(intern_help),
             mtype,
             timestamp_ns,
-            metric_count: series.len() as u32,
+            metric_count,
             text: text.into_boxed_slice(),
             proto: proto.into_boxed_slice(),
-            series: series.into_boxed_slice(),
             invalid: invalid.map(Into::into),
         })
     }
@@ -126,6 +120,12 @@ impl FamilyEntry {
         if let Some(i) = &self.invalid {
             prost::encoding::string::encode(8, &i.to_string(), out);
         }
+    }
+
+    /// The identity of each series (family name and sorted labels), for the consistency
+    /// index. Computed from the stored bytes when needed instead of kept: 8 bytes a series.
+    pub fn series(&self) -> Vec<u64> {
+        series_hashes_of(&self.name, &self.proto).unwrap_or_default()
     }
 
     /// The pre-encoded text exposition lines.
@@ -197,6 +197,17 @@ fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, &'a [u8]), String> {
         5 => skip(buf, 4).map(|_| (tag, &[][..])),
         w => Err(format!("unexpected wire type {w}")),
     }
+}
+
+/// The number of `metric` fields in concatenated protobuf bytes.
+fn count_metrics(mut proto: &[u8]) -> Result<u32, String> {
+    let mut n = 0;
+    while !proto.is_empty() {
+        if next_field(&mut proto)?.0 == 4 {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The series identities of concatenated `metric` fields, computed like [`series_hash`]
@@ -563,7 +574,8 @@ mod tests {
         assert_eq!(foo.timestamp_ns, 42);
         assert_eq!(back.families[PUSH_FAILURE_TIME].timestamp_ns, 7);
         assert_eq!(
-            foo.series, g.families["foo"].series,
+            foo.series(),
+            vec![series_hash("foo", &g.families["foo"].metrics()[0].label)],
             "identities recomputed from bytes"
         );
         assert_eq!(foo.proto_metrics(), g.families["foo"].proto_metrics());

@@ -150,7 +150,7 @@ impl Index {
                 self.refresh_collisions(&e.name);
             }
         }
-        for h in e.series.iter() {
+        for h in e.series().iter() {
             if !self.series.insert(*h) {
                 let extra = self.extra_series.entry(*h).or_insert(0);
                 *extra += 1;
@@ -184,7 +184,7 @@ impl Index {
                 self.refresh_collisions(&e.name);
             }
         }
-        for h in e.series.iter() {
+        for h in e.series().iter() {
             match self.extra_series.get_mut(h) {
                 Some(extra) => {
                     *extra -= 1;
@@ -228,7 +228,7 @@ impl Index {
         let mut removed_series: Vec<u64> = removed
             .iter()
             .filter(|e| e.metric_count > 0)
-            .flat_map(|e| e.series.iter().copied())
+            .flat_map(|e| e.series())
             .collect();
         removed_series.sort_unstable();
         let mut added_types: Vec<(&str, MetricType)> = added
@@ -266,7 +266,12 @@ impl Index {
         // Duplicate series inside the push.
         let mut pushed: Vec<(u64, usize, usize)> = Vec::new();
         for (ei, e) in added.iter().enumerate().filter(|(_, e)| e.metric_count > 0) {
-            pushed.extend(e.series.iter().enumerate().map(|(mi, h)| (*h, ei, mi)));
+            pushed.extend(
+                e.series()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(mi, h)| (h, ei, mi)),
+            );
         }
         pushed.sort_unstable();
         let dup = |ei: usize, mi: usize| -> String {

@@ -36,6 +36,13 @@ pub enum Per {
     Ops(u64, &'static str),
 }
 
+/// The median and the fastest sample of one bench.
+#[derive(Clone, Copy)]
+pub struct Stats {
+    pub median: Duration,
+    pub min: Duration,
+}
+
 pub struct Bench {
     smoke: bool,
     filter: Option<String>,
@@ -95,7 +102,7 @@ impl Bench {
 
     /// Times `f` repeatedly (one warm-up call, then at least 3 samples or until the time budget
     /// is spent, at most 200) and prints one result line. `f` returns what one call processed.
-    pub fn run<F: FnMut() -> Vec<Per>>(&self, name: &str, mut f: F) -> Option<Duration> {
+    pub fn run<F: FnMut() -> Vec<Per>>(&self, name: &str, mut f: F) -> Option<Stats> {
         if !self.wants(name) {
             return None;
         }
@@ -121,7 +128,7 @@ impl Bench {
         name: &str,
         min_samples: usize,
         mut f: F,
-    ) -> Option<Duration> {
+    ) -> Option<Stats> {
         if !self.wants(name) {
             return None;
         }
@@ -140,7 +147,7 @@ impl Bench {
         Some(self.report(name, &mut samples, &per))
     }
 
-    fn report(&self, name: &str, samples: &mut [Duration], per: &[Per]) -> Duration {
+    fn report(&self, name: &str, samples: &mut [Duration], per: &[Per]) -> Stats {
         samples.sort();
         let med = samples[samples.len() / 2];
         let secs = med.as_secs_f64().max(1e-12);
@@ -170,7 +177,10 @@ impl Bench {
             }
         }
         println!("{line}");
-        med
+        Stats {
+            median: med,
+            min: samples[0],
+        }
     }
 }
 
