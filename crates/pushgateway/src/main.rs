@@ -227,12 +227,26 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         let store = store.clone();
         let period = store::store::compaction_period(flags.persistence_interval);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
+            // The file is rewritten every interval when something changed, and early when the
+            // log outgrows the live state (checked every second).
+            let mut due = tokio::time::Instant::now() + period;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let s = store.clone();
-                let _ = tokio::task::spawn_blocking(move || s.maybe_compact(false)).await;
+                let periodic = tokio::time::Instant::now() >= due;
+                if periodic {
+                    due += period;
+                }
+                let _ = tokio::task::spawn_blocking(move || {
+                    if periodic {
+                        s.maybe_compact(false)
+                    } else {
+                        s.compact_if_oversized()
+                    }
+                })
+                .await;
             }
         });
     }

@@ -490,6 +490,17 @@ impl Store {
         wal.compact(Box::new(iter));
     }
 
+    /// Rewrites the persistence file early when the log has grown to more than twice the
+    /// live state plus 64 MiB, so that a long `--persistence.interval` under heavy pushing
+    /// cannot let it grow without bound. Cheap to call often.
+    pub fn compact_if_oversized(&self) {
+        let Some(wal) = &self.wal else { return };
+        let stats = wal.stats();
+        if stats.log_bytes > stats.compacted_bytes.saturating_mul(2) + (64 << 20) {
+            self.maybe_compact(true);
+        }
+    }
+
     /// Flushes the log and stops its writer.
     pub fn close(&self) -> Result<(), WalError> {
         match &self.wal {
