@@ -46,6 +46,15 @@ fn json_response(body: String) -> Resp {
 /// Appends `s` as a JSON string, escaped like Go's `encoding/json`.
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings need no escaping at all: copy them in one go.
+    let plain = !s
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&') || b == 0xE2);
+    if plain {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -254,7 +263,26 @@ fn metric_obj(out: &mut String, t: MetricType, m: &Metric) {
     }
 }
 
-fn family_obj(out: &mut String, e: &FamilyEntry, offset: time::UtcOffset) {
+/// The families of a group share their push time: format each distinct time once.
+pub struct TimeCache {
+    offset: time::UtcOffset,
+    last: Option<(i64, String)>,
+}
+
+impl TimeCache {
+    pub fn new(offset: time::UtcOffset) -> TimeCache {
+        TimeCache { offset, last: None }
+    }
+
+    fn get(&mut self, ns: i64) -> &str {
+        if self.last.as_ref().is_none_or(|(t, _)| *t != ns) {
+            self.last = Some((ns, rfc3339_nano(ns, self.offset)));
+        }
+        &self.last.as_ref().expect("just set").1
+    }
+}
+
+fn family_obj(out: &mut String, e: &FamilyEntry, times: &mut TimeCache) {
     out.push('{');
     if let Some(h) = e.help.as_deref().filter(|h| !h.is_empty()) {
         out.push_str("\"help\":");
@@ -269,7 +297,7 @@ fn family_obj(out: &mut String, e: &FamilyEntry, offset: time::UtcOffset) {
         metric_obj(out, e.mtype, m);
     }
     out.push_str("],\"time_stamp\":");
-    json_str(out, &rfc3339_nano(e.timestamp_ns, offset));
+    json_str(out, times.get(e.timestamp_ns));
     out.push_str(",\"type\":");
     json_str(out, e.mtype.as_str_name());
     out.push('}');
@@ -277,7 +305,7 @@ fn family_obj(out: &mut String, e: &FamilyEntry, offset: time::UtcOffset) {
 
 /// One group as the API shows it: `labels`, `last_push_successful` and one key per family,
 /// all sorted.
-pub fn group_obj(out: &mut String, g: &Group, offset: time::UtcOffset) {
+pub fn group_obj(out: &mut String, g: &Group, times: &mut TimeCache) {
     enum Item<'a> {
         Labels,
         Success,
@@ -308,7 +336,7 @@ pub fn group_obj(out: &mut String, g: &Group, offset: time::UtcOffset) {
             } else {
                 "false"
             }),
-            Item::Family(e) => family_obj(out, e, offset),
+            Item::Family(e) => family_obj(out, e, times),
         }
     }
     out.push('}');
@@ -319,11 +347,12 @@ pub fn metrics(app: &Arc<App>) -> Resp {
     let snap = app.store.snapshot();
     let mut out = String::with_capacity(64 + snap.groups.len() * 512);
     out.push_str("{\"status\":\"success\",\"data\":[");
+    let mut times = TimeCache::new(app.cfg.utc_offset);
     for (i, g) in snap.groups.values().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        group_obj(&mut out, g, app.cfg.utc_offset);
+        group_obj(&mut out, g, &mut times);
     }
     out.push_str("]}");
     json_response(out)
@@ -338,6 +367,9 @@ mod tests {
         let mut s = String::new();
         json_str(&mut s, "a<b>&\"\\\n\u{1}é");
         assert_eq!(s, "\"a\\u003cb\\u003e\\u0026\\\"\\\\\\n\\u0001é\"");
+        let mut s = String::new();
+        json_str(&mut s, "plain é \u{2028}x");
+        assert_eq!(s, "\"plain é \\u2028x\"");
     }
 
     #[test]
