@@ -43,13 +43,23 @@ fn json_response(body: String) -> Resp {
     ))
 }
 
+/// Bytes that may need escaping: controls, quote, backslash, `<`, `>`, `&`, and 0xE2 (the
+/// first byte of U+2028/U+2029, checked properly on the slow path).
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b < 0x20 || matches!(b as u8, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xE2);
+        b += 1;
+    }
+    t
+};
+
 /// Appends `s` as a JSON string, escaped like Go's `encoding/json`.
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
     // Most strings need no escaping at all: copy them in one go.
-    let plain = !s
-        .bytes()
-        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&') || b == 0xE2);
+    let plain = !s.bytes().any(|b| NEEDS_ESCAPE[b as usize]);
     if plain {
         out.push_str(s);
         out.push('"');
