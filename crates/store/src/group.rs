@@ -30,10 +30,11 @@ pub struct FamilyEntry {
     /// When the family was pushed, in Unix nanoseconds.
     pub timestamp_ns: i64,
     pub metric_count: u32,
-    /// Text exposition sample lines (no HELP/TYPE).
-    text: Box<[u8]>,
-    /// The `metric` fields (tag 4) of a `MetricFamily` message, concatenated.
-    proto: Box<[u8]>,
+    /// The text exposition lines (no HELP/TYPE) followed by the `metric` fields (tag 4) of a
+    /// `MetricFamily` message: one allocation for both encodings.
+    bytes: Box<[u8]>,
+    /// Where the text ends and the protobuf bytes begin.
+    text_len: u32,
     /// Why this family could not be part of a consistent scrape (only reachable when the
     /// consistency check is off).
     pub invalid: Option<Box<str>>,
@@ -74,8 +75,8 @@ impl FamilyEntry {
             mtype,
             timestamp_ns,
             metric_count: metrics.len() as u32,
-            text: text.into_bytes().into_boxed_slice(),
-            proto: proto.into_boxed_slice(),
+            text_len: text.len() as u32,
+            bytes: [text.as_bytes(), &proto[..]].concat().into_boxed_slice(),
             invalid,
         }
     }
@@ -98,8 +99,8 @@ impl FamilyEntry {
             mtype,
             timestamp_ns,
             metric_count,
-            text: text.into_boxed_slice(),
-            proto: proto.into_boxed_slice(),
+            text_len: text.len() as u32,
+            bytes: [&text[..], &proto[..]].concat().into_boxed_slice(),
             invalid: invalid.map(Into::into),
         })
     }
@@ -112,7 +113,7 @@ impl FamilyEntry {
         }
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
         prost::encoding::int64::encode(4, &self.timestamp_ns, out);
-        for (tag, bytes) in [(6u32, &*self.proto), (7, &*self.text)] {
+        for (tag, bytes) in [(6u32, self.proto_metrics()), (7, self.text())] {
             prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
             prost::encoding::encode_varint(bytes.len() as u64, out);
             out.extend_from_slice(bytes);
@@ -125,22 +126,22 @@ impl FamilyEntry {
     /// The identity of each series (family name and sorted labels), for the consistency
     /// index. Computed from the stored bytes when needed instead of kept: 8 bytes a series.
     pub fn series(&self) -> Vec<u64> {
-        series_hashes_of(&self.name, &self.proto).unwrap_or_default()
+        series_hashes_of(&self.name, self.proto_metrics()).unwrap_or_default()
     }
 
     /// The pre-encoded text exposition lines.
     pub fn text(&self) -> &[u8] {
-        &self.text
+        &self.bytes[..self.text_len as usize]
     }
 
     /// The pre-encoded `metric` fields of a `MetricFamily` message.
     pub fn proto_metrics(&self) -> &[u8] {
-        &self.proto
+        &self.bytes[self.text_len as usize..]
     }
 
     /// Decodes the metrics (for the API, the UI and error messages; not on hot paths).
     pub fn metrics(&self) -> Vec<Metric> {
-        let mut fam = MetricFamily::decode(&*self.proto).unwrap_or_default();
+        let mut fam = MetricFamily::decode(self.proto_metrics()).unwrap_or_default();
         std::mem::take(&mut fam.metric)
     }
 
@@ -151,7 +152,7 @@ impl FamilyEntry {
             prost::encoding::string::encode(2, &h.to_string(), out);
         }
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
-        out.extend_from_slice(&self.proto);
+        out.extend_from_slice(self.proto_metrics());
     }
 }
 
@@ -404,7 +405,7 @@ impl Group {
             64 + self
                 .families
                 .values()
-                .map(|f| f.proto.len() + f.text.len() + 64)
+                .map(|f| f.bytes.len() + 64)
                 .sum::<usize>(),
         );
         out.push(RECORD_VERSION);
