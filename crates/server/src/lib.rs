@@ -195,7 +195,22 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
             "400 Bad Request: invalid URL escape or non-UTF-8 path\n",
         );
     };
-    match app.cfg.routes.dispatch(&method, &path) {
+    let dispatch = app.cfg.routes.dispatch(&method, &path);
+    if let Dispatch::Handle(Route::Push { base64, rest }) = dispatch {
+        let resp = handle_push(&app, base64, &rest, req, remote, started).await;
+        let label = if method == Method::DELETE {
+            "delete"
+        } else {
+            "push"
+        };
+        app.telemetry
+            .count_request(label, resp.status().as_u16(), &method);
+        return resp;
+    }
+    // Every other endpoint ignores the body: read it anyway (up to a limit), so the
+    // connection stays usable for the client's next request.
+    let req = drain_body(req).await;
+    match dispatch {
         Dispatch::Redirect(code, to) => {
             let mut loc = escape_path(&to);
             if let Some(q) = req.uri().query() {
@@ -215,7 +230,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
         }
         Dispatch::Handle(route) => {
             let handler = telemetry::handler_label(&route);
-            let resp = route_request(&app, route, req, remote, started).await;
+            let resp = route_request(&app, route, req).await;
             if let Some(h) = handler {
                 app.telemetry
                     .count_request(h, resp.status().as_u16(), &method);
@@ -237,30 +252,41 @@ async fn read_body(
     Ok((parts, body))
 }
 
-async fn route_request(
+/// Reads and discards a request body of up to 1 MiB (as Go's server drains up to 256 KiB);
+/// a larger one is left unread and hyper closes the connection after the response.
+async fn drain_body(req: Request<Incoming>) -> Request<()> {
+    let (parts, body) = req.into_parts();
+    let _ = http_body_util::Limited::new(body, 1 << 20).collect().await;
+    Request::from_parts(parts, ())
+}
+
+async fn handle_push(
     app: &Arc<App>,
-    route: Route,
+    base64: bool,
+    rest: &str,
     req: Request<Incoming>,
     remote: SocketAddr,
     started: Instant,
 ) -> Resp {
+    let approx_size = telemetry::approximate_request_size(&req);
+    let method = req.method().clone();
+    let result = match read_body(req).await {
+        Ok((parts, body)) => push::handle(app, &parts, base64, rest, body, remote).await,
+        Err(e) => Err(e),
+    };
+    let resp = result.unwrap_or_else(HttpError::into_response);
+    if method == Method::PUT || method == Method::POST {
+        app.telemetry
+            .observe_push(&method, started.elapsed().as_secs_f64(), approx_size as f64);
+    }
+    resp
+}
+
+async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
     match route {
-        Route::Push { base64, rest } => {
-            let approx_size = telemetry::approximate_request_size(&req);
-            let method = req.method().clone();
-            let result = match read_body(req).await {
-                Ok((parts, body)) => push::handle(app, &parts, base64, &rest, body, remote).await,
-                Err(e) => Err(e),
-            };
-            let resp = result.unwrap_or_else(HttpError::into_response);
-            if method == Method::PUT || method == Method::POST {
-                app.telemetry.observe_push(
-                    &method,
-                    started.elapsed().as_secs_f64(),
-                    approx_size as f64,
-                );
-            }
-            resp
+        // Pushes never get here (`handle` sends them to `handle_push` with their body).
+        Route::Push { .. } => {
+            HttpError::Internal("push routed without its body".into()).into_response()
         }
         Route::Scrape => scrape::handle(app, req.headers()),
         Route::Healthy | Route::Ready => with_sniffed_text(StatusCode::OK, "OK"),
