@@ -9,17 +9,18 @@
 
 #[path = "../../exposition/benches/common/mod.rs"]
 mod common;
+#[path = "../../store/benches/fill/mod.rs"]
+mod fill;
 
-use common::{preload_push_body, size_name, Bench, Per};
-use exposition::text_parse::parse_text;
+use common::{size_name, Bench, Per};
 use hyper::body::Body as _;
 use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING};
 use server::router::Routes;
 use server::{App, BuildInfo, Config};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
-use store::{GroupKey, Push, Store, StoreConfig};
+use std::time::Instant;
+use store::{Store, StoreConfig};
 
 fn app_with(series: usize) -> Arc<App> {
     let own_families = server::telemetry::OWN_FAMILIES
@@ -32,28 +33,9 @@ fn app_with(series: usize) -> Arc<App> {
         persistence: None,
     })
     .expect("in-memory store opens");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("tokio runtime");
     let started = Instant::now();
     let groups = series / 20;
-    rt.block_on(async {
-        for g in 0..groups {
-            let families = parse_text(preload_push_body(g).as_bytes()).expect("parses");
-            store
-                .push(Push {
-                    key: GroupKey::new([
-                        ("job", format!("pgwb_pre_{}", g / 10)),
-                        ("instance", format!("i{}", g % 10)),
-                    ]),
-                    families,
-                    replace: true,
-                    time: SystemTime::now(),
-                })
-                .await
-                .expect("push accepted");
-        }
-    });
+    fill::fill(&store, groups);
     println!(
         "# store with {} series ({groups} groups) filled in {}",
         size_name(series),

@@ -10,13 +10,14 @@
 
 #[path = "../../exposition/benches/common/mod.rs"]
 mod common;
+#[path = "fill/mod.rs"]
+mod fill;
 
-use common::{preload_push_body, size_name, Bench, Per};
-use exposition::text_parse::parse_text;
+use common::{size_name, Bench, Per};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use store::wal::SyncMode;
-use store::{GroupKey, PersistConfig, Push, Store, StoreConfig};
+use store::{PersistConfig, Store, StoreConfig};
 
 fn config(path: &Path, sync: SyncMode) -> StoreConfig {
     StoreConfig {
@@ -33,26 +34,7 @@ fn write_file(path: &Path, groups: usize) {
     let started = Instant::now();
     let store =
         Store::open(config(path, SyncMode::Interval(Duration::from_secs(1)))).expect("store opens");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async {
-        for g in 0..groups {
-            let families = parse_text(preload_push_body(g).as_bytes()).expect("parses");
-            store
-                .push(Push {
-                    key: GroupKey::new([
-                        ("job", format!("pgwb_pre_{}", g / 10)),
-                        ("instance", format!("i{}", g % 10)),
-                    ]),
-                    families,
-                    replace: true,
-                    time: SystemTime::now(),
-                })
-                .await
-                .expect("push accepted");
-        }
-    });
+    fill::fill(&store, groups);
     store.close().expect("close flushes the log");
     drop(store);
     println!(
