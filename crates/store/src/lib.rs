@@ -11,6 +11,7 @@ pub mod check;
 pub mod group;
 pub(crate) mod index;
 pub mod key;
+pub mod matcher;
 pub mod store;
 pub mod wal;
 
