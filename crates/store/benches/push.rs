@@ -36,6 +36,7 @@ fn push_of(key: GroupKey, families: &[MetricFamily]) -> Push {
         families: families.to_vec(),
         replace: true,
         time: SystemTime::now(),
+        ttl_ms: 0,
     }
 }
 

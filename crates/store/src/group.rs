@@ -19,6 +19,15 @@ pub const PUSH_TIME_HELP: &str =
     "Last Unix time when changing this group in the Pushgateway succeeded.";
 pub const PUSH_FAILURE_TIME_HELP: &str =
     "Last Unix time when changing this group in the Pushgateway failed.";
+/// Present only for groups with a TTL: when the group will expire unless pushed again.
+pub const PUSH_EXPIRY_TIME: &str = "push_expiry_time_seconds";
+pub const PUSH_EXPIRY_TIME_HELP: &str =
+    "Unix time at which this group expires unless it is pushed again.";
+
+/// Whether a family name is one the gateway sets itself on every group it manages.
+pub fn is_time_gauge(name: &str) -> bool {
+    name == PUSH_TIME || name == PUSH_FAILURE_TIME
+}
 
 /// One family of one group.
 #[derive(Debug)]
@@ -280,9 +289,53 @@ pub struct Group {
     pub families: BTreeMap<Arc<str>, Arc<FamilyEntry>>,
     pub push_time: f64,
     pub push_failure_time: f64,
+    /// Time to live in milliseconds (0: the group never expires).
+    pub ttl_ms: u64,
+    /// Unix time (seconds) at which the group expires; 0 when it has no TTL.
+    pub expires_at: f64,
 }
 
 impl Group {
+    /// An empty group (no families, never pushed, no TTL).
+    pub fn new(key: GroupKey) -> Group {
+        Group {
+            key,
+            families: BTreeMap::new(),
+            push_time: 0.0,
+            push_failure_time: 0.0,
+            ttl_ms: 0,
+            expires_at: 0.0,
+        }
+    }
+
+    /// The later of the last successful and the last failed push (0 if never pushed).
+    pub fn last_pushed(&self) -> f64 {
+        self.push_time.max(self.push_failure_time)
+    }
+
+    /// Sets the TTL and arms the expiry at `from + ttl`; with `ttl_ms == 0` the group never
+    /// expires and the gateway's `push_expiry_time_seconds` gauge is removed.
+    pub fn set_ttl(&mut self, name: Arc<str>, ttl_ms: u64, from: f64, ts: i64) {
+        if ttl_ms == 0 {
+            if self.ttl_ms != 0 {
+                self.families.remove(PUSH_EXPIRY_TIME);
+            }
+            self.ttl_ms = 0;
+            self.expires_at = 0.0;
+            return;
+        }
+        self.ttl_ms = ttl_ms;
+        self.expires_at = from + ttl_ms as f64 / 1000.0;
+        let e = Group::time_gauge(
+            &self.key,
+            name.clone(),
+            PUSH_EXPIRY_TIME_HELP,
+            self.expires_at,
+            ts,
+        );
+        self.families.insert(name, e);
+    }
+
     /// `false` when the last change failed (the API's `last_push_successful`).
     pub fn last_push_successful(&self) -> bool {
         self.push_failure_time <= self.push_time
@@ -365,6 +418,12 @@ pub struct GroupRecord {
     pub push_failure_time_ts: i64,
     #[prost(message, repeated, tag = "7")]
     pub entries: Vec<EntryRecord>,
+    #[prost(uint64, tag = "8")]
+    pub ttl_ms: u64,
+    #[prost(double, tag = "9")]
+    pub expires_at: f64,
+    #[prost(int64, tag = "10")]
+    pub expiry_ts: i64,
 }
 
 /// A family as persisted: its header and both of its pre-encoded forms, so that a restart
@@ -416,9 +475,14 @@ impl Group {
         prost::encoding::double::encode(3, &self.push_failure_time, &mut out);
         prost::encoding::int64::encode(5, &self.gauge_ts(PUSH_TIME), &mut out);
         prost::encoding::int64::encode(6, &self.gauge_ts(PUSH_FAILURE_TIME), &mut out);
+        if self.ttl_ms != 0 {
+            prost::encoding::uint64::encode(8, &self.ttl_ms, &mut out);
+            prost::encoding::double::encode(9, &self.expires_at, &mut out);
+            prost::encoding::int64::encode(10, &self.gauge_ts(PUSH_EXPIRY_TIME), &mut out);
+        }
         let mut rec = Vec::new();
         for f in self.families.values() {
-            if &*f.name == PUSH_TIME || &*f.name == PUSH_FAILURE_TIME {
+            if is_time_gauge(&f.name) || (self.ttl_ms != 0 && &*f.name == PUSH_EXPIRY_TIME) {
                 continue;
             }
             rec.clear();
@@ -471,18 +535,26 @@ impl Group {
             );
             families.insert(name, Arc::new(entry));
         }
-        let mut g = Group {
-            key,
-            families,
-            push_time: 0.0,
-            push_failure_time: 0.0,
-        };
+        let mut g = Group::new(key);
+        g.families = families;
         g.set_push_time(intern(PUSH_TIME), rec.push_time, rec.push_time_ts);
         g.set_push_failure_time(
             intern(PUSH_FAILURE_TIME),
             rec.push_failure_time,
             rec.push_failure_time_ts,
         );
+        if rec.ttl_ms != 0 {
+            g.ttl_ms = rec.ttl_ms;
+            g.expires_at = rec.expires_at;
+            let e = Group::time_gauge(
+                &g.key,
+                intern(PUSH_EXPIRY_TIME),
+                PUSH_EXPIRY_TIME_HELP,
+                rec.expires_at,
+                rec.expiry_ts,
+            );
+            g.families.insert(e.name.clone(), e);
+        }
         Ok(g)
     }
 
@@ -546,12 +618,7 @@ mod tests {
             gauge: Some(Gauge { value: Some(1.5) }),
             ..Default::default()
         };
-        let mut g = Group {
-            key,
-            families: BTreeMap::new(),
-            push_time: 0.0,
-            push_failure_time: 0.0,
-        };
+        let mut g = Group::new(key);
         g.families.insert(
             intern("foo"),
             Arc::new(FamilyEntry::build(
@@ -584,5 +651,27 @@ mod tests {
             back.families[PUSH_TIME].text(),
             b"push_time_seconds{instance=\"\",job=\"j\",x=\"\"} 12.5\n"
         );
+    }
+
+    #[test]
+    fn record_round_trip_keeps_ttl_and_expiry_gauge() {
+        let mut intern = |s: &str| Arc::<str>::from(s);
+        let mut g = Group::new(GroupKey::new([("job", "j")]));
+        g.set_push_time(intern(PUSH_TIME), 100.0, 1);
+        g.set_push_failure_time(intern(PUSH_FAILURE_TIME), 0.0, 1);
+        g.set_ttl(intern(PUSH_EXPIRY_TIME), 90_000, 100.0, 5);
+        assert_eq!(g.expires_at, 190.0);
+        let back = Group::decode_record(&g.encode_record(), &mut intern).unwrap();
+        assert_eq!((back.ttl_ms, back.expires_at), (90_000, 190.0));
+        assert_eq!(
+            back.families[PUSH_EXPIRY_TIME].text(),
+            b"push_expiry_time_seconds{instance=\"\",job=\"j\"} 190\n"
+        );
+        assert_eq!(back.families[PUSH_EXPIRY_TIME].timestamp_ns, 5);
+        // Clearing the TTL removes the gauge, and the record has none.
+        g.set_ttl(intern(PUSH_EXPIRY_TIME), 0, 200.0, 6);
+        let back = Group::decode_record(&g.encode_record(), &mut intern).unwrap();
+        assert_eq!((back.ttl_ms, back.expires_at), (0, 0.0));
+        assert!(!back.families.contains_key(PUSH_EXPIRY_TIME));
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod index;
 pub mod key;
 pub mod matcher;
 pub mod store;
+pub mod ttl;
 pub mod wal;
 
 pub use group::{FamilyEntry, Group};

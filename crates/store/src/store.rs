@@ -2,7 +2,10 @@
 //! consistency index, publishes an immutable [`Snapshot`] for readers, and (when persistence is
 //! on) hands every mutation to the write-ahead log before the caller acknowledges it.
 
-use crate::group::{sanitize_labels, FamilyEntry, Group, PUSH_FAILURE_TIME, PUSH_TIME};
+use crate::group::{
+    is_time_gauge, sanitize_labels, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
+    PUSH_TIME,
+};
 use crate::index::Index;
 use crate::key::GroupKey;
 use crate::wal::{Op, SyncMode, Ticket, Wal, WalError};
@@ -10,9 +13,9 @@ use arc_swap::ArcSwap;
 use exposition::pb::{MetricFamily, MetricType};
 use imbl::OrdMap;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,6 +47,8 @@ pub struct Snapshot {
     /// True when the store would fail the official consistency check as a whole
     /// (then a scrape answers 500, as the official gateway does).
     pub inconsistent: bool,
+    /// How many groups have a TTL.
+    pub ttl_groups: usize,
 }
 
 /// A push: a group key, the parsed families, and PUT (`replace`) or POST semantics.
@@ -52,6 +57,9 @@ pub struct Push {
     pub families: Vec<MetricFamily>,
     pub replace: bool,
     pub time: SystemTime,
+    /// The group's time to live in milliseconds, already resolved from the request, the rules
+    /// and the flags (0: never expires). Re-armed by every successful push.
+    pub ttl_ms: u64,
 }
 
 /// Persistence settings.
@@ -73,6 +81,8 @@ pub struct StoreConfig {
 struct State {
     snap: Snapshot,
     index: Index,
+    /// Groups with a TTL, by expiry time (Unix milliseconds).
+    expiry: BTreeSet<(i64, GroupKey)>,
 }
 
 pub struct Store {
@@ -83,6 +93,7 @@ pub struct Store {
     names: RwLock<HashSet<Arc<str>, ahash::RandomState>>,
     checked: bool,
     wal: Option<Wal>,
+    expired: AtomicU64,
 }
 
 fn unix_nanos(t: SystemTime) -> i64 {
@@ -110,12 +121,14 @@ impl Store {
             state: Mutex::new(State {
                 snap: Snapshot::default(),
                 index: Index::new(cfg.own_families),
+                expiry: BTreeSet::new(),
             }),
             current: ArcSwap::from_pointee(Snapshot::default()),
             dirty: AtomicBool::new(false),
             names: RwLock::new(HashSet::default()),
             checked: cfg.checked,
             wal,
+            expired: AtomicU64::new(0),
         };
         store.restore(recovered);
         Ok(store)
@@ -212,6 +225,7 @@ impl Store {
         let mut st = self.state.lock();
         if self.dirty.load(Ordering::Acquire) {
             st.snap.inconsistent = st.index.has_problem();
+            st.snap.ttl_groups = st.expiry.len();
             self.current.store(Arc::new(st.snap.clone()));
             self.dirty.store(false, Ordering::Release);
         }
@@ -231,6 +245,12 @@ impl Store {
     /// Replaces the entries of a group in the snapshot maps and the index.
     /// `old` is the previous version of the group, if any.
     fn insert_group(st: &mut State, new: Arc<Group>, old: Option<&Group>) {
+        if let Some(old) = old.filter(|o| o.ttl_ms != 0) {
+            st.expiry.remove(&(expiry_ms(old), old.key.clone()));
+        }
+        if new.ttl_ms != 0 {
+            st.expiry.insert((expiry_ms(&new), new.key.clone()));
+        }
         if let Some(old) = old {
             for (name, e) in &old.families {
                 if new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
@@ -281,6 +301,9 @@ impl Store {
         let Some(old) = st.snap.groups.remove(key) else {
             return false;
         };
+        if old.ttl_ms != 0 {
+            st.expiry.remove(&(expiry_ms(&old), old.key.clone()));
+        }
         for (name, e) in &old.families {
             st.index.remove(e);
             if e.metric_count > 0 {
@@ -318,7 +341,7 @@ impl Store {
             .iter()
             .any(|f| f.metric.iter().any(|m| m.timestamp_ms.is_some()));
         if has_timestamps {
-            let t = self.record_failure(&push.key, now, ts);
+            let t = self.record_failure(&push.key, now, ts, push.ttl_ms);
             Self::durable(t).await?;
             return Err(StoreError::Timestamps);
         }
@@ -326,7 +349,7 @@ impl Store {
         let mut entries: BTreeMap<Arc<str>, Arc<FamilyEntry>> = BTreeMap::new();
         for mut mf in push.families {
             let name = mf.name().to_string();
-            if name == PUSH_TIME || name == PUSH_FAILURE_TIME {
+            if is_time_gauge(&name) || (push.ttl_ms != 0 && name == PUSH_EXPIRY_TIME) {
                 continue; // always set by the gateway itself
             }
             for m in mf.metric.iter_mut() {
@@ -344,28 +367,32 @@ impl Store {
         }
         let pt_name = self.intern(PUSH_TIME);
         let pft_name = self.intern(PUSH_FAILURE_TIME);
+        let exp_name = self.intern(PUSH_EXPIRY_TIME);
 
         let outcome: Result<Option<Ticket>, String> = {
             let mut st = self.state.lock();
             let old = st.snap.groups.get(&push.key).cloned();
             let mut group = match &old {
                 Some(g) => (**g).clone(),
-                None => Group {
-                    key: push.key.clone(),
-                    families: BTreeMap::new(),
-                    push_time: 0.0,
-                    push_failure_time: 0.0,
-                },
+                None => Group::new(push.key.clone()),
             };
             if push.replace {
+                let owned_expiry = group.ttl_ms != 0;
                 group
                     .families
-                    .retain(|n, _| &**n == PUSH_TIME || &**n == PUSH_FAILURE_TIME);
+                    .retain(|n, _| is_time_gauge(n) || (owned_expiry && &**n == PUSH_EXPIRY_TIME));
+            }
+            if push.ttl_ms == 0 {
+                // Drops the gateway's expiry gauge before a pushed family of that name lands.
+                group.set_ttl(exp_name.clone(), 0, now, ts);
             }
             for (n, e) in &entries {
                 group.families.insert(n.clone(), e.clone());
             }
             group.set_push_time(pt_name.clone(), now, ts);
+            if push.ttl_ms != 0 {
+                group.set_ttl(exp_name.clone(), push.ttl_ms, now, ts);
+            }
             if !group.families.contains_key(PUSH_FAILURE_TIME) {
                 group.set_push_failure_time(pft_name.clone(), 0.0, ts);
             }
@@ -408,27 +435,29 @@ impl Store {
         match outcome {
             Ok(ticket) => Self::durable(ticket).await,
             Err(msg) => {
-                let t = self.record_failure(&push.key, now, ts);
+                let t = self.record_failure(&push.key, now, ts, push.ttl_ms);
                 Self::durable(t).await?;
                 Err(StoreError::Inconsistent(msg))
             }
         }
     }
 
-    /// Records a failed change of a group (official `setPushFailedTimestamp`).
-    fn record_failure(&self, key: &GroupKey, now: f64, ts: i64) -> Option<Ticket> {
+    /// Records a failed change of a group (official `setPushFailedTimestamp`). A group
+    /// created by a failed push gets the push's TTL; an existing group's expiry is only
+    /// re-armed by successful pushes.
+    fn record_failure(&self, key: &GroupKey, now: f64, ts: i64, ttl_ms: u64) -> Option<Ticket> {
         let pt_name = self.intern(PUSH_TIME);
         let pft_name = self.intern(PUSH_FAILURE_TIME);
+        let exp_name = self.intern(PUSH_EXPIRY_TIME);
         let mut st = self.state.lock();
         let old = st.snap.groups.get(key).cloned();
         let mut group = match &old {
             Some(g) => (**g).clone(),
-            None => Group {
-                key: key.clone(),
-                families: BTreeMap::new(),
-                push_time: 0.0,
-                push_failure_time: 0.0,
-            },
+            None => {
+                let mut g = Group::new(key.clone());
+                g.set_ttl(exp_name, ttl_ms, now, ts);
+                g
+            }
         };
         group.set_push_failure_time(pft_name, now, ts);
         if !group.families.contains_key(PUSH_TIME) {
@@ -456,6 +485,82 @@ impl Store {
             }
         };
         Self::durable(ticket).await
+    }
+
+    /// Deletes every group whose expiry time has passed at `now`, durably; returns how many.
+    pub async fn expire_due(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let now_ms = unix_nanos(now).div_euclid(1_000_000);
+        let (n, ticket) = {
+            let mut st = self.state.lock();
+            // The set is ordered by expiry time: this walks only the due entries.
+            let due: Vec<GroupKey> = st
+                .expiry
+                .iter()
+                .take_while(|(t, _)| *t <= now_ms)
+                .map(|(_, k)| k.clone())
+                .collect();
+            for k in &due {
+                Self::remove_group(&mut st, k);
+                tracing::info!(group = ?k, "group expired");
+            }
+            if due.is_empty() {
+                return Ok(0);
+            }
+            self.publish(&mut st);
+            let ticket = self.log(|| {
+                due.iter()
+                    .map(|k| Op::Delete {
+                        key: k.canonical().to_vec(),
+                    })
+                    .collect()
+            });
+            (due.len(), ticket)
+        };
+        Self::durable(ticket).await?;
+        self.expired.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// How many groups have expired since start-up.
+    pub fn expired_total(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Deletes, durably and in one batch, every group `select` picks (only lists them when
+    /// `dry_run`). Returns the selected groups as they were.
+    pub async fn delete_where(
+        &self,
+        select: impl Fn(&Group) -> bool,
+        dry_run: bool,
+    ) -> Result<Vec<Arc<Group>>, StoreError> {
+        let (picked, ticket) = {
+            let mut st = self.state.lock();
+            let picked: Vec<Arc<Group>> = st
+                .snap
+                .groups
+                .values()
+                .filter(|g| select(g))
+                .cloned()
+                .collect();
+            if dry_run || picked.is_empty() {
+                return Ok(picked);
+            }
+            for g in &picked {
+                Self::remove_group(&mut st, &g.key);
+            }
+            self.publish(&mut st);
+            let ticket = self.log(|| {
+                picked
+                    .iter()
+                    .map(|g| Op::Delete {
+                        key: g.key.canonical().to_vec(),
+                    })
+                    .collect()
+            });
+            (picked, ticket)
+        };
+        Self::durable(ticket).await?;
+        Ok(picked)
     }
 
     /// Deletes every group.
@@ -526,7 +631,146 @@ impl Store {
     }
 }
 
+/// The expiry index key of a group with a TTL.
+fn expiry_ms(g: &Group) -> i64 {
+    (g.expires_at * 1000.0).ceil() as i64
+}
+
 /// How often the background task looks at the persistence log.
 pub fn compaction_period(interval: Duration) -> Duration {
     interval.max(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::PUSH_EXPIRY_TIME;
+
+    fn store(persist: Option<PathBuf>) -> Store {
+        Store::open(StoreConfig {
+            checked: true,
+            own_families: Vec::new(),
+            persistence: persist.map(|path| PersistConfig {
+                path,
+                sync: SyncMode::Always,
+            }),
+        })
+        .unwrap()
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn push(key: &GroupKey, time: SystemTime, ttl_ms: u64, body: &str) -> Push {
+        Push {
+            key: key.clone(),
+            families: exposition::text_parse::parse_text(body.as_bytes()).unwrap(),
+            replace: true,
+            time,
+            ttl_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn group_expires_after_ttl_and_push_rearms_it() {
+        let s = store(None);
+        let k = GroupKey::new([("job", "a")]);
+        let other = GroupKey::new([("job", "b")]);
+        s.push(push(&k, at(1000), 60_000, "x 1\n")).await.unwrap();
+        s.push(push(&other, at(1000), 0, "y 1\n")).await.unwrap();
+        let snap = s.snapshot();
+        let g = &snap.groups[&k];
+        assert_eq!((g.ttl_ms, g.expires_at), (60_000, 1060.0));
+        assert_eq!(snap.ttl_groups, 1);
+        assert_eq!(
+            g.families[PUSH_EXPIRY_TIME].text(),
+            b"push_expiry_time_seconds{instance=\"\",job=\"a\"} 1060\n"
+        );
+        assert!(!snap.groups[&other].families.contains_key(PUSH_EXPIRY_TIME));
+        assert_eq!(s.expire_due(at(1059)).await.unwrap(), 0);
+        // A push re-arms the expiry.
+        s.push(push(&k, at(1050), 60_000, "x 2\n")).await.unwrap();
+        assert_eq!(s.expire_due(at(1100)).await.unwrap(), 0);
+        assert_eq!(s.expire_due(at(1110)).await.unwrap(), 1);
+        let snap = s.snapshot();
+        assert!(!snap.groups.contains_key(&k));
+        assert!(snap.groups.contains_key(&other), "groups without TTL stay");
+        assert!(!snap.families.contains_key(PUSH_EXPIRY_TIME));
+        assert_eq!(s.expired_total(), 1);
+        assert_eq!(snap.ttl_groups, 0);
+    }
+
+    #[tokio::test]
+    async fn failed_push_does_not_rearm_but_zero_ttl_push_clears() {
+        let s = store(None);
+        let k = GroupKey::new([("job", "a")]);
+        s.push(push(&k, at(1000), 60_000, "x 1\n")).await.unwrap();
+        // Refused (timestamps): recorded as a failure, expiry unchanged.
+        assert!(s.push(push(&k, at(1030), 60_000, "x 1 5\n")).await.is_err());
+        assert_eq!(s.snapshot().groups[&k].expires_at, 1060.0);
+        // A successful push without a TTL makes the group permanent again.
+        s.push(push(&k, at(1040), 0, "x 1\n")).await.unwrap();
+        let g = s.snapshot().groups[&k].clone();
+        assert_eq!((g.ttl_ms, g.expires_at), (0, 0.0));
+        assert!(!g.families.contains_key(PUSH_EXPIRY_TIME));
+        assert_eq!(s.expire_due(at(99_999)).await.unwrap(), 0);
+        // A group created by a failed push expires too.
+        let f = GroupKey::new([("job", "f")]);
+        assert!(s.push(push(&f, at(2000), 10_000, "x 1 5\n")).await.is_err());
+        assert_eq!(s.expire_due(at(2010)).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn pushed_expiry_family_is_overridden_only_when_ttl_is_set() {
+        let s = store(None);
+        let k = GroupKey::new([("job", "a")]);
+        let body = "# TYPE push_expiry_time_seconds gauge\npush_expiry_time_seconds 7\n";
+        s.push(push(&k, at(1000), 0, body)).await.unwrap();
+        let g = s.snapshot().groups[&k].clone();
+        assert!(g.families[PUSH_EXPIRY_TIME].text().ends_with(b"} 7\n"));
+        s.push(push(&k, at(1000), 5_000, body)).await.unwrap();
+        let g = s.snapshot().groups[&k].clone();
+        assert!(g.families[PUSH_EXPIRY_TIME].text().ends_with(b"} 1005\n"));
+    }
+
+    #[tokio::test]
+    async fn ttl_and_expiry_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let k = GroupKey::new([("job", "a")]);
+        {
+            let s = store(Some(path.clone()));
+            s.push(push(&k, at(1000), 60_000, "x 1\n")).await.unwrap();
+            s.close().unwrap();
+        }
+        let s = store(Some(path.clone()));
+        let g = s.snapshot().groups[&k].clone();
+        assert_eq!((g.ttl_ms, g.expires_at), (60_000, 1060.0));
+        assert_eq!(s.expire_due(at(1059)).await.unwrap(), 0);
+        assert_eq!(s.expire_due(at(1061)).await.unwrap(), 1);
+        s.close().unwrap();
+        // The expiry itself is durable.
+        let s = store(Some(path));
+        assert!(s.snapshot().groups.is_empty());
+        s.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn delete_where_with_dry_run() {
+        let s = store(None);
+        for (j, t) in [("a", 1000), ("b", 2000), ("c", 3000)] {
+            let k = GroupKey::new([("job", j)]);
+            s.push(push(&k, at(t), 0, "x 1\n")).await.unwrap();
+        }
+        let old = |g: &Group| g.last_pushed() < 2500.0;
+        let listed = s.delete_where(old, true).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(s.snapshot().groups.len(), 3, "dry run deletes nothing");
+        let gone = s.delete_where(old, false).await.unwrap();
+        assert_eq!(gone.len(), 2);
+        let snap = s.snapshot();
+        assert_eq!(snap.groups.len(), 1);
+        assert_eq!(snap.families["x"].len(), 1);
+    }
 }

@@ -22,6 +22,7 @@ pub fn fill(store: &Store, groups: usize) {
                     families,
                     replace: true,
                     time: SystemTime::now(),
+                    ttl_ms: 0,
                 })
                 .await
                 .expect("push accepted");

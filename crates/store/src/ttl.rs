@@ -1,0 +1,189 @@
+//! Time-to-live policy: which TTL a push gives its group.
+//!
+//! In order: the TTL the push asks for (header or query parameter, resolved by the server),
+//! else the first rule whose selector matches the grouping key, else the default. A cap
+//! (`--push.max-ttl`) bounds what pushers may ask for, and turns "0 = never" into the cap.
+//! All durations use Go's syntax plus Prometheus' `d`, `w` and `y` units (`90m`, `1h30m`, `2d`).
+
+use crate::key::GroupKey;
+use crate::matcher::Selector;
+use std::time::Duration;
+
+/// One rule of `--push.ttl-rules`: groups matching `selector` get `ttl`.
+#[derive(Clone, Debug)]
+pub struct TtlRule {
+    pub selector: Selector,
+    pub ttl: Duration,
+}
+
+/// The TTL settings from the flags and the rules file.
+#[derive(Clone, Debug, Default)]
+pub struct TtlPolicy {
+    pub rules: Vec<TtlRule>,
+    /// `--push.default-ttl` (zero: never expire).
+    pub default: Duration,
+    /// `--push.max-ttl` (zero: no cap).
+    pub max: Duration,
+}
+
+impl TtlPolicy {
+    /// True when no flag or rule is set (pushes may still ask for a TTL).
+    pub fn is_unset(&self) -> bool {
+        self.rules.is_empty() && self.default.is_zero() && self.max.is_zero()
+    }
+
+    /// The TTL for a push to `key`, given what the push asked for (if anything).
+    pub fn resolve(&self, requested: Option<Duration>, key: &GroupKey) -> Duration {
+        let ttl = match requested {
+            Some(t) => t,
+            None => self
+                .rules
+                .iter()
+                .find(|r| r.selector.matches(key))
+                .map_or(self.default, |r| r.ttl),
+        };
+        if self.max.is_zero() {
+            ttl
+        } else if ttl.is_zero() {
+            self.max
+        } else {
+            ttl.min(self.max)
+        }
+    }
+}
+
+/// Parses a duration: Go's syntax (`1h30m`, `1.5h`, `300ms`, `0`) plus Prometheus' `d`, `w`
+/// and `y` (365 days). Negative and overflowing durations are refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = |why: &str| format!("invalid duration {s:?}: {why}");
+    let s = s.trim();
+    if s.starts_with('-') {
+        return Err(err("must not be negative"));
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(err("empty"));
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| err("missing unit (one of ns, us, ms, s, m, h, d, w, y)"))?;
+        if num_len == 0 {
+            return Err(err("expected a number"));
+        }
+        let n: f64 = rest[..num_len].parse().map_err(|_| err("bad number"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            "y" => 365.0 * 86400.0,
+            u => return Err(err(&format!("unknown unit {u:?}"))),
+        };
+        total += n * unit;
+        rest = &rest[unit_len..];
+    }
+    // Bounded well below Duration's range (and far beyond any sensible TTL): 1000 years.
+    if !total.is_finite() || total > 1000.0 * 365.0 * 86400.0 {
+        return Err(err("too large"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Builds the rules from `(selector, duration)` pairs as read from the rules file (a YAML list
+/// of `{match: '<selector>', ttl: <duration>}`; the server reads the YAML). First match wins.
+pub fn rules_from_entries(entries: &[(String, String)]) -> Result<Vec<TtlRule>, String> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, (sel, ttl))| {
+            let selector = Selector::parse(sel).map_err(|e| format!("rule {}: {e}", i + 1))?;
+            let ttl = parse_duration(ttl).map_err(|e| format!("rule {}: {e}", i + 1))?;
+            Ok(TtlRule { selector, ttl })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(l: &[(&str, &str)]) -> GroupKey {
+        GroupKey::new(l.iter().map(|(a, b)| (*a, *b)))
+    }
+
+    #[test]
+    fn durations_in_go_and_prometheus_syntax() {
+        let d = |s| parse_duration(s).unwrap().as_secs_f64();
+        assert_eq!(d("90m"), 5400.0);
+        assert_eq!(d("1h30m"), 5400.0);
+        assert_eq!(d("1.5h"), 5400.0);
+        assert_eq!(d("2d"), 172800.0);
+        assert_eq!(d("1w"), 604800.0);
+        assert_eq!(d("0"), 0.0);
+        assert_eq!(d("250ms"), 0.25);
+        for bad in ["", "5", "abc", "-5m", "5x", "1e3s", "99999999y", ".h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_duration("-5m").unwrap_err().contains("negative"));
+    }
+
+    #[test]
+    fn resolution_order_and_cap() {
+        let rules = rules_from_entries(&[
+            (r#"{job=~"backup-.*"}"#.into(), "25h".into()),
+            (r#"{job=~".*"}"#.into(), "1h".into()),
+        ])
+        .unwrap();
+        let mut p = TtlPolicy {
+            rules,
+            default: Duration::from_secs(60),
+            max: Duration::ZERO,
+        };
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(p.resolve(Some(h(2)), &key(&[("job", "backup-db")])), h(2));
+        assert_eq!(p.resolve(None, &key(&[("job", "backup-db")])), h(25));
+        assert_eq!(p.resolve(None, &key(&[("job", "other")])), h(1));
+        p.rules.pop();
+        assert_eq!(
+            p.resolve(None, &key(&[("job", "other")])),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            p.resolve(Some(Duration::ZERO), &key(&[("job", "x")])),
+            Duration::ZERO
+        );
+        p.max = h(10);
+        assert_eq!(p.resolve(Some(h(20)), &key(&[("job", "x")])), h(10));
+        assert_eq!(
+            p.resolve(Some(Duration::ZERO), &key(&[("job", "x")])),
+            h(10)
+        );
+        assert_eq!(p.resolve(None, &key(&[("job", "backup-1")])), h(10));
+        assert_eq!(p.resolve(Some(h(3)), &key(&[("job", "x")])), h(3));
+    }
+
+    #[test]
+    fn bad_rules_name_the_rule() {
+        let e = rules_from_entries(&[
+            ("{job=\"a\"}".into(), "1h".into()),
+            ("{job=".into(), "1h".into()),
+        ])
+        .unwrap_err();
+        assert!(e.starts_with("rule 2:"), "{e}");
+        let e = rules_from_entries(&[("{job=\"a\"}".into(), "1q".into())]).unwrap_err();
+        assert!(e.contains("unknown unit"), "{e}");
+    }
+}
