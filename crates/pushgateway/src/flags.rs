@@ -63,6 +63,22 @@ pub struct Flags {
     #[arg(long = "push.disable-consistency-check", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
     pub disable_consistency_check: bool,
 
+    /// Default time to live of a group: a group not pushed for this long is deleted. 0 = never. A push may ask for its own TTL with the `Pushgateway-TTL` header or a `?ttl=` query parameter.
+    #[arg(long = "push.default-ttl", default_value = "0", value_parser = store::ttl::parse_duration)]
+    pub default_ttl: Duration,
+
+    /// Upper bound for the TTL a push may ask for; a push asking for 0 (never) gets this. 0 = no bound.
+    #[arg(long = "push.max-ttl", default_value = "0", value_parser = store::ttl::parse_duration)]
+    pub max_ttl: Duration,
+
+    /// YAML file of TTL rules: a list of `- match: '{job=~"backup-.*"}'` / `ttl: 25h` entries; the first rule matching a group's grouping key gives its TTL when the push asks for none.
+    #[arg(long = "push.ttl-rules", default_value = "")]
+    pub ttl_rules: String,
+
+    /// Groups not pushed for longer than this are marked stale in the web UI. 0 = never.
+    #[arg(long = "web.stale-warning-age", default_value = "24h", value_parser = store::ttl::parse_duration)]
+    pub stale_warning_age: Duration,
+
     /// Only log messages with the given severity or above. One of: [debug, info, warn, error]
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     pub log_level: String,

@@ -130,6 +130,13 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
         format_go_duration(f.persistence_interval),
     );
     put("persistence.sync", f.persistence_sync.clone());
+    put("push.default-ttl", format_go_duration(f.default_ttl));
+    put("push.max-ttl", format_go_duration(f.max_ttl));
+    put("push.ttl-rules", f.ttl_rules.clone());
+    put(
+        "web.stale-warning-age",
+        format_go_duration(f.stale_warning_age),
+    );
     put(
         "push.disable-consistency-check",
         f.disable_consistency_check.to_string(),
@@ -143,6 +150,80 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
     put("web.systemd-socket", f.systemd_socket.to_string());
     put("web.telemetry-path", f.telemetry_path.clone());
     m
+}
+
+/// The TTL settings from the flags and the `--push.ttl-rules` file.
+fn ttl_policy(flags: &Flags) -> Result<store::ttl::TtlPolicy> {
+    let rules = if flags.ttl_rules.is_empty() {
+        Vec::new()
+    } else {
+        let text = std::fs::read_to_string(&flags.ttl_rules)
+            .with_context(|| format!("reading --push.ttl-rules file {:?}", flags.ttl_rules))?;
+        parse_ttl_rules(&text)
+            .map_err(|e| anyhow::anyhow!("--push.ttl-rules file {:?}: {e}", flags.ttl_rules))?
+    };
+    Ok(store::ttl::TtlPolicy {
+        rules,
+        default: flags.default_ttl,
+        max: flags.max_ttl,
+    })
+}
+
+/// One entry of the rules file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    #[serde(rename = "match")]
+    selector: String,
+    ttl: String,
+}
+
+/// The rules file: a YAML list of `{match, ttl}` (or the same list under a `rules:` key).
+fn parse_ttl_rules(text: &str) -> Result<Vec<store::ttl::TtlRule>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Doc {
+        List(Vec<RuleEntry>),
+        Keyed { rules: Vec<RuleEntry> },
+    }
+    let doc: Option<Doc> = serde_norway::from_str(text).map_err(|e| {
+        format!(
+            "{e} (want a list of entries like `- match: '{{job=~\"backup-.*\"}}'` and `ttl: 25h`)"
+        )
+    })?;
+    let entries = match doc {
+        None => Vec::new(),
+        Some(Doc::List(l)) | Some(Doc::Keyed { rules: l }) => l,
+    };
+    store::ttl::rules_from_entries(
+        &entries
+            .into_iter()
+            .map(|e| (e.selector, e.ttl))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[cfg(test)]
+mod ttl_rules_tests {
+    use super::*;
+
+    #[test]
+    fn rules_file_formats_and_errors() {
+        let text = "- match: '{job=~\"backup-.*\"}'\n  ttl: 25h\n- match: '{}'\n  ttl: 1h\n";
+        let r = parse_ttl_rules(text).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].ttl, Duration::from_secs(25 * 3600));
+        let keyed = "rules:\n  - match: '{env=\"dev\"}'\n    ttl: 2d\n";
+        assert_eq!(parse_ttl_rules(keyed).unwrap().len(), 1);
+        assert!(parse_ttl_rules("").unwrap().is_empty());
+        assert!(parse_ttl_rules("- match: '{job='\n  ttl: 1h\n")
+            .unwrap_err()
+            .contains("rule 1"));
+        assert!(parse_ttl_rules("- match: '{}'\n  ttl: 1h\n  extra: 1\n").is_err());
+        assert!(parse_ttl_rules("- match: '{}'\n  ttl: soon\n")
+            .unwrap_err()
+            .contains("invalid duration"));
+    }
 }
 
 async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
@@ -196,6 +277,9 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         flags: flag_map(&flags),
         build,
         utc_offset,
+        ttl: ttl_policy(&flags)?,
+        stale_warning_age: flags.stale_warning_age,
+        expiry_period: Duration::from_secs(1),
     };
     let app = App::new(cfg, store.clone());
 

@@ -261,7 +261,8 @@
 
   // Mirrors the server's group panel markup (see ui.rs `group_panel`).
   function groupPanel(item) {
-    var e = item.e; // [[name, value, ...], push, failure, lastPushed, failed, failedAt, families]
+    // [[name, value, ...], push, failure, lastPushed, failed, failedAt, families, age, ttl, stale]
+    var e = item.e;
     var labels = {};
     var d = el('details', 'group');
     var s = el('summary');
@@ -272,6 +273,18 @@
     }
     d.setAttribute('data-path', groupPath(labels));
     s.appendChild(el('span', 'meta', 'last pushed: ' + e[3]));
+    if (e[7]) {
+      s.appendChild(doc.createTextNode(' '));
+      s.appendChild(el('span', 'meta age', e[7]));
+    }
+    if (e[8]) {
+      s.appendChild(doc.createTextNode(' '));
+      s.appendChild(el('span', 'meta ttl', e[8]));
+    }
+    if (e[9]) {
+      s.appendChild(doc.createTextNode(' '));
+      s.appendChild(el('span', 'badge-stale', 'Stale'));
+    }
     if (e[4]) {
       var f = el('span', 'badge-fail', 'Last push failed!');
       f.title = 'last failed push: ' + e[5];

@@ -61,6 +61,9 @@ fn app_with(series: usize) -> Arc<App> {
         flags: BTreeMap::new(),
         build,
         utc_offset: time::UtcOffset::UTC,
+        ttl: Default::default(),
+        stale_warning_age: std::time::Duration::ZERO,
+        expiry_period: std::time::Duration::from_secs(1),
     };
     App::new(cfg, Arc::new(store))
 }

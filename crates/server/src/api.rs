@@ -319,14 +319,22 @@ pub fn group_obj(out: &mut String, g: &Group, times: &mut TimeCache) {
     enum Item<'a> {
         Labels,
         Success,
+        Ttl,
+        ExpiresAt,
         Family(&'a FamilyEntry),
     }
     let mut items: Vec<(&str, Item)> = vec![
         ("labels", Item::Labels),
         ("last_push_successful", Item::Success),
     ];
+    // Groups with a TTL also show it and their expiry time (an extension: groups without
+    // one look exactly as in the official API).
+    if g.ttl_ms != 0 {
+        items.push(("ttl_seconds", Item::Ttl));
+        items.push(("expires_at", Item::ExpiresAt));
+    }
     for (name, e) in &g.families {
-        if &**name == "labels" || &**name == "last_push_successful" {
+        if items.iter().any(|(k, _)| *k == &**name) {
             continue;
         }
         items.push((name, Item::Family(e)));
@@ -346,6 +354,12 @@ pub fn group_obj(out: &mut String, g: &Group, times: &mut TimeCache) {
             } else {
                 "false"
             }),
+            Item::Ttl => {
+                out.push('"');
+                write_go_float(out, g.ttl_ms as f64 / 1000.0);
+                out.push('"');
+            }
+            Item::ExpiresAt => json_str(out, times.get((g.expires_at * 1e9) as i64)),
             Item::Family(e) => family_obj(out, e, times),
         }
     }

@@ -6,6 +6,7 @@
 //! * [`push`]: grouping keys from the URL, body decoding, PUT/POST/DELETE.
 //! * [`scrape`]: the merged exposition, text or protobuf, plain or gzip.
 //! * [`api`]: `/api/v1/status` and `/api/v1/metrics` JSON.
+//! * [`lifecycle`]: push TTLs, the expiry loop, group listing and bulk deletes.
 //! * [`ui`]: the server-rendered web UI with embedded assets.
 //! * [`telemetry`]: `pushgateway_*` and `process_*` metrics.
 //! * [`error`]: the single mapping from errors to HTTP responses.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod push;
 pub mod router;
 pub mod scrape;
@@ -60,6 +62,13 @@ pub struct Config {
     pub build: BuildInfo,
     /// Offset of the local time zone, for RFC 3339 timestamps (read once at start-up).
     pub utc_offset: time::UtcOffset,
+    /// Which TTL each push gives its group (`--push.ttl-rules`, `--push.default-ttl`,
+    /// `--push.max-ttl`).
+    pub ttl: store::ttl::TtlPolicy,
+    /// Groups not pushed for this long are marked in the web UI (zero: never).
+    pub stale_warning_age: std::time::Duration,
+    /// How often expired groups are looked for.
+    pub expiry_period: std::time::Duration,
 }
 
 /// Shared state of the server.
@@ -68,6 +77,7 @@ pub struct App {
     pub store: Arc<Store>,
     pub telemetry: telemetry::Telemetry,
     pub start_time: SystemTime,
+    pub clock: lifecycle::Clock,
     shutdown: watch::Sender<bool>,
 }
 
@@ -80,6 +90,7 @@ impl App {
             store,
             telemetry,
             start_time: SystemTime::now(),
+            clock: lifecycle::Clock::default(),
             shutdown,
         })
     }
@@ -99,6 +110,12 @@ impl App {
 /// Serves HTTP on every listener until a shutdown is requested, then drains the open
 /// connections (in-flight requests finish; idle keep-alive connections are closed).
 pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
+    let expiry = tokio::spawn(lifecycle::expiry_loop(
+        app.clone(),
+        app.cfg
+            .expiry_period
+            .max(std::time::Duration::from_millis(10)),
+    ));
     let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
     let mut accept_tasks = Vec::new();
     for listener in listeners {
@@ -137,6 +154,7 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
     for t in accept_tasks {
         let _ = t.await;
     }
+    let _ = expiry.await;
     match Arc::try_unwrap(graceful) {
         Ok(g) => {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(30), g.shutdown()).await;
@@ -307,6 +325,12 @@ async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
             Ok(()) => empty(StatusCode::ACCEPTED),
             Err(e) => HttpError::from(e).into_response(),
         },
+        Route::ApiGroups => {
+            lifecycle::list(app, req.uri().query()).unwrap_or_else(|e| api::cors(e.into_response()))
+        }
+        Route::ApiAdminGroups => lifecycle::delete(app, req.uri().query())
+            .await
+            .unwrap_or_else(|e| api::cors(e.into_response())),
     }
 }
 

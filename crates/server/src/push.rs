@@ -175,7 +175,7 @@ pub async fn handle(
     body: Bytes,
     remote: SocketAddr,
 ) -> Result<Resp, HttpError> {
-    let time = std::time::SystemTime::now();
+    let time = app.clock.now();
     let key = parse_grouping_key(base64, rest)?;
     let body = decode_body(parts, body)?;
     if parts.method == Method::DELETE {
@@ -194,11 +194,14 @@ pub async fn handle(
             .map_err(|e| HttpError::BadRequest(e.to_string()))?
     };
     let checked = app.store.is_checked();
+    let requested = crate::lifecycle::requested_ttl(parts)?;
+    let ttl_ms = app.cfg.ttl.resolve(requested, &key).as_millis() as u64;
     let push = Push {
         key,
         families,
         replace: parts.method == Method::PUT,
         time,
+        ttl_ms,
     };
     match app.store.push(push).await {
         Ok(()) => Ok(empty(if checked {

@@ -26,6 +26,10 @@ pub enum Route {
     ApiMetrics,
     ApiOptions,
     ApiWipe,
+    /// `GET /api/v1/groups`: groups with ages and TTLs (an extension).
+    ApiGroups,
+    /// `DELETE /api/v1/admin/groups`: bulk delete by matchers and age (an extension).
+    ApiAdminGroups,
 }
 
 /// What to do with a request.
@@ -137,6 +141,8 @@ impl Routes {
             "/status" => out.push(("GET", Route::ApiStatus)),
             "/metrics" => out.push(("GET", Route::ApiMetrics)),
             "/admin/wipe" if self.admin_api => out.push(("PUT", Route::ApiWipe)),
+            "/groups" => out.push(("GET", Route::ApiGroups)),
+            "/admin/groups" if self.admin_api => out.push(("DELETE", Route::ApiAdminGroups)),
             _ => {}
         }
         out

@@ -216,7 +216,15 @@ pub fn handle(app: &Arc<App>, headers: &HeaderMap) -> Resp {
             format!("An error has occurred while serving metrics:\n\n{msg}\n"),
         );
     }
-    let own = app.telemetry.gather();
+    let expired_total = app.store.expired_total();
+    let lifecycle =
+        (!app.cfg.ttl.is_unset() || snap.ttl_groups > 0 || expired_total > 0).then(|| {
+            crate::telemetry::LifecycleStats {
+                groups: snap.groups.len(),
+                expired_total,
+            }
+        });
+    let own = app.telemetry.gather(lifecycle);
     let accept = headers
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok());

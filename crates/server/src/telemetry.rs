@@ -32,12 +32,34 @@ pub const OWN_FAMILIES: &[(&str, MetricType, &str)] = &[
     ("pushgateway_http_requests_total", MetricType::Counter, "Total HTTP requests processed by the Pushgateway, excluding scrapes."),
 ];
 
+/// Own families that exist only when the group lifecycle is in use (a TTL flag is set, a
+/// group has a TTL, or a group has expired), so that a drop-in scrape is unchanged.
+pub const LIFECYCLE_FAMILIES: &[(&str, MetricType, &str)] = &[
+    (
+        "pushgateway_groups",
+        MetricType::Gauge,
+        "Number of groups in the Pushgateway.",
+    ),
+    (
+        "pushgateway_groups_expired_total",
+        MetricType::Counter,
+        "Total number of groups deleted because their TTL ran out.",
+    ),
+];
+
 /// The help string of an own family, if `name` is one.
 pub fn own_help(name: &str) -> Option<&'static str> {
     OWN_FAMILIES
         .iter()
+        .chain(LIFECYCLE_FAMILIES)
         .find(|(n, _, _)| *n == name)
         .map(|(_, _, h)| *h)
+}
+
+/// Lifecycle figures for [`Telemetry::gather`].
+pub struct LifecycleStats {
+    pub groups: usize,
+    pub expired_total: u64,
 }
 
 /// The `handler` label of an instrumented route (scrapes and `/-/quit` are not counted).
@@ -52,6 +74,8 @@ pub fn handler_label(route: &Route) -> Option<&'static str> {
         Route::ApiMetrics => "api/v1/metrics",
         Route::ApiOptions => "api/v1/options",
         Route::ApiWipe => "wipe",
+        Route::ApiGroups => "api/v1/groups",
+        Route::ApiAdminGroups => "api/v1/admin/groups",
         Route::Scrape | Route::Quit | Route::QuitGet => return None,
     })
 }
@@ -185,12 +209,13 @@ impl Telemetry {
     }
 
     /// Every own family with its current values, sorted by name.
-    pub fn gather(&self) -> Vec<OwnFamily> {
+    pub fn gather(&self, lifecycle: Option<LifecycleStats>) -> Vec<OwnFamily> {
         let now = Instant::now();
         let mut out = Vec::new();
         let fam = |name: &'static str, metrics: Vec<Metric>| {
             let (_, mtype, help) = OWN_FAMILIES
                 .iter()
+                .chain(LIFECYCLE_FAMILIES)
                 .find(|(n, _, _)| *n == name)
                 .copied()
                 .expect("own family");
@@ -242,6 +267,19 @@ impl Telemetry {
                 ..Default::default()
             }],
         ));
+        if let Some(l) = lifecycle {
+            out.push(fam("pushgateway_groups", vec![gauge(l.groups as f64)]));
+            out.push(fam(
+                "pushgateway_groups_expired_total",
+                vec![Metric {
+                    counter: Some(Box::new(Counter {
+                        value: Some(l.expired_total as f64),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+            ));
+        }
         let mut durations = Vec::new();
         let mut sizes = Vec::new();
         for (method, s) in self.pushes.lock().iter_mut() {

@@ -49,7 +49,7 @@ const HELP_URL: &str = "https://github.com/prometheus/pushgateway/blob/master/RE
 pub fn page(app: &Arc<App>) -> Resp {
     let snap = app.store.snapshot();
     let groups: Vec<&Group> = snap.groups.values().map(|g| &**g).collect();
-    let html = render(&app.cfg, app.start_time, &groups);
+    let html = render(&app.cfg, app.start_time, app.clock.now_seconds(), &groups);
     with_type(StatusCode::OK, "text/html; charset=utf-8", html)
 }
 
@@ -65,7 +65,7 @@ pub fn static_file(file: &str) -> Resp {
 }
 
 /// Renders the page for `groups` (in display order).
-pub fn render(cfg: &Config, start_time: SystemTime, groups: &[&Group]) -> String {
+pub fn render(cfg: &Config, start_time: SystemTime, now: f64, groups: &[&Group]) -> String {
     let series: u64 = groups
         .iter()
         .flat_map(|g| g.families.values())
@@ -81,7 +81,7 @@ pub fn render(cfg: &Config, start_time: SystemTime, groups: &[&Group]) -> String
         };
     let mut out = String::with_capacity(cap);
     head(&mut out, cfg);
-    metrics_section(&mut out, cfg, groups, series, full);
+    metrics_section(&mut out, cfg, now, groups, series, full);
     status_section(&mut out, cfg, start_time);
     foot(&mut out, cfg);
     out
@@ -224,7 +224,14 @@ fn head(out: &mut String, cfg: &Config) {
     out.push_str("\" target=\"_blank\" rel=\"noopener noreferrer\">Help</a>\n</nav>\n<main>\n");
 }
 
-fn metrics_section(out: &mut String, cfg: &Config, groups: &[&Group], series: u64, full: bool) {
+fn metrics_section(
+    out: &mut String,
+    cfg: &Config,
+    now: f64,
+    groups: &[&Group],
+    series: u64,
+    full: bool,
+) {
     let n = groups.len();
     out.push_str(
         "<section id=\"metrics-div\">\n\
@@ -264,7 +271,7 @@ fast, the series of a group are loaded when its panel is expanded.</p>"
     if full {
         out.push_str("<div id=\"groups\">\n");
         for g in groups {
-            group_panel(out, cfg, g);
+            group_panel(out, cfg, now, g);
         }
         out.push_str("</div>\n");
     } else {
@@ -280,7 +287,7 @@ The same data is available as JSON at <a href=\"api/v1/metrics\">api/v1/metrics<
             if i > 0 {
                 out.push_str(",\n");
             }
-            group_json(out, cfg, g);
+            group_json(out, cfg, now, g);
         }
         out.push_str("]</script>\n");
     }
@@ -288,10 +295,11 @@ The same data is available as JSON at <a href=\"api/v1/metrics\">api/v1/metrics<
 }
 
 /// One group header for the script (large stores):
-/// `[[name, value, ...], push_time, push_failure_time, last_pushed, failed, failed_at, families]`
+/// `[[name, value, ...], push_time, push_failure_time, last_pushed, failed, failed_at, families,
+/// age, ttl, stale]`
 /// with the labels in display order (job first) and the values formatted as on the page.
 /// `json_str` escapes `<`, `>` and `&`, so nothing can close the `<script>` element.
-fn group_json(out: &mut String, cfg: &Config, g: &Group) {
+fn group_json(out: &mut String, cfg: &Config, now: f64, g: &Group) {
     out.push_str("[[");
     let mut first = true;
     let mut label = |out: &mut String, n: &str, v: &str| {
@@ -329,10 +337,77 @@ fn group_json(out: &mut String, cfg: &Config, g: &Group) {
         push_time(out, seconds_to_nanos(g.push_failure_time), cfg);
         out.push('"');
     }
-    let _ = write!(out, ",{}]", g.families.len());
+    let _ = write!(out, ",{},", g.families.len());
+    let l = Lifecycle::of(cfg, now, g);
+    json_str(out, &l.age);
+    out.push(',');
+    json_str(out, &l.ttl);
+    out.push_str(if l.stale { ",1]" } else { ",0]" });
 }
 
-fn group_panel(out: &mut String, cfg: &Config, g: &Group) {
+/// A group's age, TTL and staleness as the UI shows them.
+struct Lifecycle {
+    /// `age 5m3s` (since the last push, successful or not).
+    age: String,
+    /// `TTL 1h, expires in 20m` (empty without a TTL).
+    ttl: String,
+    /// Not pushed for longer than `--web.stale-warning-age`.
+    stale: bool,
+}
+
+impl Lifecycle {
+    fn of(cfg: &Config, now: f64, g: &Group) -> Lifecycle {
+        let last = g.last_pushed();
+        let age = (now - last).max(0.0);
+        let ttl = if g.ttl_ms != 0 {
+            format!(
+                "TTL {}, expires in {}",
+                human_duration(g.ttl_ms as f64 / 1000.0),
+                human_duration((g.expires_at - now).max(0.0))
+            )
+        } else {
+            String::new()
+        };
+        let warn = cfg.stale_warning_age.as_secs_f64();
+        Lifecycle {
+            age: if last > 0.0 {
+                format!("age {}", human_duration(age))
+            } else {
+                String::new()
+            },
+            ttl,
+            stale: warn > 0.0 && last > 0.0 && age > warn,
+        }
+    }
+}
+
+/// `3d4h`, `5m12s`, `42s`: the two largest units, for people.
+pub fn human_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut out = String::new();
+    let mut rest = s;
+    let mut shown = 0;
+    for (size, name) in units {
+        let n = rest / size;
+        if n > 0 || (shown > 0 && shown < 2) {
+            if n > 0 {
+                let _ = write!(out, "{n}{name}");
+            }
+            shown += 1;
+            rest %= size;
+        }
+        if shown == 2 {
+            break;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+fn group_panel(out: &mut String, cfg: &Config, now: f64, g: &Group) {
     out.push_str("<details class=\"group\" data-path=\"");
     let start = out.len();
     push_group_path(out, &g.key);
@@ -357,6 +432,18 @@ fn group_panel(out: &mut String, cfg: &Config, g: &Group) {
         out.push_str("never");
     }
     out.push_str("</span>");
+    let l = Lifecycle::of(cfg, now, g);
+    if !l.age.is_empty() {
+        let _ = write!(out, " <span class=\"meta age\">{}</span>", l.age);
+    }
+    if !l.ttl.is_empty() {
+        let _ = write!(out, " <span class=\"meta ttl\">{}</span>", l.ttl);
+    }
+    if l.stale {
+        out.push_str(" <span class=\"badge-stale\" title=\"not pushed for longer than ");
+        out.push_str(&human_duration(cfg.stale_warning_age.as_secs_f64()));
+        out.push_str("\">Stale</span>");
+    }
     if !g.last_push_successful() {
         out.push_str(" <span class=\"badge-fail\" title=\"last failed push: ");
         push_time(out, seconds_to_nanos(g.push_failure_time), cfg);
@@ -598,7 +685,34 @@ mod tests {
                 go_version: "rust".into(),
             },
             utc_offset: time::UtcOffset::UTC,
+            ttl: Default::default(),
+            stale_warning_age: std::time::Duration::from_secs(3600),
+            expiry_period: std::time::Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn group_shows_age_ttl_and_stale_mark() {
+        let mut fresh = group(&[("job", "fresh")], vec![], 10_000.0, 0.0);
+        fresh.set_ttl("push_expiry_time_seconds".into(), 5_400_000, 10_000.0, 0);
+        let old = group(&[("job", "old")], vec![], 1_000.0, 0.0);
+        let html = render(
+            &cfg(false),
+            SystemTime::UNIX_EPOCH,
+            10_600.0,
+            &[&fresh, &old],
+        );
+        assert!(
+            html.contains("<span class=\"meta age\">age 10m</span>"),
+            "{html}"
+        );
+        assert!(html.contains("TTL 1h30m, expires in 1h20m"), "{html}");
+        assert_eq!(html.matches("class=\"badge-stale\"").count(), 1);
+        assert!(html.contains("age 2h40m"));
+        assert_eq!(human_duration(0.4), "0s");
+        assert_eq!(human_duration(90_061.0), "1d1h");
+        assert_eq!(human_duration(3_605.0), "1h");
+        assert_eq!(human_duration(59.0), "59s");
     }
 
     fn metric(labels: &[(&str, &str)]) -> Metric {
@@ -610,12 +724,7 @@ mod tests {
 
     fn group(labels: &[(&str, &str)], families: Vec<FamilyEntry>, push: f64, fail: f64) -> Group {
         let key = GroupKey::new(labels.iter().copied());
-        let mut g = Group {
-            key,
-            families: BTreeMap::new(),
-            push_time: 0.0,
-            push_failure_time: 0.0,
-        };
+        let mut g = Group::new(key);
         for f in families {
             g.families.insert(f.name.clone(), Arc::new(f));
         }
@@ -746,7 +855,7 @@ mod tests {
             1_700_000_000.0,
             1_700_000_001.0,
         );
-        let html = render(&cfg(true), SystemTime::UNIX_EPOCH, &[&g1, &g2]);
+        let html = render(&cfg(true), SystemTime::UNIX_EPOCH, 0.0, &[&g1, &g2]);
         for needle in [
             "<html",
             "job=\"myjob\"",
@@ -782,7 +891,7 @@ mod tests {
         // Only the second group failed.
         assert_eq!(html.matches("Last push failed!").count(), 1);
         // No admin API: no wipe button.
-        let html = render(&cfg(false), SystemTime::UNIX_EPOCH, &[&g1]);
+        let html = render(&cfg(false), SystemTime::UNIX_EPOCH, 0.0, &[&g1]);
         assert!(!html.contains("id=\"wipe\""));
     }
 
@@ -827,7 +936,7 @@ mod tests {
             FamilyEntry::build("h".into(), Some("hist"), MetricType::Histogram, &[h], 0),
         ];
         let g = group(&[("job", "j")], fams, 1.0, 0.0);
-        let html = render(&cfg(false), SystemTime::UNIX_EPOCH, &[&g]);
+        let html = render(&cfg(false), SystemTime::UNIX_EPOCH, 0.0, &[&g]);
         for needle in [
             "Quantile 0.99</th><td>4.25</td>",
             "Sample Count</th><td>7</td>",
@@ -866,24 +975,24 @@ mod tests {
             2.0,
         ));
         let refs: Vec<&Group> = groups.iter().collect();
-        let html = render(&cfg(true), SystemTime::UNIX_EPOCH, &refs);
-        assert!(html.contains("<script id=\"group-data\" type=\"application/json\">[[[\"job\",\"job0\"],\"1.5\",\"0\",\"1970-01-01T00:00:01.5Z\",0,\"\",3]"));
+        let html = render(&cfg(true), SystemTime::UNIX_EPOCH, 0.0, &refs);
+        assert!(html.contains("<script id=\"group-data\" type=\"application/json\">[[[\"job\",\"job0\"],\"1.5\",\"0\",\"1970-01-01T00:00:01.5Z\",0,\"\",3,\"age 0s\",\"\",0]"));
         assert!(html.contains(
-            "[[\"job\",\"\\u003c/script\\u003e\\u003cb\\u003e\",\"a\",\"\\\"q\\\"\"],\"1\",\"2\",\"1970-01-01T00:00:01Z\",1,\"1970-01-01T00:00:02Z\",2]]</script>"
+            "[[\"job\",\"\\u003c/script\\u003e\\u003cb\\u003e\",\"a\",\"\\\"q\\\"\"],\"1\",\"2\",\"1970-01-01T00:00:01Z\",1,\"1970-01-01T00:00:02Z\",2,\"age 0s\",\"\",0]]</script>"
         ));
         assert!(!html.contains("</script><b>"));
         assert!(!html.contains("class=\"fam\""));
         assert!(!html.contains("<details"));
         assert!(!html.contains("id=\"expand-all\""));
         assert!(html.contains("Delete All 1001 Groups"));
-        let small = render(&cfg(true), SystemTime::UNIX_EPOCH, &refs[..10]);
+        let small = render(&cfg(true), SystemTime::UNIX_EPOCH, 0.0, &refs[..10]);
         assert!(small.contains("class=\"fam\""));
         assert!(!small.contains("group-data"));
     }
 
     #[test]
     fn empty_store() {
-        let html = render(&cfg(true), SystemTime::UNIX_EPOCH, &[]);
+        let html = render(&cfg(true), SystemTime::UNIX_EPOCH, 0.0, &[]);
         assert!(html.contains("<p id=\"empty\" class=\"empty\">"));
         assert!(html.contains("id=\"wipe\" disabled"));
         assert!(html.ends_with("</html>\n"));
