@@ -1,0 +1,126 @@
+//! Go duration syntax (`25h`, `1h30m`, `500ms`, `1.5s`), as the gateway's `Pushgateway-TTL`
+//! header and Prometheus flags use it, for pgw's `--ttl`, `--timeout` and `--retry-max-time`.
+
+use std::time::Duration;
+
+/// A duration that is not in Go's syntax (or is negative).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: {reason} (examples: 25h, 1h30m, 90s, 500ms)")]
+pub struct DurationError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+/// Parses a non-negative Go duration: a sequence of decimal numbers, each with a unit
+/// (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), e.g. `25h` or `1h30m`; a bare `0` is allowed.
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let err = |reason| DurationError {
+        input: input.to_string(),
+        reason,
+    };
+    let s = input.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(err("empty"));
+    }
+    if s.starts_with('-') {
+        return Err(err("must not be negative"));
+    }
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let mut rest = s;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(err("expected a number"));
+        }
+        let value: f64 = num.parse().map_err(|_| err("expected a number"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(err("missing unit")),
+            _ => return Err(err("unknown unit")),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > 1e12 {
+        return Err(err("too large"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Formats an age for humans, at most two units: `45s`, `3m12s`, `5h3m`, `2d4h`.
+pub fn format_age(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "?".to_string();
+    }
+    let negative = seconds < 0.0;
+    let s = seconds.abs().round() as u64;
+    let (d, h, m, sec) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let body = if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m}m")
+    } else if m > 0 {
+        format!("{m}m{sec}s")
+    } else {
+        format!("{sec}s")
+    };
+    if negative {
+        format!("in {body}")
+    } else {
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_durations() {
+        assert_eq!(parse_duration("25h").unwrap(), Duration::from_secs(90_000));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_duration("2m3s4ms").unwrap(),
+            Duration::from_millis(123_004)
+        );
+        assert_eq!(parse_duration("10us").unwrap(), Duration::from_micros(10));
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        for bad in ["", "5", "h", "-1s", "1d", "1.2.3s", "1 h", "s5"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+        let e = parse_duration("1d").unwrap_err();
+        assert!(e.to_string().contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn formats_ages() {
+        assert_eq!(format_age(4.6), "5s");
+        assert_eq!(format_age(192.0), "3m12s");
+        assert_eq!(format_age(5.0 * 3600.0 + 180.0), "5h3m");
+        assert_eq!(format_age(2.0 * 86400.0 + 4.0 * 3600.0 + 59.0), "2d4h");
+        assert_eq!(format_age(-3.0), "in 3s");
+    }
+}
