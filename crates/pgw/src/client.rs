@@ -281,7 +281,7 @@ impl Client {
                 Err(ClientError::Transport {
                     method,
                     url: url.to_string(),
-                    reason: t.to_string(),
+                    reason: transport_reason(&t),
                     retryable,
                 })
             }
@@ -323,6 +323,32 @@ impl Client {
             }
         }
     }
+}
+
+/// ureq's transport error without the URL (ours is in the message already) and without
+/// repeated parts: "Connection Failed: Connect error: Connection refused (os error 111)".
+fn transport_reason(t: &ureq::Transport) -> String {
+    let mut parts: Vec<String> = vec![t.kind().to_string()];
+    if let Some(m) = t.message() {
+        parts.push(m.to_string());
+    }
+    let mut source = std::error::Error::source(t);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for p in parts {
+        // A source's text often repeats its cause's: keep the longer, more specific one.
+        if out.last().is_some_and(|last: &String| p.contains(last.as_str()) && p != *last) {
+            out.pop();
+        }
+        if !out.iter().any(|o| o.contains(p.as_str())) {
+            out.push(p);
+        }
+    }
+    out.join(": ")
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, ClientError> {
