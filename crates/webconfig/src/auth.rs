@@ -103,7 +103,7 @@ impl fmt::Display for Denial {
 
 /// A role of the access extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Push,
     Read,
     Admin,
@@ -386,8 +386,8 @@ impl Users {
     }
 }
 
-/// Validates a bcrypt hash as Go's `bcrypt.Cost` would, restricted to the `$2$`, `$2a$`,
-/// `$2b$`, `$2x$` and `$2y$` variants.
+/// Validates a bcrypt hash (the `$2a$`, `$2b$`, `$2x$` and `$2y$` variants, cost 4..31) at
+/// load time, so that a bad hash is a start-up error rather than a user who can never log in.
 pub(crate) fn validate_hash(user: &str, hash: &str) -> Result<(), WebConfigError> {
     let bad = |why: &str| {
         WebConfigError::invalid(
@@ -399,7 +399,6 @@ pub(crate) fn validate_hash(user: &str, hash: &str) -> Result<(), WebConfigError
         .strip_prefix("$2")
         .ok_or_else(|| bad("expected a $2a$, $2b$ or $2y$ prefix"))?;
     let rest = match rest.as_bytes().first() {
-        Some(b'$') => &rest[1..],
         Some(b'a' | b'b' | b'x' | b'y') if rest.as_bytes().get(1) == Some(&b'$') => &rest[2..],
         _ => return Err(bad("expected a $2a$, $2b$ or $2y$ prefix")),
     };
@@ -418,6 +417,8 @@ pub(crate) fn validate_hash(user: &str, hash: &str) -> Result<(), WebConfigError
     {
         return Err(bad("expected 53 characters of salt and hash"));
     }
+    hash.parse::<bcrypt::HashParts>()
+        .map_err(|e| bad(&e.to_string()))?;
     Ok(())
 }
 
@@ -524,6 +525,7 @@ mod tests {
             "doe",
             "",
             "$1$10$2UXri9cIDdgeKjBo4Rlpx.U3ZLDV8X1IxKmsfOvhcM5oXQt/mLmXq",
+            "$2$10$2UXri9cIDdgeKjBo4Rlpx.U3ZLDV8X1IxKmsfOvhcM5oXQt/mLmXq",
             "$2y$1$2UXri9cIDdgeKjBo4Rlpx.U3ZLDV8X1IxKmsfOvhcM5oXQt/mLmXq",
             "$2y$03$2UXri9cIDdgeKjBo4Rlpx.U3ZLDV8X1IxKmsfOvhcM5oXQt/mLmXq",
             "$2y$10$2UXri9cIDdgeKjBo4Rlpx.U3ZLDV8X1IxKmsfOvhcM5oXQt/mLmX",

@@ -94,7 +94,7 @@ mod identity;
 mod reload;
 mod tls;
 
-pub use auth::{Action, AuthRequest, Denial, Principal, Role};
+pub use auth::{Action, AuthRequest, Denial, Principal};
 pub use identity::ClientIdentity;
 pub use reload::ReloadingWebConfig;
 pub use tls::ClientAuth;
