@@ -113,6 +113,8 @@ impl ReloadingWebConfig {
         let mut state = self.state.lock();
         let old = self.current.load_full();
         if fingerprint(old.files()) == state.loaded {
+            // Back to the version in force: a later failure is news again.
+            state.failed = None;
             return Ok(false);
         }
         let new = WebConfig::load(&self.path)?;
