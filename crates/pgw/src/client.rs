@@ -341,7 +341,10 @@ fn transport_reason(t: &ureq::Transport) -> String {
     let mut out: Vec<String> = Vec::new();
     for p in parts {
         // A source's text often repeats its cause's: keep the longer, more specific one.
-        if out.last().is_some_and(|last: &String| p.contains(last.as_str()) && p != *last) {
+        if out
+            .last()
+            .is_some_and(|last: &String| p.contains(last.as_str()) && p != *last)
+        {
             out.pop();
         }
         if !out.iter().any(|o| o.contains(p.as_str())) {

@@ -26,11 +26,19 @@ fn push_validates_locally_with_line_numbers() {
     std::fs::write(&file, "a 1\nb 2").unwrap();
     let out = gw.pgw(&["push", "--job", "p", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("m.prom: text format parsing error in line 2"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("m.prom: text format parsing error in line 2"),
+        "{}",
+        stderr(&out)
+    );
     // Timestamps are refused by the gateway: refused locally.
     let out = gw.pgw_stdin(&["push", "--job", "p", "-"], "a{k=\"v\"} 1 1700000000000\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("metric a{k=\"v\"} has a timestamp"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("metric a{k=\"v\"} has a timestamp"),
+        "{}",
+        stderr(&out)
+    );
     // Nothing reached the gateway.
     assert!(gw.scrape().iter().all(|f| f.name() != "a"));
     let out = gw.pgw(&["push", "--job", "p", "/nonexistent/file.prom"]);
@@ -55,7 +63,11 @@ fn push_put_and_post_semantics() {
         push("put", "a 1\nb 2\n");
         push("post", "b 3\n");
         let f = gw.scrape();
-        assert_eq!(value(&f, "a", &l), Some(1.0), "{kind:?}: POST keeps other families");
+        assert_eq!(
+            value(&f, "a", &l),
+            Some(1.0),
+            "{kind:?}: POST keeps other families"
+        );
         assert_eq!(value(&f, "b", &l), Some(3.0));
         push("put", "b 4\n");
         let f = gw.scrape();
@@ -86,7 +98,11 @@ fn grouping_key_warnings_for_overridden_labels() {
         "x{instance=\"b\"} 1\n",
     );
     assert_eq!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("label instance=\"b\" of metric x will be replaced"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("label instance=\"b\" of metric x will be replaced"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(value(&gw.scrape(), "x", &[("instance", "a")]), Some(1.0));
 }
 
@@ -113,9 +129,24 @@ fn delete_removes_the_group() {
 fn groups_table_and_json() {
     for kind in kinds() {
         let gw = Gateway::start(kind);
-        assert_eq!(gw.pgw(&["run", "--job", "backup", "-l", "host=db1", "--", "true"]).status.code(), Some(0));
-        assert_eq!(gw.pgw(&["run", "--job", "report", "--", "sh", "-c", "exit 2"]).status.code(), Some(2));
-        assert_eq!(gw.pgw_stdin(&["push", "--job", "plain", "-"], "m 1\n").status.code(), Some(0));
+        assert_eq!(
+            gw.pgw(&["run", "--job", "backup", "-l", "host=db1", "--", "true"])
+                .status
+                .code(),
+            Some(0)
+        );
+        assert_eq!(
+            gw.pgw(&["run", "--job", "report", "--", "sh", "-c", "exit 2"])
+                .status
+                .code(),
+            Some(2)
+        );
+        assert_eq!(
+            gw.pgw_stdin(&["push", "--job", "plain", "-"], "m 1\n")
+                .status
+                .code(),
+            Some(0)
+        );
 
         let out = gw.pgw(&["groups"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -123,9 +154,22 @@ fn groups_table_and_json() {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{kind:?}: {table}");
         assert!(lines[0].starts_with("JOB"), "{table}");
-        assert!(lines[1].starts_with("backup") && lines[1].contains("host=db1") && lines[1].contains(" ok "), "{table}");
-        assert!(lines[2].starts_with("plain") && lines[2].contains(" - "), "{table}");
-        assert!(lines[3].starts_with("report") && lines[3].contains("failed (exit 2)") && lines[3].contains("never"), "{table}");
+        assert!(
+            lines[1].starts_with("backup")
+                && lines[1].contains("host=db1")
+                && lines[1].contains(" ok "),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("plain") && lines[2].contains(" - "),
+            "{table}"
+        );
+        assert!(
+            lines[3].starts_with("report")
+                && lines[3].contains("failed (exit 2)")
+                && lines[3].contains("never"),
+            "{table}"
+        );
 
         let out = gw.pgw(&["groups", "--output", "json", "--job", "backup"]);
         assert_eq!(out.status.code(), Some(0));
@@ -146,7 +190,11 @@ fn groups_against_an_unreachable_gateway_fails() {
     let url = format!("http://127.0.0.1:{}", free_port());
     let out = pgw_with_gateway(&url, &["groups", "--retries", "0"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("pgw: GET http://127.0.0.1:"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("pgw: GET http://127.0.0.1:"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -157,16 +205,42 @@ fn help_is_complete() {
         stdout(&out)
     };
     let top = help(&["--help"]);
-    for word in ["run", "push", "delete", "groups", "PGW_GATEWAY", "PGW_PASSWORD", "docs/pgw.md"] {
+    for word in [
+        "run",
+        "push",
+        "delete",
+        "groups",
+        "PGW_GATEWAY",
+        "PGW_PASSWORD",
+        "docs/pgw.md",
+    ] {
         assert!(top.contains(word), "pgw --help lacks {word}");
     }
     let run = help(&["run", "--help"]);
     for word in [
-        "--job", "--label", "--ttl", "--metrics-file", "--gateway", "--timeout", "--retries",
-        "--retry-max-time", "--username", "--password-file", "--ca-file", "--cert-file",
-        "--key-file", "PGW_METRICS_FILE", "pgw_job_start_time_seconds", "pgw_job_duration_seconds",
-        "pgw_job_exit_code", "pgw_job_signal", "pgw_job_success",
-        "pgw_job_last_success_time_seconds", "128+N", "crontab", "-- <COMMAND>...",
+        "--job",
+        "--label",
+        "--ttl",
+        "--metrics-file",
+        "--gateway",
+        "--timeout",
+        "--retries",
+        "--retry-max-time",
+        "--username",
+        "--password-file",
+        "--ca-file",
+        "--cert-file",
+        "--key-file",
+        "PGW_METRICS_FILE",
+        "pgw_job_start_time_seconds",
+        "pgw_job_duration_seconds",
+        "pgw_job_exit_code",
+        "pgw_job_signal",
+        "pgw_job_success",
+        "pgw_job_last_success_time_seconds",
+        "128+N",
+        "crontab",
+        "-- <COMMAND>...",
     ] {
         assert!(run.contains(word), "pgw run --help lacks {word}");
     }
@@ -207,7 +281,11 @@ for who in server client; do
   openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $who.crt -days 2 -extfile $who.ext
 done
 "#;
-        let out = Command::new("sh").arg("-c").arg(script).current_dir(d).output();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(d)
+            .output();
         match out {
             Ok(o) if o.status.success() => Some(Certs { dir }),
             Ok(o) => {
@@ -240,12 +318,21 @@ fn tls_client_certificate_and_basic_auth_against_the_official_gateway() {
     let config_path = certs.path("web.yml");
     std::fs::write(&config_path, config).unwrap();
     let port = free_port();
-    let gw = Gateway::start_with(Kind::Official, port, &[&format!("--web.config.file={config_path}")]);
+    let gw = Gateway::start_with(
+        Kind::Official,
+        port,
+        &[&format!("--web.config.file={config_path}")],
+    );
     let url = format!("https://127.0.0.1:{}", gw.port);
-    let (ca, cert, key) = (certs.path("ca.crt"), certs.path("client.crt"), certs.path("client.key"));
+    let (ca, cert, key) = (
+        certs.path("ca.crt"),
+        certs.path("client.crt"),
+        certs.path("client.key"),
+    );
     let pgw = |args: &[&str], password: Option<&str>| {
         let mut c = Command::new(pgw_bin());
-        c.arg(args[0]).args(["--gateway", &url, "--retries", "0", "--timeout", "5s"]);
+        c.arg(args[0])
+            .args(["--gateway", &url, "--retries", "0", "--timeout", "5s"]);
         if let Some(p) = password {
             // run_output clears PGW_PASSWORD; the file is the other way.
             let pf = certs.path("password");
@@ -255,7 +342,14 @@ fn tls_client_certificate_and_basic_auth_against_the_official_gateway() {
         c.args(&args[1..]);
         run_output(c, None)
     };
-    let tls = ["--ca-file", ca.as_str(), "--cert-file", cert.as_str(), "--key-file", key.as_str()];
+    let tls = [
+        "--ca-file",
+        ca.as_str(),
+        "--cert-file",
+        cert.as_str(),
+        "--key-file",
+        key.as_str(),
+    ];
     let auth = ["--username", "pgw"];
 
     // Everything right: run, groups.
@@ -292,7 +386,15 @@ fn tls_client_certificate_and_basic_auth_against_the_official_gateway() {
     assert!(stderr(&out).contains("alert"), "{}", stderr(&out));
 
     // Without the CA file the server certificate is not trusted.
-    let mut args = vec!["delete", "--job", "secure", "--cert-file", cert.as_str(), "--key-file", key.as_str()];
+    let mut args = vec![
+        "delete",
+        "--job",
+        "secure",
+        "--cert-file",
+        cert.as_str(),
+        "--key-file",
+        key.as_str(),
+    ];
     args.extend(auth);
     let out = pgw(&args, Some("pgw-secret"));
     assert_eq!(out.status.code(), Some(1));
