@@ -516,6 +516,70 @@ mod tests {
         assert!(tls_config(None, None, None).is_ok());
     }
 
+    /// A one-thread HTTP server answering each request with the next of `statuses`;
+    /// returns its URL and the number of requests it saw.
+    fn scripted_server(statuses: Vec<u16>) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::BufRead;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let mut seen = 0;
+            for status in statuses {
+                let (conn, _) = l.accept().unwrap();
+                let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                seen += 1;
+                let mut w = conn;
+                write!(
+                    w,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"
+                )
+                .unwrap();
+            }
+            seen
+        });
+        (url, h)
+    }
+
+    #[test]
+    fn server_errors_are_retried_client_errors_are_not() {
+        let (url, server) = scripted_server(vec![503, 500, 202]);
+        let mut o = options(&url);
+        o.retries = 3;
+        o.retry_max_time = Duration::from_secs(30);
+        let key = GroupingKey::new("j", &[]).unwrap();
+        Client::new(o.clone()).unwrap().delete(&key).unwrap();
+        assert_eq!(server.join().unwrap(), 3);
+
+        let (url, server) = scripted_server(vec![400]);
+        o.gateway = url;
+        let e = Client::new(o).unwrap().delete(&key).unwrap_err();
+        assert_eq!(e.status(), Some(400));
+        assert!(
+            e.to_string().ends_with("the gateway answered 400: body"),
+            "{e}"
+        );
+        assert_eq!(server.join().unwrap(), 1);
+    }
+
+    #[test]
+    fn retries_stop_at_the_time_budget() {
+        let (url, server) = scripted_server(vec![503, 503]);
+        let mut o = options(&url);
+        o.retries = 10;
+        // The first backoff (at least 0.4s) fits, the second (at least 0.8s more) does not.
+        o.retry_max_time = Duration::from_millis(1000);
+        let e = Client::new(o)
+            .unwrap()
+            .delete(&GroupingKey::new("j", &[]).unwrap())
+            .unwrap_err();
+        assert_eq!(e.status(), Some(503));
+        assert_eq!(server.join().unwrap(), 2);
+    }
+
     #[test]
     fn connection_refused_is_retried_then_reported() {
         // A port nobody listens on: bind, note the port, close.

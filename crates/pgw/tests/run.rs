@@ -321,7 +321,7 @@ fn command_not_found_is_127_and_pushed() {
 fn retries_until_a_late_gateway_is_up() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(pgw_bin())
+    let mut child = Command::new(pgw_bin())
         .args([
             "run",
             "--gateway",
@@ -334,17 +334,38 @@ fn retries_until_a_late_gateway_is_up() {
             "true",
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first attempt fails: the gateway starts about a second later.
-    std::thread::sleep(Duration::from_secs(1));
+    // Collect stderr lines; start the gateway once the first attempt has failed.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr_pipe).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a retry note on stderr");
+    assert!(first.contains("retry 1/6"), "{first}");
     let gw = Gateway::start_with(Kind::Ours, port, &[]);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let err = stderr(&out);
-    assert!(err.contains("retry 1/6"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "pgw did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("warning"), "{err}");
     assert_eq!(value(&gw.scrape(), SUCCESS, &[("job", "late")]), Some(1.0));
 }
