@@ -39,6 +39,15 @@ else
   echo "conformance suite not found at $CONF: skipped"
 fi
 
+step "alerting rules (promtool check rules)"
+PROMTOOL=${PROMTOOL:-promtool}
+if command -v "$PROMTOOL" >/dev/null 2>&1; then
+  "$PROMTOOL" check rules examples/*alerts*.yml
+else
+  echo "promtool not found: install the prometheus package (.ci/run does)" >&2
+  exit 1
+fi
+
 step "end-to-end tests (tests/e2e)"
 PGW_BIN="$BIN" "$PY" -m pytest -q tests/e2e
 

@@ -19,7 +19,7 @@ pub struct Flags {
     #[arg(long = "web.systemd-socket", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
     pub systemd_socket: bool,
 
-    /// Path to a web configuration file (TLS, basic auth). Not supported yet: the gateway refuses to start if set.
+    /// Path to a web configuration file (exporter-toolkit format: TLS, mTLS, basic auth, headers; plus scoped access). Re-read when it changes.
     #[arg(long = "web.config.file", default_value = "")]
     pub web_config_file: String,
 
@@ -79,6 +79,54 @@ pub struct Flags {
     #[arg(long = "web.stale-warning-age", default_value = "24h", value_parser = store::ttl::parse_duration)]
     pub stale_warning_age: Duration,
 
+    /// Largest request body accepted, also after decompression (413 above it). Bytes, or with a unit: 64KiB, 256MiB, 1GiB, 10MB. 0 = no limit.
+    #[arg(long = "limits.max-body-size", default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_body_size: u64,
+
+    /// Most labels one pushed series may have (400 above it). 0 = no limit.
+    #[arg(long = "limits.max-labels-per-series", default_value_t = 128)]
+    pub max_labels_per_series: usize,
+
+    /// Longest label value, in bytes, in a push or its grouping key (400 above it). 0 = no limit.
+    #[arg(long = "limits.max-label-value-length", default_value = "64KiB", value_parser = parse_bytes)]
+    pub max_label_value_length: u64,
+
+    /// Most series in one push (413 above it). 0 = no limit.
+    #[arg(long = "limits.max-series-per-push", default_value_t = 2_000_000)]
+    pub max_series_per_push: usize,
+
+    /// Most series one group may hold after a push (413 above it). 0 = no limit.
+    #[arg(long = "limits.max-series-per-group", default_value_t = 2_000_000)]
+    pub max_series_per_group: u64,
+
+    /// Most groups the gateway holds: a push creating one more is refused with 403; existing groups can still be pushed. 0 = no limit.
+    #[arg(long = "limits.max-groups", default_value_t = 5_000_000)]
+    pub max_groups: u64,
+
+    /// Most series the gateway holds in all: a push that would grow past it is refused with 403. 0 = no limit.
+    #[arg(long = "limits.max-series", default_value_t = 100_000_000)]
+    pub max_series: u64,
+
+    /// Pushes (PUT, POST, DELETE) per second per client (remote address): faster clients get 429 with Retry-After. 0 = no limit.
+    #[arg(long = "limits.push-rate", default_value_t = 0.0)]
+    pub push_rate: f64,
+
+    /// Pushes a client may make in a burst before --limits.push-rate applies (default: one second's worth).
+    #[arg(long = "limits.push-burst", default_value_t = 0.0)]
+    pub push_burst: f64,
+
+    /// Time a client has to send a request's headers (also closes keep-alive connections idle this long). 0 = no limit.
+    #[arg(long = "web.read-header-timeout", default_value = "2m", value_parser = store::ttl::parse_duration)]
+    pub read_header_timeout: Duration,
+
+    /// Time a client has to send a request's body (408 after it). 0 = no limit.
+    #[arg(long = "web.read-timeout", default_value = "2m", value_parser = store::ttl::parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Most connections served at once; more wait in the listen backlog. 0 = no limit.
+    #[arg(long = "web.max-connections", default_value_t = 16_384)]
+    pub max_connections: usize,
+
     /// Only log messages with the given severity or above. One of: [debug, info, warn, error]
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     pub log_level: String,
@@ -128,6 +176,29 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         rest = &rest[unit_len..];
     }
     Ok(Duration::from_secs_f64(total))
+}
+
+/// Parses a byte size: `1048576`, `64KiB`, `256MiB`, `1GiB`, `10MB`, `1.5GB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: want bytes or e.g. 64KiB, 256MiB, 1GiB"))?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        u => return Err(format!("invalid size {s:?}: unknown unit {u:?}")),
+    };
+    Ok((n * mult) as u64)
 }
 
 /// Formats a duration as Go's `time.Duration.String()` (`5m0s`, `1m30s`, `500ms`, `0s`).
@@ -190,6 +261,11 @@ mod tests {
             );
         }
         assert!(parse_go_duration("5").is_err());
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("64KiB"), Ok(65536));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("1.5GB"), Ok(1_500_000_000));
+        assert!(parse_bytes("12 parsecs").is_err());
         assert!(parse_go_duration("abc").is_err());
     }
 }

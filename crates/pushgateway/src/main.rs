@@ -4,7 +4,7 @@
 
 mod flags;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use flags::{format_go_duration, Flags};
 use server::router::Routes;
@@ -107,9 +107,6 @@ fn main() -> Result<()> {
     // Read the local offset before any thread exists (the time crate requires it).
     let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     init_logging(&flags);
-    if !flags.web_config_file.is_empty() {
-        bail!("--web.config.file is not supported by this build; refusing to start without the requested TLS/authentication");
-    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,6 +134,33 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
         "web.stale-warning-age",
         format_go_duration(f.stale_warning_age),
     );
+    put("limits.max-body-size", f.max_body_size.to_string());
+    put(
+        "limits.max-labels-per-series",
+        f.max_labels_per_series.to_string(),
+    );
+    put(
+        "limits.max-label-value-length",
+        f.max_label_value_length.to_string(),
+    );
+    put(
+        "limits.max-series-per-push",
+        f.max_series_per_push.to_string(),
+    );
+    put(
+        "limits.max-series-per-group",
+        f.max_series_per_group.to_string(),
+    );
+    put("limits.max-groups", f.max_groups.to_string());
+    put("limits.max-series", f.max_series.to_string());
+    put("limits.push-rate", f.push_rate.to_string());
+    put("limits.push-burst", f.push_burst.to_string());
+    put(
+        "web.read-header-timeout",
+        format_go_duration(f.read_header_timeout),
+    );
+    put("web.read-timeout", format_go_duration(f.read_timeout));
+    put("web.max-connections", f.max_connections.to_string());
     put(
         "push.disable-consistency-check",
         f.disable_consistency_check.to_string(),
@@ -250,6 +274,11 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             checked: !flags.disable_consistency_check,
             own_families,
             persistence,
+            quotas: store::store::Quotas {
+                max_series_per_group: flags.max_series_per_group,
+                max_groups: flags.max_groups,
+                max_total_series: flags.max_series,
+            },
         })
         .with_context(|| format!("opening persistence file {:?}", flags.persistence_file))?,
     );
@@ -280,6 +309,30 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         ttl: ttl_policy(&flags)?,
         stale_warning_age: flags.stale_warning_age,
         expiry_period: Duration::from_secs(1),
+        web: if flags.web_config_file.is_empty() {
+            None
+        } else {
+            Some(
+                webconfig::ReloadingWebConfig::start(&flags.web_config_file)
+                    .with_context(|| format!("--web.config.file {:?}", flags.web_config_file))?,
+            )
+        },
+        limits: server::limits::Limits {
+            max_body_bytes: usize::try_from(flags.max_body_size).unwrap_or(usize::MAX),
+            max_labels_per_series: flags.max_labels_per_series,
+            max_label_value_bytes: usize::try_from(flags.max_label_value_length)
+                .unwrap_or(usize::MAX),
+            max_series_per_push: flags.max_series_per_push,
+            push_rate: flags.push_rate,
+            push_burst: if flags.push_burst > 0.0 {
+                flags.push_burst
+            } else {
+                flags.push_rate.ceil()
+            },
+            read_header_timeout: flags.read_header_timeout,
+            read_body_timeout: flags.read_timeout,
+            max_connections: flags.max_connections,
+        },
     };
     let app = App::new(cfg, store.clone());
 

@@ -31,6 +31,7 @@ fn app_with(series: usize) -> Arc<App> {
         checked: true,
         own_families,
         persistence: None,
+        quotas: Default::default(),
     })
     .expect("in-memory store opens");
     let started = Instant::now();
@@ -64,6 +65,8 @@ fn app_with(series: usize) -> Arc<App> {
         ttl: Default::default(),
         stale_warning_age: std::time::Duration::ZERO,
         expiry_period: std::time::Duration::from_secs(1),
+        limits: Default::default(),
+        web: None,
     };
     App::new(cfg, Arc::new(store))
 }

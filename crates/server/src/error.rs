@@ -1,7 +1,9 @@
 //! The one place where errors become HTTP responses.
 
 use crate::http::{text_response, Resp};
+use hyper::header::HeaderValue;
 use hyper::StatusCode;
+use store::store::QuotaExceeded;
 use store::StoreError;
 
 /// Everything a handler can fail with, mapped to the official status codes and bodies.
@@ -18,6 +20,26 @@ pub enum HttpError {
     Internal(String),
     #[error("404 page not found")]
     NotFound,
+    /// A request or the group it builds is over a size limit: 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A store-wide quota is exhausted: 403, nothing changed.
+    #[error("{0}")]
+    Quota(String),
+    /// The client pushes faster than `--limits.push-rate`: 429 with `Retry-After`.
+    #[error(
+        "rate limit exceeded: at most {rate} pushes per second per client; retry in {retry_after}s"
+    )]
+    RateLimited { rate: f64, retry_after: u64 },
+    /// The body did not arrive within `--web.read-timeout`: 408.
+    #[error("request body not received within {0:?}")]
+    Timeout(std::time::Duration),
+    /// No or wrong credentials: 401 with `WWW-Authenticate`.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// Authenticated but not allowed: 403 with the reason.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl From<StoreError> for HttpError {
@@ -27,6 +49,10 @@ impl From<StoreError> for HttpError {
                 HttpError::Rejected(e.to_string())
             }
             StoreError::Persist(_) => HttpError::Internal(e.to_string()),
+            StoreError::Quota(q @ QuotaExceeded::SeriesPerGroup { .. }) => {
+                HttpError::TooLarge(q.to_string())
+            }
+            StoreError::Quota(q) => HttpError::Quota(q.to_string()),
         }
     }
 }
@@ -37,11 +63,30 @@ impl HttpError {
             HttpError::BadRequest(_) | HttpError::Rejected(_) => StatusCode::BAD_REQUEST,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Quota(_) | HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// Like Go's `http.Error`: `text/plain; charset=utf-8`, `nosniff`, message plus newline.
     pub fn into_response(self) -> Resp {
-        text_response(self.status(), format!("{self}\n"))
+        let mut r = text_response(self.status(), format!("{self}\n"));
+        match &self {
+            HttpError::RateLimited { retry_after, .. } => {
+                r.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            HttpError::Unauthorized => {
+                r.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic"),
+                );
+            }
+            _ => {}
+        }
+        r
     }
 }

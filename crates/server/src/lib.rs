@@ -7,6 +7,7 @@
 //! * [`scrape`]: the merged exposition, text or protobuf, plain or gzip.
 //! * [`api`]: `/api/v1/status` and `/api/v1/metrics` JSON.
 //! * [`lifecycle`]: push TTLs, the expiry loop, group listing and bulk deletes.
+//! * [`limits`]: request limits, the per-client push rate, and the rejection counters.
 //! * [`ui`]: the server-rendered web UI with embedded assets.
 //! * [`telemetry`]: `pushgateway_*` and `process_*` metrics.
 //! * [`error`]: the single mapping from errors to HTTP responses.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod limits;
 pub mod push;
 pub mod router;
 pub mod scrape;
@@ -69,6 +71,9 @@ pub struct Config {
     pub stale_warning_age: std::time::Duration,
     /// How often expired groups are looked for.
     pub expiry_period: std::time::Duration,
+    pub limits: limits::Limits,
+    /// `--web.config.file`: TLS, users and scoped access, re-read when the file changes.
+    pub web: Option<Arc<webconfig::ReloadingWebConfig>>,
 }
 
 /// Shared state of the server.
@@ -78,6 +83,8 @@ pub struct App {
     pub telemetry: telemetry::Telemetry,
     pub start_time: SystemTime,
     pub clock: lifecycle::Clock,
+    pub rejections: limits::Rejections,
+    pub rate: limits::RateLimiter,
     shutdown: watch::Sender<bool>,
 }
 
@@ -85,7 +92,10 @@ impl App {
     pub fn new(cfg: Config, store: Arc<Store>) -> Arc<App> {
         let (shutdown, _) = watch::channel(false);
         let telemetry = telemetry::Telemetry::new(&cfg.build);
+        let rate = limits::RateLimiter::new(cfg.limits.push_rate, cfg.limits.push_burst);
         Arc::new(App {
+            rejections: limits::Rejections::default(),
+            rate,
             cfg,
             store,
             telemetry,
@@ -117,12 +127,27 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
             .max(std::time::Duration::from_millis(10)),
     ));
     let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    // `--limits.max-connections`: a connection holds a permit until it closes; without one,
+    // the next connection waits in the kernel's listen backlog.
+    let max_conns = match app.cfg.limits.max_connections {
+        0 => tokio::sync::Semaphore::MAX_PERMITS,
+        n => n,
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_conns));
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let app = app.clone();
         let graceful = graceful.clone();
+        let permits = permits.clone();
         accept_tasks.push(tokio::spawn(async move {
             loop {
+                let permit = tokio::select! {
+                    _ = app.shutdown_requested() => break,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
                 tokio::select! {
                     _ = app.shutdown_requested() => break,
                     res = listener.accept() => {
@@ -135,16 +160,39 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
                             }
                         };
                         let _ = stream.set_nodelay(true);
+                        let tls = app.cfg.web.as_ref().and_then(|w| w.current().tls());
                         let app = app.clone();
-                        let svc = hyper::service::service_fn(move |req| {
-                            let app = app.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(app, req, remote).await) }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc);
-                        let conn = graceful.watch(conn);
+                        let graceful = graceful.clone();
                         tokio::spawn(async move {
-                            let _ = conn.await;
+                            match tls {
+                                None => serve_connection(app, &graceful, stream, remote, None).await,
+                                Some(tls) => {
+                                    // Certificates are taken per connection, so a rotated
+                                    // certificate applies to the next handshake.
+                                    let acceptor = webconfig::tokio_rustls::TlsAcceptor::from(tls);
+                                    let limit = handshake_timeout(&app);
+                                    let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                        Ok(Ok(s)) => s,
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(%remote, err = %e, "TLS handshake failed");
+                                            return;
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!(%remote, "TLS handshake timed out");
+                                            return;
+                                        }
+                                    };
+                                    let peer = stream
+                                        .get_ref()
+                                        .1
+                                        .peer_certificates()
+                                        .and_then(|c| c.first())
+                                        .and_then(|c| webconfig::ClientIdentity::from_der(c.as_ref()).ok())
+                                        .map(Arc::new);
+                                    serve_connection(app, &graceful, stream, remote, peer).await
+                                }
+                            }
+                            drop(permit);
                         });
                     }
                 }
@@ -161,6 +209,97 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
         }
         Err(_) => tracing::warn!("connections still referenced at shutdown"),
     }
+}
+
+fn handshake_timeout(app: &App) -> std::time::Duration {
+    match app.cfg.limits.read_header_timeout {
+        d if d.is_zero() => std::time::Duration::from_secs(120),
+        d => d,
+    }
+}
+
+/// Serves HTTP/1.1 on one (plain or TLS) connection until it closes.
+async fn serve_connection<I>(
+    app: Arc<App>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    io: I,
+    remote: SocketAddr,
+    peer: Option<Arc<webconfig::ClientIdentity>>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = app.cfg.limits.read_header_timeout;
+    let svc = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(app, req, remote, peer.as_deref()).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new());
+    // hyper applies this to every request head, keep-alive idle included.
+    builder.header_read_timeout((!header_timeout.is_zero()).then_some(header_timeout));
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let _ = graceful.watch(conn).await;
+}
+
+/// What a route asks of the caller's role (`--web.config.file` access section).
+fn action_of<'a>(dispatch: &Dispatch, key: Option<&'a store::GroupKey>) -> webconfig::Action<'a> {
+    match dispatch {
+        Dispatch::Handle(Route::Push { .. }) => match key {
+            Some(k) => webconfig::Action::Push(k),
+            None => webconfig::Action::Read,
+        },
+        Dispatch::Handle(Route::Quit | Route::QuitGet | Route::ApiWipe | Route::ApiAdminGroups) => {
+            webconfig::Action::Admin
+        }
+        _ => webconfig::Action::Read,
+    }
+}
+
+/// Authenticates and authorizes a request against the web config. `Ok(Some(name))` names
+/// the caller (a user or certificate) for per-client limits. Routes that only answer with a
+/// redirect or an error need authentication, not a role.
+fn authorize(
+    web: &webconfig::WebConfig,
+    parts: &hyper::http::request::Parts,
+    peer: Option<&webconfig::ClientIdentity>,
+    dispatch: &Dispatch,
+    key: Option<&store::GroupKey>,
+) -> Result<Option<String>, HttpError> {
+    let authorization = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let req = webconfig::AuthRequest {
+        authorization,
+        client_cert: peer,
+        action: action_of(dispatch, key),
+    };
+    // A bcrypt check takes tens of milliseconds on a cache miss: keep it off the reactor.
+    let verdict = if authorization.is_some() && web.has_users() {
+        tokio::task::block_in_place(|| web.authorize(&req))
+    } else {
+        web.authorize(&req)
+    };
+    match verdict {
+        Ok(webconfig::Principal::Anonymous) => Ok(None),
+        Ok(p) => Ok(Some(p.to_string())),
+        Err(webconfig::Denial::Forbidden(_)) if !matches!(dispatch, Dispatch::Handle(_)) => {
+            Ok(None)
+        }
+        Err(webconfig::Denial::Unauthorized) => Err(HttpError::Unauthorized),
+        Err(webconfig::Denial::Forbidden(why)) => Err(HttpError::Forbidden(why)),
+    }
+}
+
+/// Adds the `http_server_config.headers` of the web config to a response.
+fn with_config_headers(web: Option<&webconfig::WebConfig>, mut resp: Resp) -> Resp {
+    if let Some(w) = web {
+        for (k, v) in w.headers() {
+            resp.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    resp
 }
 
 /// Percent-decodes a request path strictly (as Go's URL parser does); `None` if invalid.
@@ -204,18 +343,67 @@ fn escape_path(p: &str) -> String {
     percent_encoding::utf8_percent_encode(p, SET).to_string()
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Resp {
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    peer: Option<&webconfig::ClientIdentity>,
+) -> Resp {
+    let web = app.cfg.web.as_ref().map(|w| w.current());
+    let resp = handle_inner(&app, req, remote, peer, web.as_deref()).await;
+    with_config_headers(web.as_deref(), resp)
+}
+
+async fn handle_inner(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    peer: Option<&webconfig::ClientIdentity>,
+    web: Option<&webconfig::WebConfig>,
+) -> Resp {
+    let app = app.clone();
     let started = Instant::now();
     let method = req.method().clone();
-    let Some(path) = decode_path(req.uri().path()) else {
+    let path = decode_path(req.uri().path());
+    let dispatch = match &path {
+        Some(p) => app.cfg.routes.dispatch(&method, p),
+        None => Dispatch::NotFound,
+    };
+    let mut client = None;
+    let mut req = req;
+    if let Some(web) = web {
+        // As exporter-toolkit does, authentication comes before everything else.
+        let (parts, body) = req.into_parts();
+        let key = match &dispatch {
+            Dispatch::Handle(Route::Push { base64, rest }) => {
+                push::parse_grouping_key(*base64, rest).ok()
+            }
+            _ => None,
+        };
+        // A push path whose grouping key is invalid only needs authentication: its answer
+        // is the 400 below, whatever the caller's role.
+        let for_auth = match (&dispatch, &key) {
+            (Dispatch::Handle(Route::Push { .. }), None) => &Dispatch::NotFound,
+            _ => &dispatch,
+        };
+        match authorize(web, &parts, peer, for_auth, key.as_ref()) {
+            Ok(name) => client = name,
+            Err(e) => {
+                // Read a small body anyway, so the client can retry on this connection.
+                drain_body(Request::from_parts(parts, body)).await;
+                return e.into_response();
+            }
+        }
+        req = Request::from_parts(parts, body);
+    }
+    if path.is_none() {
         return text_response(
             StatusCode::BAD_REQUEST,
             "400 Bad Request: invalid URL escape or non-UTF-8 path\n",
         );
-    };
-    let dispatch = app.cfg.routes.dispatch(&method, &path);
+    }
     if let Dispatch::Handle(Route::Push { base64, rest }) = dispatch {
-        let resp = handle_push(&app, base64, &rest, req, remote, started).await;
+        let resp = handle_push(&app, base64, &rest, req, remote, client, started).await;
         // `count_request` labels a DELETE on the push route as the `delete` handler.
         app.telemetry
             .count_request("push", resp.status().as_u16(), &method);
@@ -254,16 +442,49 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, remote: SocketAddr) -> Re
     }
 }
 
+/// Reads a push body within `--limits.max-body-size` and `--web.read-timeout`.
 async fn read_body(
+    app: &App,
     req: Request<Incoming>,
 ) -> Result<(hyper::http::request::Parts, Bytes), HttpError> {
+    let l = &app.cfg.limits;
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| HttpError::BadRequest(format!("reading request body: {e}")))?
-        .to_bytes();
-    Ok((parts, body))
+    let max = if l.max_body_bytes == 0 {
+        usize::MAX
+    } else {
+        l.max_body_bytes
+    };
+    let too_large = || {
+        app.rejections.count(limits::Reason::BodySize);
+        HttpError::TooLarge(format!(
+            "limit exceeded: request body larger than {max} bytes (--limits.max-body-size)"
+        ))
+    };
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let collect = http_body_util::Limited::new(body, max).collect();
+    let collected = if l.read_body_timeout.is_zero() {
+        collect.await
+    } else {
+        match tokio::time::timeout(l.read_body_timeout, collect).await {
+            Ok(r) => r,
+            Err(_) => {
+                app.rejections.count(limits::Reason::Timeout);
+                return Err(HttpError::Timeout(l.read_body_timeout));
+            }
+        }
+    };
+    match collected {
+        Ok(c) => Ok((parts, c.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(HttpError::BadRequest(format!("reading request body: {e}"))),
+    }
 }
 
 /// Reads and discards a request body of up to 1 MiB (as Go's server drains up to 256 KiB);
@@ -274,17 +495,28 @@ async fn drain_body(req: Request<Incoming>) -> Request<()> {
     Request::from_parts(parts, ())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle_push(
     app: &Arc<App>,
     base64: bool,
     rest: &str,
     req: Request<Incoming>,
     remote: SocketAddr,
+    client: Option<String>,
     started: Instant,
 ) -> Resp {
     let approx_size = telemetry::approximate_request_size(&req);
     let method = req.method().clone();
-    let result = match read_body(req).await {
+    let client = client.unwrap_or_else(|| remote.ip().to_string());
+    if let Err(retry_after) = app.rate.take(&client, Instant::now()) {
+        app.rejections.count(limits::Reason::Rate);
+        return HttpError::RateLimited {
+            rate: app.cfg.limits.push_rate,
+            retry_after,
+        }
+        .into_response();
+    }
+    let result = match read_body(app, req).await {
         Ok((parts, body)) => push::handle(app, &parts, base64, rest, body, remote).await,
         Err(e) => Err(e),
     };

@@ -102,7 +102,15 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
 }
 
 /// Undoes `Content-Encoding: gzip` (any case) or `snappy` (framed); other encodings pass.
-pub fn decode_body(parts: &Parts, body: Bytes) -> Result<Bytes, HttpError> {
+/// A decompressed body larger than `max` bytes (0: no limit) is refused, so a small
+/// compression bomb cannot make the gateway allocate without bound.
+pub fn decode_body(parts: &Parts, body: Bytes, max: usize) -> Result<Bytes, HttpError> {
+    let limit = if max == 0 { u64::MAX } else { max as u64 };
+    let too_large = || {
+        HttpError::TooLarge(format!(
+            "limit exceeded: decompressed request body larger than {max} bytes (--limits.max-body-size)"
+        ))
+    };
     let enc = parts
         .headers
         .get(hyper::header::CONTENT_ENCODING)
@@ -113,17 +121,25 @@ pub fn decode_body(parts: &Parts, body: Bytes) -> Result<Bytes, HttpError> {
             if body.is_empty() {
                 return Err(HttpError::BadRequest("EOF".into()));
             }
-            let mut out = Vec::with_capacity(body.len() * 4);
+            let mut out = Vec::with_capacity((body.len() * 4).min(limit as usize));
             flate2::read::MultiGzDecoder::new(&body[..])
+                .take(limit.saturating_add(1))
                 .read_to_end(&mut out)
                 .map_err(|e| HttpError::BadRequest(gzip_error(e)))?;
+            if out.len() as u64 > limit {
+                return Err(too_large());
+            }
             Ok(out.into())
         }
         Some("snappy") => {
-            let mut out = Vec::with_capacity(body.len() * 4);
+            let mut out = Vec::with_capacity((body.len() * 4).min(limit as usize));
             snap::read::FrameDecoder::new(&body[..])
+                .take(limit.saturating_add(1))
                 .read_to_end(&mut out)
                 .map_err(|e| HttpError::BadRequest(format!("snappy: {e}")))?;
+            if out.len() as u64 > limit {
+                return Err(too_large());
+            }
             Ok(out.into())
         }
         _ => Ok(body),
@@ -177,7 +193,11 @@ pub async fn handle(
 ) -> Result<Resp, HttpError> {
     let time = app.clock.now();
     let key = parse_grouping_key(base64, rest)?;
-    let body = decode_body(parts, body)?;
+    let body = decode_body(parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
+        if matches!(e, HttpError::TooLarge(_)) {
+            app.rejections.count(crate::limits::Reason::BodySize);
+        }
+    })?;
     if parts.method == Method::DELETE {
         app.store.delete(&key).await?;
         return Ok(empty(StatusCode::ACCEPTED));
@@ -193,6 +213,10 @@ pub async fn handle(
         exposition::text_parse::parse_text(&body)
             .map_err(|e| HttpError::BadRequest(e.to_string()))?
     };
+    if let Err((reason, e)) = crate::limits::check_push(&app.cfg.limits, &key, &families) {
+        app.rejections.count(reason);
+        return Err(e);
+    }
     let checked = app.store.is_checked();
     let requested = crate::lifecycle::requested_ttl(parts)?;
     let ttl_ms = app.cfg.ttl.resolve(requested, &key).as_millis() as u64;
@@ -210,6 +234,15 @@ pub async fn handle(
             StatusCode::ACCEPTED
         })),
         Err(e @ StoreError::Persist(_)) => Err(e.into()),
+        Err(StoreError::Quota(q)) => {
+            use store::store::QuotaExceeded as Q;
+            app.rejections.count(match q {
+                Q::SeriesPerGroup { .. } => crate::limits::Reason::SeriesPerGroup,
+                Q::Groups { .. } => crate::limits::Reason::Groups,
+                Q::TotalSeries { .. } => crate::limits::Reason::Series,
+            });
+            Err(StoreError::Quota(q).into())
+        }
         Err(e) if checked => {
             tracing::error!(method = %parts.method, source = %remote, err = %e,
                 "pushed metrics are invalid or inconsistent with existing metrics");

@@ -224,7 +224,7 @@ pub fn handle(app: &Arc<App>, headers: &HeaderMap) -> Resp {
                 expired_total,
             }
         });
-    let own = app.telemetry.gather(lifecycle);
+    let own = app.telemetry.gather(lifecycle, &app.rejections.snapshot());
     let accept = headers
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok());

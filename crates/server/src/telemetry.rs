@@ -32,26 +32,21 @@ pub const OWN_FAMILIES: &[(&str, MetricType, &str)] = &[
     ("pushgateway_http_requests_total", MetricType::Counter, "Total HTTP requests processed by the Pushgateway, excluding scrapes."),
 ];
 
-/// Own families that exist only when the group lifecycle is in use (a TTL flag is set, a
-/// group has a TTL, or a group has expired), so that a drop-in scrape is unchanged.
-pub const LIFECYCLE_FAMILIES: &[(&str, MetricType, &str)] = &[
-    (
-        "pushgateway_groups",
-        MetricType::Gauge,
-        "Number of groups in the Pushgateway.",
-    ),
-    (
-        "pushgateway_groups_expired_total",
-        MetricType::Counter,
-        "Total number of groups deleted because their TTL ran out.",
-    ),
+/// Own families that appear only when in use, so that a drop-in scrape is unchanged: the
+/// lifecycle ones once a TTL flag is set, a group has a TTL or a group has expired; the
+/// rejection counter once a request was refused by a limit.
+#[rustfmt::skip]
+pub const EXTRA_FAMILIES: &[(&str, MetricType, &str)] = &[
+    ("pushgateway_groups", MetricType::Gauge, "Number of groups in the Pushgateway."),
+    ("pushgateway_groups_expired_total", MetricType::Counter, "Total number of groups deleted because their TTL ran out."),
+    ("pushgateway_pushes_rejected_total", MetricType::Counter, "Total number of pushes refused by a limit, by reason."),
 ];
 
 /// The help string of an own family, if `name` is one.
 pub fn own_help(name: &str) -> Option<&'static str> {
     OWN_FAMILIES
         .iter()
-        .chain(LIFECYCLE_FAMILIES)
+        .chain(EXTRA_FAMILIES)
         .find(|(n, _, _)| *n == name)
         .map(|(_, _, h)| *h)
 }
@@ -209,13 +204,17 @@ impl Telemetry {
     }
 
     /// Every own family with its current values, sorted by name.
-    pub fn gather(&self, lifecycle: Option<LifecycleStats>) -> Vec<OwnFamily> {
+    pub fn gather(
+        &self,
+        lifecycle: Option<LifecycleStats>,
+        rejected: &[(&'static str, u64)],
+    ) -> Vec<OwnFamily> {
         let now = Instant::now();
         let mut out = Vec::new();
         let fam = |name: &'static str, metrics: Vec<Metric>| {
             let (_, mtype, help) = OWN_FAMILIES
                 .iter()
-                .chain(LIFECYCLE_FAMILIES)
+                .chain(EXTRA_FAMILIES)
                 .find(|(n, _, _)| *n == name)
                 .copied()
                 .expect("own family");
@@ -318,6 +317,20 @@ impl Telemetry {
             .collect();
         if !reqs.is_empty() {
             out.push(fam("pushgateway_http_requests_total", reqs));
+        }
+        if !rejected.is_empty() {
+            let metrics = rejected
+                .iter()
+                .map(|(reason, n)| Metric {
+                    label: vec![LabelPair::new("reason", *reason)],
+                    counter: Some(Box::new(Counter {
+                        value: Some(*n as f64),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                })
+                .collect();
+            out.push(fam("pushgateway_pushes_rejected_total", metrics));
         }
         out
     }

@@ -688,6 +688,8 @@ mod tests {
             ttl: Default::default(),
             stale_warning_age: std::time::Duration::from_secs(3600),
             expiry_period: std::time::Duration::from_secs(1),
+            limits: Default::default(),
+            web: None,
         }
     }
 

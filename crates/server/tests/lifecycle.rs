@@ -41,6 +41,8 @@ fn config(ttl: TtlPolicy, admin: bool) -> Config {
         ttl,
         stale_warning_age: Duration::from_secs(3600),
         expiry_period: Duration::from_millis(20),
+        limits: Default::default(),
+        web: None,
     }
 }
 
@@ -56,6 +58,7 @@ async fn start(ttl: TtlPolicy, admin: bool, persist: Option<PathBuf>) -> Gw {
             path,
             sync: SyncMode::Always,
         }),
+        quotas: Default::default(),
     })
     .unwrap();
     let app = App::new(config(ttl, admin), Arc::new(store));

@@ -46,6 +46,7 @@ fn filled_store(rt: &tokio::runtime::Runtime, series: usize) -> Store {
         checked: true,
         own_families: Vec::new(),
         persistence: None,
+        quotas: Default::default(),
     })
     .expect("in-memory store opens");
     let started = Instant::now();

@@ -27,6 +27,7 @@ fn config(path: &Path, sync: SyncMode) -> StoreConfig {
             path: path.to_path_buf(),
             sync,
         }),
+        quotas: Default::default(),
     }
 }
 

@@ -308,6 +308,21 @@ impl Group {
         }
     }
 
+    /// Pushed series in the group (the gateway's own time gauges are not counted).
+    pub fn pushed_series(&self) -> u64 {
+        self.families
+            .iter()
+            .filter(|(n, _)| !self.is_gateway_family(n))
+            .map(|(_, e)| u64::from(e.metric_count))
+            .sum()
+    }
+
+    /// Whether a family of this group is one the gateway sets itself (the push-time gauges,
+    /// and the expiry gauge while the group has a TTL).
+    pub fn is_gateway_family(&self, name: &str) -> bool {
+        is_time_gauge(name) || (self.ttl_ms != 0 && name == PUSH_EXPIRY_TIME)
+    }
+
     /// The later of the last successful and the last failed push (0 if never pushed).
     pub fn last_pushed(&self) -> f64 {
         self.push_time.max(self.push_failure_time)

@@ -31,6 +31,28 @@ pub enum StoreError {
     /// The mutation could not be made durable.
     #[error("persisting the change failed: {0}")]
     Persist(#[from] WalError),
+    /// The push would exceed a quota; nothing was changed (not recorded as a failed push).
+    #[error("{0}")]
+    Quota(QuotaExceeded),
+}
+
+/// Which quota a refused push would have exceeded, and by how much.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaExceeded {
+    #[error("limit exceeded: the group would hold {have} series, more than the {max} allowed per group (--limits.max-series-per-group)")]
+    SeriesPerGroup { have: u64, max: u64 },
+    #[error("quota exceeded: the gateway holds {have} groups, the maximum (--limits.max-groups); delete groups or raise the limit")]
+    Groups { have: u64 },
+    #[error("quota exceeded: the push would bring the gateway to {have} series, more than the {max} allowed (--limits.max-series)")]
+    TotalSeries { have: u64, max: u64 },
+}
+
+/// Store-wide quotas, checked atomically with the push (0 disables each).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quotas {
+    pub max_series_per_group: u64,
+    pub max_groups: u64,
+    pub max_total_series: u64,
 }
 
 /// Families per name, each with the groups that carry it, in group order.
@@ -76,6 +98,7 @@ pub struct StoreConfig {
     /// The gateway's own metric families (name and type), which pushed families must match.
     pub own_families: Vec<(String, MetricType)>,
     pub persistence: Option<PersistConfig>,
+    pub quotas: Quotas,
 }
 
 struct State {
@@ -83,6 +106,8 @@ struct State {
     index: Index,
     /// Groups with a TTL, by expiry time (Unix milliseconds).
     expiry: BTreeSet<(i64, GroupKey)>,
+    /// Pushed series (metrics) over all groups, for the total-series quota.
+    series: u64,
 }
 
 pub struct Store {
@@ -94,6 +119,7 @@ pub struct Store {
     checked: bool,
     wal: Option<Wal>,
     expired: AtomicU64,
+    quotas: Quotas,
 }
 
 fn unix_nanos(t: SystemTime) -> i64 {
@@ -122,6 +148,7 @@ impl Store {
                 snap: Snapshot::default(),
                 index: Index::new(cfg.own_families),
                 expiry: BTreeSet::new(),
+                series: 0,
             }),
             current: ArcSwap::from_pointee(Snapshot::default()),
             dirty: AtomicBool::new(false),
@@ -129,6 +156,7 @@ impl Store {
             checked: cfg.checked,
             wal,
             expired: AtomicU64::new(0),
+            quotas: cfg.quotas,
         };
         store.restore(recovered);
         Ok(store)
@@ -251,6 +279,7 @@ impl Store {
         if new.ttl_ms != 0 {
             st.expiry.insert((expiry_ms(&new), new.key.clone()));
         }
+        st.series = st.series + new.pushed_series() - old.map_or(0, |o| o.pushed_series());
         if let Some(old) = old {
             for (name, e) in &old.families {
                 if new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
@@ -304,6 +333,7 @@ impl Store {
         if old.ttl_ms != 0 {
             st.expiry.remove(&(expiry_ms(&old), old.key.clone()));
         }
+        st.series -= old.pushed_series();
         for (name, e) in &old.families {
             st.index.remove(e);
             if e.metric_count > 0 {
@@ -396,6 +426,9 @@ impl Store {
             if !group.families.contains_key(PUSH_FAILURE_TIME) {
                 group.set_push_failure_time(pft_name.clone(), 0.0, ts);
             }
+            if let Some(q) = self.quota_check(&st, &group, old.as_deref()) {
+                return Err(StoreError::Quota(q));
+            }
             let verdict = if self.checked {
                 let removed: Vec<&FamilyEntry> = match &old {
                     Some(o) => o
@@ -440,6 +473,34 @@ impl Store {
                 Err(StoreError::Inconsistent(msg))
             }
         }
+    }
+
+    /// The quota a push would exceed, if any (called under the lock, before the change).
+    fn quota_check(&self, st: &State, new: &Group, old: Option<&Group>) -> Option<QuotaExceeded> {
+        let q = &self.quotas;
+        let series = new.pushed_series();
+        if q.max_series_per_group != 0 && series > q.max_series_per_group {
+            return Some(QuotaExceeded::SeriesPerGroup {
+                have: series,
+                max: q.max_series_per_group,
+            });
+        }
+        if q.max_groups != 0 && old.is_none() && st.snap.groups.len() as u64 >= q.max_groups {
+            return Some(QuotaExceeded::Groups {
+                have: st.snap.groups.len() as u64,
+            });
+        }
+        let total = st.series + series - old.map_or(0, |o| o.pushed_series());
+        if q.max_total_series != 0
+            && total > q.max_total_series
+            && series > old.map_or(0, |o| o.pushed_series())
+        {
+            return Some(QuotaExceeded::TotalSeries {
+                have: total,
+                max: q.max_total_series,
+            });
+        }
+        None
     }
 
     /// Records a failed change of a group (official `setPushFailedTimestamp`). A group
@@ -654,6 +715,7 @@ mod tests {
                 path,
                 sync: SyncMode::Always,
             }),
+            quotas: Default::default(),
         })
         .unwrap()
     }
