@@ -88,7 +88,7 @@ pub struct Flags {
     pub max_labels_per_series: usize,
 
     /// Longest label value, in bytes, in a push or its grouping key (400 above it). 0 = no limit.
-    #[arg(long = "limits.max-label-value-length", default_value = "64KiB", value_parser = parse_bytes)]
+    #[arg(long = "limits.max-label-value-length", default_value = "1MiB", value_parser = parse_bytes)]
     pub max_label_value_length: u64,
 
     /// Most series in one push (413 above it). 0 = no limit.
@@ -126,6 +126,46 @@ pub struct Flags {
     /// Most connections served at once; more wait in the listen backlog. 0 = no limit.
     #[arg(long = "web.max-connections", default_value_t = 16_384)]
     pub max_connections: usize,
+
+    /// Replicated mode: NATS server URL(s) (repeatable or comma-separated), e.g. nats://10.0.0.1:4222. Every replica pointed at the same bucket accepts pushes and serves the complete state; the bucket replaces --persistence.file.
+    #[arg(long = "cluster.nats-url", action = ArgAction::Append)]
+    pub cluster_nats_url: Vec<String>,
+
+    /// JetStream key-value bucket holding the groups (created if missing).
+    #[arg(long = "cluster.bucket", default_value = "pushgateway")]
+    pub cluster_bucket: String,
+
+    /// Replicas of the bucket when this gateway creates it (3 on a 3-node NATS cluster: every change is acknowledged by a quorum).
+    #[arg(long = "cluster.replicas", default_value_t = 1)]
+    pub cluster_replicas: usize,
+
+    /// User name for NATS (with --cluster.nats-password-file).
+    #[arg(long = "cluster.nats-user", default_value = "")]
+    pub cluster_nats_user: String,
+
+    /// File holding the NATS password.
+    #[arg(long = "cluster.nats-password-file", default_value = "")]
+    pub cluster_nats_password_file: String,
+
+    /// NATS credentials file (JWT + nkey).
+    #[arg(long = "cluster.nats-creds", default_value = "")]
+    pub cluster_nats_creds: String,
+
+    /// CA certificate to verify NATS servers with (turns TLS on).
+    #[arg(long = "cluster.tls-ca", default_value = "")]
+    pub cluster_tls_ca: String,
+
+    /// Client certificate for NATS (with --cluster.tls-key).
+    #[arg(long = "cluster.tls-cert", default_value = "")]
+    pub cluster_tls_cert: String,
+
+    /// Client key for NATS.
+    #[arg(long = "cluster.tls-key", default_value = "")]
+    pub cluster_tls_key: String,
+
+    /// Longest a change waits for NATS before it fails with 503.
+    #[arg(long = "cluster.timeout", default_value = "5s", value_parser = store::ttl::parse_duration)]
+    pub cluster_timeout: Duration,
 
     /// Only log messages with the given severity or above. One of: [debug, info, warn, error]
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]

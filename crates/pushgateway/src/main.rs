@@ -2,7 +2,7 @@
 //! (restoring from `--persistence.file`), binds the listeners and serves until SIGTERM,
 //! SIGINT or `/-/quit`.
 
-mod flags;
+use pushgateway::flags;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -22,16 +22,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Build information from `build.rs` (git revision and branch, build user and date, rustc).
 fn build_info() -> BuildInfo {
     BuildInfo {
         version: VERSION.to_string(),
-        revision: option_env!("PGW_REVISION").unwrap_or("unknown").to_string(),
-        branch: option_env!("PGW_BRANCH").unwrap_or("unknown").to_string(),
-        build_user: option_env!("USER").unwrap_or("unknown").to_string(),
-        build_date: option_env!("PGW_BUILD_DATE")
-            .unwrap_or("unknown")
-            .to_string(),
-        go_version: format!("rust-{}", option_env!("PGW_RUSTC").unwrap_or("stable")),
+        revision: env!("PGW_REVISION").to_string(),
+        branch: env!("PGW_BRANCH").to_string(),
+        build_user: env!("PGW_BUILD_USER").to_string(),
+        build_date: env!("PGW_BUILD_DATE").to_string(),
+        // The `goVersion` field and `goversion` label carry the rustc version.
+        go_version: env!("PGW_RUSTC").to_string(),
     }
 }
 
@@ -96,7 +96,7 @@ fn main() -> Result<()> {
         );
         println!("  build user:       {}", b.build_user);
         println!("  build date:       {}", b.build_date);
-        println!("  go version:       {}", b.go_version);
+        println!("  rustc version:    {}", b.go_version);
         println!(
             "  platform:         {}/{}",
             std::env::consts::OS,
@@ -130,6 +130,9 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
     put("push.default-ttl", format_go_duration(f.default_ttl));
     put("push.max-ttl", format_go_duration(f.max_ttl));
     put("push.ttl-rules", f.ttl_rules.clone());
+    put("cluster.nats-url", f.cluster_nats_url.join(","));
+    put("cluster.bucket", f.cluster_bucket.clone());
+    put("cluster.replicas", f.cluster_replicas.to_string());
     put(
         "web.stale-warning-age",
         format_go_duration(f.stale_warning_age),
@@ -250,9 +253,46 @@ mod ttl_rules_tests {
     }
 }
 
+/// Replicated-mode settings from the `--cluster.*` flags.
+fn cluster_config(f: &Flags) -> Result<cluster::ClusterConfig> {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let password = match f.cluster_nats_password_file.as_str() {
+        "" => None,
+        path => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--cluster.nats-password-file {path:?}"))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+    };
+    Ok(cluster::ClusterConfig {
+        urls: f
+            .cluster_nats_url
+            .iter()
+            .flat_map(|u| u.split(','))
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect(),
+        bucket: f.cluster_bucket.clone(),
+        replicas: f.cluster_replicas,
+        user: opt(&f.cluster_nats_user),
+        password,
+        token: None,
+        creds_file: opt(&f.cluster_nats_creds).map(Into::into),
+        tls_ca: opt(&f.cluster_tls_ca).map(Into::into),
+        tls_cert: opt(&f.cluster_tls_cert).map(Into::into),
+        tls_key: opt(&f.cluster_tls_key).map(Into::into),
+        require_tls: false,
+        timeout: f.cluster_timeout,
+    })
+}
+
 async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     let build = build_info();
     tracing::info!(version = %build.version, "starting pushgateway");
+    // Replicated mode: the NATS bucket is the durable store; a --persistence.file only
+    // keeps a local copy of the mirror, so a restarted replica has data before it catches up.
+    let clustered = !flags.cluster_nats_url.is_empty();
     let persistence = if flags.persistence_file.is_empty() {
         None
     } else {
@@ -334,7 +374,16 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             max_connections: flags.max_connections,
         },
     };
-    let app = App::new(cfg, store.clone());
+    let app = if clustered {
+        let cluster = cluster::Cluster::start(cluster_config(&flags)?, store.clone())
+            .await
+            .context("--cluster.nats-url")?;
+        tracing::info!(urls = %flags.cluster_nats_url.join(","), bucket = %flags.cluster_bucket,
+            "replicated mode: changes go through the NATS bucket");
+        App::with_writer(cfg, store.clone(), cluster)
+    } else {
+        App::new(cfg, store.clone())
+    };
 
     let mut listeners = Vec::new();
     for a in &flags.listen_address {

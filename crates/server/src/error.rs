@@ -40,6 +40,9 @@ pub enum HttpError {
     /// Authenticated but not allowed: 403 with the reason.
     #[error("{0}")]
     Forbidden(String),
+    /// Replicated mode: the shared log cannot be reached: 503, nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for HttpError {
@@ -49,10 +52,11 @@ impl From<StoreError> for HttpError {
                 HttpError::Rejected(e.to_string())
             }
             StoreError::Persist(_) => HttpError::Internal(e.to_string()),
-            StoreError::Quota(q @ QuotaExceeded::SeriesPerGroup { .. }) => {
-                HttpError::TooLarge(q.to_string())
-            }
+            StoreError::Quota(
+                q @ (QuotaExceeded::SeriesPerGroup { .. } | QuotaExceeded::RecordSize { .. }),
+            ) => HttpError::TooLarge(q.to_string()),
             StoreError::Quota(q) => HttpError::Quota(q.to_string()),
+            StoreError::Unavailable(why) => HttpError::Unavailable(why),
         }
     }
 }
@@ -68,6 +72,7 @@ impl HttpError {
             HttpError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -79,7 +79,10 @@ pub struct Config {
 /// Shared state of the server.
 pub struct App {
     pub cfg: Config,
+    /// Reads: snapshots of the local store (in replicated mode, the mirror of the shared log).
     pub store: Arc<Store>,
+    /// Writes: the local store itself, or the replicated log.
+    pub writer: Arc<dyn store::Writer>,
     pub telemetry: telemetry::Telemetry,
     pub start_time: SystemTime,
     pub clock: lifecycle::Clock,
@@ -90,10 +93,17 @@ pub struct App {
 
 impl App {
     pub fn new(cfg: Config, store: Arc<Store>) -> Arc<App> {
+        let writer: Arc<dyn store::Writer> = store.clone();
+        App::with_writer(cfg, store, writer)
+    }
+
+    /// An app whose changes go through `writer` (replicated mode) while reads use `store`.
+    pub fn with_writer(cfg: Config, store: Arc<Store>, writer: Arc<dyn store::Writer>) -> Arc<App> {
         let (shutdown, _) = watch::channel(false);
         let telemetry = telemetry::Telemetry::new(&cfg.build);
         let rate = limits::RateLimiter::new(cfg.limits.push_rate, cfg.limits.push_burst);
         Arc::new(App {
+            writer,
             rejections: limits::Rejections::default(),
             rate,
             cfg,
@@ -535,7 +545,11 @@ async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
             HttpError::Internal("push routed without its body".into()).into_response()
         }
         Route::Scrape => scrape::handle(app, req.headers()),
-        Route::Healthy | Route::Ready => with_sniffed_text(StatusCode::OK, "OK"),
+        Route::Healthy => with_sniffed_text(StatusCode::OK, "OK"),
+        Route::Ready => match app.writer.ready() {
+            Ok(()) => with_sniffed_text(StatusCode::OK, "OK"),
+            Err(why) => HttpError::Unavailable(format!("not ready: {why}")).into_response(),
+        },
         Route::Quit => {
             if app.cfg.enable_lifecycle {
                 app.request_shutdown();
@@ -553,7 +567,7 @@ async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
         Route::ApiStatus => api::status(app),
         Route::ApiMetrics => api::metrics(app),
         Route::ApiOptions => api::cors(empty(StatusCode::OK)),
-        Route::ApiWipe => match app.store.wipe().await {
+        Route::ApiWipe => match app.writer.wipe().await {
             Ok(()) => empty(StatusCode::ACCEPTED),
             Err(e) => HttpError::from(e).into_response(),
         },

@@ -102,7 +102,7 @@ pub async fn expiry_loop(app: Arc<App>, period: Duration) {
         tokio::select! {
             _ = app.shutdown_requested() => break,
             _ = tick.tick() => {
-                if let Err(e) = app.store.expire_due(app.clock.now()).await {
+                if let Err(e) = app.writer.expire_due(app.clock.now()).await {
                     tracing::error!(err = %e, "expiring groups failed");
                 }
             }
@@ -276,9 +276,12 @@ pub async fn delete(app: &Arc<App>, query: Option<&str>) -> Result<Resp, HttpErr
                 .into(),
         ));
     }
+    let dry_run = filter.dry_run;
+    let filter = Arc::new(filter);
+    let pick = filter.clone();
     let groups = app
-        .store
-        .delete_where(|g| filter.selects(g), filter.dry_run)
+        .writer
+        .delete_where(Box::new(move |g| pick.selects(g)), dry_run)
         .await?;
     if !filter.dry_run && !groups.is_empty() {
         tracing::info!(groups = groups.len(), "bulk delete");

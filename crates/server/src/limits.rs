@@ -40,7 +40,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 256 << 20,
             max_labels_per_series: 128,
-            max_label_value_bytes: 64 << 10,
+            max_label_value_bytes: 1 << 20,
             max_series_per_push: 2_000_000,
             push_rate: 0.0,
             push_burst: 0.0,

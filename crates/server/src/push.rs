@@ -199,7 +199,7 @@ pub async fn handle(
         }
     })?;
     if parts.method == Method::DELETE {
-        app.store.delete(&key).await?;
+        app.writer.delete(&key).await?;
         return Ok(empty(StatusCode::ACCEPTED));
     }
     let content_type = parts
@@ -227,17 +227,19 @@ pub async fn handle(
         time,
         ttl_ms,
     };
-    match app.store.push(push).await {
+    match app.writer.push(push).await {
         Ok(()) => Ok(empty(if checked {
             StatusCode::OK
         } else {
             StatusCode::ACCEPTED
         })),
-        Err(e @ StoreError::Persist(_)) => Err(e.into()),
+        Err(e @ (StoreError::Persist(_) | StoreError::Unavailable(_))) => Err(e.into()),
         Err(StoreError::Quota(q)) => {
             use store::store::QuotaExceeded as Q;
             app.rejections.count(match q {
-                Q::SeriesPerGroup { .. } => crate::limits::Reason::SeriesPerGroup,
+                Q::SeriesPerGroup { .. } | Q::RecordSize { .. } => {
+                    crate::limits::Reason::SeriesPerGroup
+                }
                 Q::Groups { .. } => crate::limits::Reason::Groups,
                 Q::TotalSeries { .. } => crate::limits::Reason::Series,
             });

