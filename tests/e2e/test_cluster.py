@@ -233,3 +233,19 @@ def test_three_node_nats_cluster_keeps_pushes_working_when_a_node_dies(
     want["probe"] = 0.0
     assert poll(lambda: values(a, "v") == want and values(b, "v") == want, timeout=TIMEOUT), \
         (values(a, "v"), values(b, "v"))
+
+
+def test_single_node_store_migrates_into_the_bucket(nats, gateway_factory, tmp_path):
+    pf = str(tmp_path / "single.db")
+    single = gateway_factory(persistence_file=pf)
+    for i in range(5):
+        assert put(single, "/metrics/job/m%d" % i, b"v %d\n" % i).status_code == 200
+    single.stop()
+    # One replica imports the file at start-up; groups the bucket already has win.
+    other = replica(gateway_factory, nats.nats_url, bucket="mig")
+    assert put(other, "/metrics/job/m0", b"v 100\n").status_code == 200
+    importer = replica(gateway_factory, nats.nats_url, bucket="mig",
+                       extra=["--cluster.import-file=%s" % pf])
+    want = {"m0": 100.0, "m1": 1.0, "m2": 2.0, "m3": 3.0, "m4": 4.0}
+    assert values(importer, "v") == want
+    assert poll(lambda: values(other, "v") == want, timeout=TIMEOUT), values(other, "v")

@@ -349,6 +349,40 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Waits (at most `limit`) until this replica is connected and caught up.
+    pub async fn wait_ready(&self, limit: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.ready() {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Migration from a single-node store: creates every group that the bucket does not
+    /// have yet (existing keys win). Returns `(imported, already present)`.
+    pub async fn import(&self, groups: Vec<Arc<Group>>) -> Result<(usize, usize), StoreError> {
+        let kv = self.bucket()?;
+        let (mut imported, mut present) = (0, 0);
+        for g in groups {
+            let value = bytes::Bytes::from(encode_value(&g.encode_record()));
+            match tokio::time::timeout(self.timeout, kv.create(kv_key(&g.key), value)).await {
+                Err(_) => return Err(unavailable("import", "timed out")),
+                Ok(Ok(revision)) => {
+                    self.apply(&g.key, Some((*g).clone()), revision);
+                    imported += 1;
+                }
+                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => present += 1,
+                Ok(Err(e)) => return Err(unavailable("import", e)),
+            }
+        }
+        Ok((imported, present))
+    }
+}
+
 /// Follows the bucket into the mirror, forever: (re)creates the bucket if needed, watches
 /// it from the start, and marks the replica ready once it has caught up.
 async fn follow(c: Arc<Cluster>, replicas: usize) {

@@ -163,6 +163,10 @@ pub struct Flags {
     #[arg(long = "cluster.tls-key", default_value = "")]
     pub cluster_tls_key: String,
 
+    /// Migration: at start-up, copy the groups of this single-node --persistence.file into the bucket (groups the bucket already has are kept), then run as a replica.
+    #[arg(long = "cluster.import-file", default_value = "")]
+    pub cluster_import_file: String,
+
     /// Longest a change waits for NATS before it fails with 503.
     #[arg(long = "cluster.timeout", default_value = "5s", value_parser = store::ttl::parse_duration)]
     pub cluster_timeout: Duration,

@@ -253,6 +253,33 @@ mod ttl_rules_tests {
     }
 }
 
+/// `--cluster.import-file`: copies a single-node persistence file's groups into the bucket.
+async fn import_into_cluster(cluster: &cluster::Cluster, path: &str) -> Result<()> {
+    let old = Store::open(StoreConfig {
+        checked: false,
+        own_families: Vec::new(),
+        persistence: Some(PersistConfig {
+            path: path.into(),
+            sync: SyncMode::Always,
+        }),
+        quotas: Default::default(),
+    })
+    .with_context(|| format!("--cluster.import-file {path:?}"))?;
+    let groups: Vec<_> = old.snapshot().groups.values().cloned().collect();
+    old.close().context("closing the imported persistence file")?;
+    cluster
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("--cluster.import-file: NATS not ready: {e}"))?;
+    let (imported, present) = cluster
+        .import(groups)
+        .await
+        .map_err(|e| anyhow::anyhow!("--cluster.import-file {path:?}: {e}"))?;
+    tracing::info!(file = %path, imported, already_present = present,
+        "imported single-node groups into the NATS bucket");
+    Ok(())
+}
+
 /// Replicated-mode settings from the `--cluster.*` flags.
 fn cluster_config(f: &Flags) -> Result<cluster::ClusterConfig> {
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -380,6 +407,9 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             .context("--cluster.nats-url")?;
         tracing::info!(urls = %flags.cluster_nats_url.join(","), bucket = %flags.cluster_bucket,
             "replicated mode: changes go through the NATS bucket");
+        if !flags.cluster_import_file.is_empty() {
+            import_into_cluster(&cluster, &flags.cluster_import_file).await?;
+        }
         App::with_writer(cfg, store.clone(), cluster)
     } else {
         App::new(cfg, store.clone())
