@@ -1,0 +1,701 @@
+//! The checks behind the fuzz targets, one public function per target, so that the libFuzzer
+//! binaries (`fuzz_targets/*.rs`), the regression tests (`tests/regressions.rs`) and a plain
+//! `cargo test` over the seed corpora all run the very same code.
+//!
+//! Every function must not panic for any input; a panic (an `assert!` here, or a bug in the
+//! code under test) is what the fuzzer reports as a crash.
+
+use exposition::pb::{Bucket, MetricFamily, MetricType};
+use exposition::{delimited, text_encode, text_parse};
+use prost::Message;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The targets by name, for the regression runner.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("text_parse", text_parse),
+    ("delimited_protobuf", delimited_protobuf),
+    ("grouping_path", grouping_path),
+    ("store_push", store_push),
+    ("web_config", web_config),
+];
+
+// ---------------------------------------------------------------------------------------------
+// text_parse
+// ---------------------------------------------------------------------------------------------
+
+/// `parse_text` never panics; what it accepts re-encodes (with the store's own writer,
+/// `text_encode`) into text that parses back to the same families, modulo the documented
+/// normalisations (see [`normalise`]) and skipping inputs where the round trip cannot hold
+/// (see [`roundtrip_applies`]). The error message always carries a line number within the input.
+pub fn text_parse(data: &[u8]) {
+    let fams = match text_parse::parse_text(data) {
+        Ok(f) => f,
+        Err(e) => {
+            let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+            assert!(
+                e.line >= 1 && e.line <= lines,
+                "error line {} outside 1..={lines}: {e}",
+                e.line
+            );
+            return;
+        }
+    };
+    for f in &fams {
+        assert!(
+            !f.metric.is_empty(),
+            "family {:?} without metrics",
+            f.name()
+        );
+        assert!(f.r#type.is_some(), "family {:?} without type", f.name());
+    }
+    if !roundtrip_applies(&fams) {
+        return;
+    }
+    let text = encode_text(&fams);
+    let again = match text_parse::parse_text(text.as_bytes()) {
+        Ok(f) => f,
+        Err(e) => panic!("re-encoded text does not parse: {e}\n--- text:\n{text}"),
+    };
+    let (a, b) = (normalise(&fams), normalise(&again));
+    if a != b {
+        panic!(
+            "round trip changed the families\n--- re-encoded text:\n{text}\n--- first parse:\n{:?}\n--- second parse:\n{:?}",
+            fams, again
+        );
+    }
+}
+
+/// Writes families the way a scrape does: `write_header` per family, then `write_metric` per
+/// metric.
+pub fn encode_text(fams: &[MetricFamily]) -> String {
+    let mut out = String::new();
+    for f in fams {
+        let t = f.metric_type();
+        text_encode::write_header(&mut out, f.name(), f.help.as_deref(), t);
+        for m in &f.metric {
+            text_encode::write_metric(&mut out, f.name(), t, m)
+                .unwrap_or_else(|e| panic!("parsed metric does not encode: {e}"));
+        }
+    }
+    out
+}
+
+/// Where the text round trip cannot hold, by design rather than by bug:
+///
+/// * `GAUGE_HISTOGRAM` families: the parser keeps their samples without any value (as Go
+///   does), which the writer refuses, and the writer's `gaugehistogram` TYPE token is not one
+///   the parser (Go's `ToUpper` lookup) knows.
+/// * Name collisions between families through the `_sum`, `_count` and `_bucket` suffixes
+///   (`x_count` untyped next to summary `x`): the re-encoded `x_count` lines of the summary
+///   land in the untyped family on the second parse. The store's consistency check rejects
+///   such pushes anyway.
+pub fn roundtrip_applies(fams: &[MetricFamily]) -> bool {
+    if fams
+        .iter()
+        .any(|f| f.metric_type() == MetricType::GaugeHistogram)
+    {
+        return false;
+    }
+    let names: std::collections::HashSet<&str> = fams.iter().map(|f| f.name()).collect();
+    !fams.iter().any(|f| {
+        ["_sum", "_count", "_bucket"]
+            .iter()
+            .any(|s| f.name().strip_suffix(s).is_some_and(|b| names.contains(b)))
+    })
+}
+
+/// Go's amd64 `uint64(float64)` (what the parser does with counts), reimplemented here.
+fn go_f64_to_u64(v: f64) -> u64 {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    fn cvttsd2sq(x: f64) -> i64 {
+        if x.is_nan() || !(-TWO_63..TWO_63).contains(&x) {
+            i64::MIN
+        } else {
+            x as i64
+        }
+    }
+    if v < TWO_63 {
+        cvttsd2sq(v) as u64
+    } else {
+        (cvttsd2sq(v - TWO_63) as u64) | (1 << 63)
+    }
+}
+
+fn canon(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::NAN
+    } else if v == 0.0 {
+        0.0 // the text writer prints -0 as `0`, as expfmt does
+    } else {
+        v
+    }
+}
+
+/// What a text round trip legitimately changes, applied to both sides; the result is compared
+/// as protobuf bytes (so that NaN equals NaN):
+///
+/// * Counts are written as floats and read back through Go's `uint64(f)`: a count above 2^53
+///   (or a "negative" one, wrapped by the first parse) comes back rounded.
+/// * Summaries and histograms always get `_sum` and `_count` lines (0 when absent), and
+///   histograms a `+Inf` bucket (the sample count) when they have none.
+/// * All NaNs are the same NaN, and -0 is 0 (expfmt, and so `write_text_float`, prints `0`).
+pub fn normalise(fams: &[MetricFamily]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in fams {
+        let mut f = f.clone();
+        for m in &mut f.metric {
+            if let Some(c) = &mut m.counter {
+                c.value = Some(canon(c.value.unwrap_or(0.0)));
+            }
+            if let Some(g) = &mut m.gauge {
+                g.value = Some(canon(g.value.unwrap_or(0.0)));
+            }
+            if let Some(u) = &mut m.untyped {
+                u.value = Some(canon(u.value.unwrap_or(0.0)));
+            }
+            if let Some(s) = &mut m.summary {
+                s.sample_sum = Some(canon(s.sample_sum.unwrap_or(0.0)));
+                s.sample_count = Some(go_f64_to_u64(s.sample_count.unwrap_or(0) as f64));
+                for q in &mut s.quantile {
+                    q.quantile = Some(canon(q.quantile.unwrap_or(0.0)));
+                    q.value = Some(canon(q.value.unwrap_or(0.0)));
+                }
+            }
+            if let Some(h) = &mut m.histogram {
+                let count = h.sample_count.unwrap_or(0);
+                if !h
+                    .bucket
+                    .iter()
+                    .any(|b| b.upper_bound.unwrap_or(0.0) == f64::INFINITY)
+                {
+                    h.bucket.push(Bucket {
+                        cumulative_count: Some(count),
+                        upper_bound: Some(f64::INFINITY),
+                        ..Default::default()
+                    });
+                }
+                for b in &mut h.bucket {
+                    b.upper_bound = Some(canon(b.upper_bound.unwrap_or(0.0)));
+                    b.cumulative_count =
+                        Some(go_f64_to_u64(b.cumulative_count.unwrap_or(0) as f64));
+                }
+                h.sample_sum = Some(canon(h.sample_sum.unwrap_or(0.0)));
+                h.sample_count = Some(go_f64_to_u64(count as f64));
+            }
+        }
+        f.encode_length_delimited(&mut out).unwrap();
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// delimited_protobuf
+// ---------------------------------------------------------------------------------------------
+
+/// `parse_delimited` never panics; what it accepts re-encodes (delimited, prost) into bytes
+/// that decode to the same families, and encoding is then a fixed point. A later family of the
+/// same name replaces an earlier one, so names are unique in the result.
+pub fn delimited_protobuf(data: &[u8]) {
+    let Ok(fams) = delimited::parse_delimited(data) else {
+        return;
+    };
+    let mut names = std::collections::HashSet::new();
+    for f in &fams {
+        assert!(names.insert(f.name()), "duplicate family {:?}", f.name());
+    }
+    let enc = encode_delimited(&fams);
+    let again = delimited::parse_delimited(&enc).expect("re-encoded stream does not parse");
+    assert_eq!(again.len(), fams.len());
+    assert_eq!(
+        encode_delimited(&again),
+        enc,
+        "encoding is not a fixed point"
+    );
+    // The text writer must cope with whatever protobuf delivers (type mismatches are errors,
+    // never panics).
+    for f in &fams {
+        let mut s = String::new();
+        text_encode::write_header(&mut s, f.name(), f.help.as_deref(), f.metric_type());
+        for m in &f.metric {
+            let _ = text_encode::write_metric(&mut s, f.name(), f.metric_type(), m);
+        }
+    }
+}
+
+fn encode_delimited(fams: &[MetricFamily]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in fams {
+        f.encode_length_delimited(&mut out).unwrap();
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// grouping_path
+// ---------------------------------------------------------------------------------------------
+
+/// The first byte picks the variant, the rest (as UTF-8, lossily) is the path:
+///
+/// * `parse_grouping_key(base64, rest)`: an accepted key has a non-empty `job`, valid label
+///   names not starting with `__` (`job` included), sorted and unique, and a canonical form
+///   that a key rebuilt from its labels reproduces.
+/// * `decode_base64`: what it accepts is a fixed point of URL-safe re-encoding.
+/// * The router (`Routes::dispatch`, with and without a route prefix): `clean_path` is
+///   idempotent, redirect targets are clean paths, following redirects ends within a few hops,
+///   and a matched push route hands on a `rest` that starts with `/`, whose key parses without
+///   panicking (and, when accepted, is valid as above).
+pub fn grouping_path(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let s = String::from_utf8_lossy(rest);
+    let s = s.as_ref();
+    match sel % 4 {
+        0 | 1 => check_key(sel % 2 == 1, s),
+        2 => check_base64(s),
+        _ => check_router(sel, s),
+    }
+}
+
+fn check_key(base64: bool, rest: &str) {
+    let Ok(key) = server::push::parse_grouping_key(base64, rest) else {
+        return;
+    };
+    let labels = key.labels();
+    let job = key.get("job").expect("accepted key without job");
+    assert!(!job.is_empty(), "accepted key with empty job: {rest:?}");
+    for w in labels.windows(2) {
+        assert!(w[0].0 < w[1].0, "labels not sorted/unique: {labels:?}");
+    }
+    for (n, _) in labels {
+        assert!(
+            store::check::is_valid_label_name(n) && !n.starts_with("__"),
+            "accepted invalid label name {n:?} from {rest:?}"
+        );
+    }
+    let rebuilt = store::GroupKey::new(labels.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    assert_eq!(rebuilt.canonical(), key.canonical());
+}
+
+fn check_base64(s: &str) {
+    use base64_roundtrip::encode_url_safe_no_pad;
+    let Ok(bytes) = server::push::decode_base64(s) else {
+        return;
+    };
+    let enc = encode_url_safe_no_pad(&bytes);
+    let again = server::push::decode_base64(&enc).expect("re-encoded base64 does not decode");
+    assert_eq!(again, bytes);
+    // With padding added back, still the same bytes.
+    let padded = format!("{enc}{}", "=".repeat((4 - enc.len() % 4) % 4));
+    assert_eq!(server::push::decode_base64(&padded).unwrap(), bytes);
+}
+
+mod base64_roundtrip {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    /// URL-safe base64 without padding (a tiny independent encoder, so the check does not
+    /// use the decoder's own library).
+    pub fn encode_url_safe_no_pad(b: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
+
+fn check_router(sel: u8, path: &str) {
+    use hyper::Method;
+    use server::router::{clean_path, Dispatch, Route, Routes};
+    let cleaned = clean_path(path);
+    assert!(cleaned.starts_with('/'));
+    assert_eq!(clean_path(&cleaned), cleaned, "clean_path not idempotent");
+    let routes = if sel & 4 == 0 {
+        Routes {
+            prefix: String::new(),
+            telemetry: "/metrics".into(),
+            admin_api: sel & 8 != 0,
+        }
+    } else {
+        Routes {
+            prefix: "/pg".into(),
+            telemetry: "/pg/metrics".into(),
+            admin_api: sel & 8 != 0,
+        }
+    };
+    for method in [
+        Method::GET,
+        Method::PUT,
+        Method::POST,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::HEAD,
+    ] {
+        let mut p = path.to_string();
+        for hop in 0.. {
+            assert!(hop < 4, "redirect loop for {method} {path:?} (at {p:?})");
+            match routes.dispatch(&method, &p) {
+                Dispatch::Redirect(code, target) => {
+                    assert!(code.is_redirection());
+                    assert_eq!(clean_path(&target), target, "unclean redirect target");
+                    assert_ne!(target, p, "redirect to itself");
+                    p = target;
+                }
+                Dispatch::Handle(Route::Push { base64, rest }) => {
+                    assert!(rest.starts_with('/'), "push rest {rest:?}");
+                    check_key(base64, &rest);
+                    break;
+                }
+                Dispatch::MethodNotAllowed(allow) | Dispatch::Options(allow) => {
+                    assert!(!allow.is_empty());
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// store_push
+// ---------------------------------------------------------------------------------------------
+
+/// Runs a store future that never waits (no persistence configured: nothing to fsync).
+fn now_or_never<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut Context::from_waker(std::task::Waker::noop()))
+    {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("an in-memory store operation did not complete at once"),
+    }
+}
+
+fn keys() -> [store::GroupKey; 4] {
+    [
+        store::GroupKey::new([("job", "a")]),
+        store::GroupKey::new([("job", "b")]),
+        store::GroupKey::new([("job", "a"), ("instance", "i")]),
+        store::GroupKey::new([("job", "c"), ("zone", "z"), ("le", "1")]),
+    ]
+}
+
+/// Everything a rejected push must leave alone: every family but the two push-time gauges,
+/// as stored text and protobuf bytes (what a scrape concatenates), per group.
+fn stored_state(snap: &store::Snapshot) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, groups) in snap.families.iter() {
+        if &**name == "push_time_seconds" || &**name == "push_failure_time_seconds" {
+            continue;
+        }
+        for (k, e) in groups.iter() {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            out.extend_from_slice(k.canonical());
+            out.push(0);
+            out.extend_from_slice(e.help.as_deref().unwrap_or("").as_bytes());
+            out.push(e.mtype as u8);
+            out.extend_from_slice(e.text());
+            out.push(0);
+            out.extend_from_slice(e.proto_metrics());
+            out.push(0);
+        }
+    }
+    // Empty families are not in `families`; include each group's family names and sizes.
+    // (The group set itself is checked separately: a rejected push may create its group.)
+    for (k, g) in snap.groups.iter() {
+        for (n, e) in &g.families {
+            if &**n == "push_time_seconds" || &**n == "push_failure_time_seconds" {
+                continue;
+            }
+            out.extend_from_slice(k.canonical());
+            out.push(0);
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(&e.metric_count.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// A sequence of operations on one in-memory store. The first byte picks the store mode: bit 0
+/// `--push.disable-consistency-check`, bits 1-2 a small quota (none, 3 series per group,
+/// 2 groups, 5 series in total); then each operation is a header byte and,
+/// for pushes, a 2-byte length and that many body bytes:
+///
+/// * header bits 0-1: which of four group keys; bit 2: PUT (else POST); bit 3: protobuf body
+///   (else text); bits 4-5 = 3: DELETE of the group instead of a push.
+///
+/// Bodies that do not parse are skipped (the server answers 400 before the store sees them).
+/// Checked for every push the store receives:
+///
+/// * It never panics. A push refused by a quota changes nothing at all. A rejected push leaves every stored family byte-for-byte as it was
+///   (only `push_failure_time_seconds` of the pushed group changes, and the group is created
+///   with `push_time_seconds` 0 if it was missing), with the same group set otherwise.
+/// * An accepted push leaves a checked store consistent, and the group carries every pushed
+///   family (other than the push-time ones).
+/// * A consistent store's scrape (text and protobuf, as `server::scrape` renders it) parses
+///   again with our own parsers: what we serve, Prometheus can read. (The text check skips
+///   stores holding a gauge histogram, see `check_scrape_parses`.)
+pub fn store_push(data: &[u8]) {
+    let Some((&mode, mut ops)) = data.split_first() else {
+        return;
+    };
+    let checked = mode & 1 == 0;
+    let st = store::Store::open(store::StoreConfig {
+        checked,
+        own_families: server::telemetry::OWN_FAMILIES
+            .iter()
+            .map(|(n, t, _)| (n.to_string(), *t))
+            .collect(),
+        persistence: None,
+        quotas: match (mode >> 1) & 3 {
+            0 => store::store::Quotas::default(),
+            1 => store::store::Quotas {
+                max_series_per_group: 3,
+                ..Default::default()
+            },
+            2 => store::store::Quotas {
+                max_groups: 2,
+                ..Default::default()
+            },
+            _ => store::store::Quotas {
+                max_total_series: 5,
+                ..Default::default()
+            },
+        },
+    })
+    .expect("in-memory store");
+    let keys = keys();
+    let mut clock = 1_000u64;
+    while let Some((&h, rest)) = ops.split_first() {
+        ops = rest;
+        let key = keys[(h & 3) as usize].clone();
+        if (h >> 4) & 3 == 3 {
+            now_or_never(st.delete(&key)).expect("delete");
+            assert!(!st.snapshot().groups.contains_key(&key));
+            continue;
+        }
+        let len = match ops {
+            [a, b, ..] => u16::from_le_bytes([*a, *b]) as usize,
+            _ => return,
+        };
+        let body = &ops[2..][..len.min(ops.len() - 2)];
+        ops = &ops[2 + body.len()..];
+        let families = if h & 8 != 0 {
+            delimited::parse_delimited(body).ok()
+        } else {
+            text_parse::parse_text(body).ok()
+        };
+        let Some(families) = families else { continue };
+        clock += 1;
+        push_one(&st, checked, key, families, h & 4 != 0, clock);
+    }
+}
+
+fn push_one(
+    st: &store::Store,
+    checked: bool,
+    key: store::GroupKey,
+    families: Vec<MetricFamily>,
+    replace: bool,
+    clock: u64,
+) {
+    let before = st.snapshot();
+    let before_state = stored_state(&before);
+    let names: Vec<String> = families.iter().map(|f| f.name().to_string()).collect();
+    let push = store::Push {
+        key: key.clone(),
+        families,
+        replace,
+        time: UNIX_EPOCH + Duration::from_secs(clock),
+        ttl_ms: 0,
+    };
+    let result = now_or_never(st.push(push));
+    let after = st.snapshot();
+    match result {
+        Ok(()) => {
+            if checked {
+                assert!(
+                    !after.inconsistent,
+                    "an accepted push made the store inconsistent"
+                );
+            }
+            let g = after.groups.get(&key).expect("pushed group missing");
+            assert_eq!(g.push_time, clock as f64);
+            for n in &names {
+                if n != "push_time_seconds" && n != "push_failure_time_seconds" {
+                    assert!(g.families.contains_key(n.as_str()), "family {n:?} missing");
+                }
+            }
+        }
+        Err(store::StoreError::Persist(e)) => panic!("persistence error without a file: {e}"),
+        Err(store::StoreError::Quota(q)) => {
+            // Refused before anything changed, not even the failure time.
+            assert!(
+                stored_state(&after) == before_state,
+                "a push refused by a quota ({q}) changed the stored families"
+            );
+            assert_eq!(after.groups.len(), before.groups.len());
+            for (k, g) in after.groups.iter() {
+                let o = before
+                    .groups
+                    .get(k)
+                    .expect("a refused push created a group");
+                assert!(
+                    Arc::ptr_eq(g, o),
+                    "a push refused by a quota touched a group"
+                );
+            }
+        }
+        Err(e) => {
+            assert!(
+                checked || matches!(e, store::StoreError::Timestamps),
+                "unchecked store rejected a push: {e}"
+            );
+            assert!(
+                stored_state(&after) == before_state,
+                "a rejected push ({e}) changed the stored families"
+            );
+            let mut groups_before: Vec<_> = before.groups.keys().cloned().collect();
+            if !before.groups.contains_key(&key) {
+                groups_before.push(key.clone());
+                groups_before.sort();
+            }
+            let groups_after: Vec<_> = after.groups.keys().cloned().collect();
+            assert!(
+                groups_before == groups_after,
+                "a rejected push changed the group set"
+            );
+            for (k, g) in after.groups.iter() {
+                let old = before.groups.get(k);
+                if *k == key {
+                    assert_eq!(g.push_failure_time, clock as f64);
+                    assert_eq!(g.push_time, old.map_or(0.0, |o| o.push_time));
+                } else {
+                    let o = old.unwrap();
+                    assert!(Arc::ptr_eq(g, o), "a rejected push touched another group");
+                }
+            }
+        }
+    }
+    if !after.inconsistent {
+        check_scrape_parses(&after);
+    }
+}
+
+fn is_valid_metric_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+}
+
+fn check_scrape_parses(snap: &store::Snapshot) {
+    // Known open bug (regressions/store_push/invalid_metric_name_in_protobuf): the store
+    // accepts protobuf families whose name is not a valid metric name, and its scrape then
+    // does not parse. FUZZ_IGNORE_KNOWN_BUGS=1 skips this check for such stores, so that long
+    // runs can look for other bugs until it is fixed.
+    if std::env::var_os("FUZZ_IGNORE_KNOWN_BUGS").is_some()
+        && snap.families.keys().any(|n| !is_valid_metric_name(n))
+    {
+        return;
+    }
+    let pb = server::scrape::render_protobuf(&[], snap);
+    if let Err(e) = delimited::parse_delimited(&pb) {
+        panic!("the protobuf scrape of a consistent store does not parse: {e}");
+    }
+    // A gauge histogram (pushable only as protobuf) is written with `# TYPE x gaugehistogram`,
+    // which Prometheus reads but Go's expfmt text parser (and so ours) does not: by design,
+    // the text check skips stores holding one.
+    let gauge_histogram = snap
+        .families
+        .values()
+        .any(|g| g.values().any(|e| e.mtype == MetricType::GaugeHistogram));
+    if gauge_histogram {
+        return;
+    }
+    let text = server::scrape::render_text(&[], snap);
+    if let Err(e) = text_parse::parse_text(&text) {
+        panic!(
+            "the scrape of a consistent store does not parse: {e}\n--- scrape:\n{}",
+            String::from_utf8_lossy(&text)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// web_config
+// ---------------------------------------------------------------------------------------------
+
+/// The first byte picks the variant:
+///
+/// * even: the rest (UTF-8, lossily) is a `--web.config.file`, given to `WebConfig::parse`
+///   (base directory `/nonexistent`). It never panics; parsing is deterministic (a second parse
+///   agrees on TLS, client auth, headers, rate limit and users); configured headers are among
+///   the allowed ones; and anonymous requests (read, push of a few groups, admin) are decided
+///   without panicking, with 401 or 403 on refusal. Requests with credentials are not tried: a
+///   fuzzed bcrypt cost of up to 31 would make a single check take hours.
+///   Inputs that could name a file (`file` anywhere, or a YAML `\x`/`\u`/`\U` escape that could
+///   spell one) are skipped, so the loader never opens files such as `/dev/zero`; inline
+///   `cert`/`key`/`client_ca` PEM is still fuzzed.
+/// * odd: the rest is a DER certificate for `ClientIdentity::from_der`, which must not panic.
+pub fn web_config(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    if sel % 2 == 1 {
+        if let Ok(id) = webconfig::ClientIdentity::from_der(rest) {
+            let _ = id.names().count();
+        }
+        return;
+    }
+    let lower = rest.to_ascii_lowercase();
+    let has = |needle: &[u8]| lower.windows(needle.len()).any(|w| w == needle);
+    if has(b"file") || has(b"\\x") || has(b"\\u") {
+        return;
+    }
+    let yaml = String::from_utf8_lossy(rest);
+    let dir = std::path::Path::new("/nonexistent");
+    let Ok(c) = webconfig::WebConfig::parse(&yaml, dir) else {
+        return;
+    };
+    let again = webconfig::WebConfig::parse(&yaml, dir).expect("second parse failed");
+    assert_eq!(c.tls().is_some(), again.tls().is_some());
+    assert_eq!(c.client_auth(), again.client_auth());
+    assert_eq!(c.headers(), again.headers());
+    assert_eq!(c.rate_limit(), again.rate_limit());
+    assert_eq!(c.has_users(), again.has_users());
+    assert_eq!(c.http2(), again.http2());
+    for (n, v) in c.headers() {
+        assert!(!v.is_empty(), "empty header {n} configured");
+    }
+    let keys = keys();
+    let mut actions = vec![webconfig::Action::Read, webconfig::Action::Admin];
+    actions.extend(keys.iter().map(webconfig::Action::Push));
+    for action in actions {
+        let req = webconfig::AuthRequest {
+            authorization: None,
+            client_cert: None,
+            action,
+        };
+        match c.authorize(&req) {
+            Ok(p) => assert_eq!(p, webconfig::Principal::Anonymous),
+            Err(d) => {
+                let s = d.status().as_u16();
+                assert!(s == 401 || s == 403, "denial with status {s}");
+                let _ = (d.www_authenticate(), d.body());
+            }
+        }
+    }
+}
