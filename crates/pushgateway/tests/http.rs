@@ -295,3 +295,40 @@ fn damaged_persistence_file_is_moved_aside_not_overwritten() {
     let kept = std::fs::read(aside[0].path()).unwrap();
     assert_eq!(kept, b"this is not a persistence file\x00\xff");
 }
+
+/// Found by fuzzing (fuzz/regressions/store_push/invalid_metric_name_in_protobuf): a protobuf
+/// family whose name the text format cannot express was accepted and then broke the scrape
+/// for every group. It is refused as an inconsistent push (400), the scrape stays valid.
+#[test]
+fn protobuf_push_with_invalid_metric_name_is_refused_and_scrape_stays_valid() {
+    use exposition::pb::{Gauge, Metric, MetricFamily, MetricType};
+    use prost::Message;
+    let gw = Gateway::start(&[]);
+    assert_eq!(gw.put("/metrics/job/ok", "good 1\n").status, 200);
+    for name in ["a\u{17}b", "a-b", "1abc"] {
+        let mf = MetricFamily {
+            name: Some(name.to_string()),
+            r#type: Some(MetricType::Gauge as i32),
+            metric: vec![Metric {
+                gauge: Some(Gauge { value: Some(1.0) }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let body = mf.encode_length_delimited_to_vec();
+        let r = gw.req(
+            "PUT",
+            "/metrics/job/x",
+            &[(
+                "Content-Type",
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+            )],
+            &body,
+        );
+        assert_eq!(r.status, 400, "{name:?}: {}", r.body);
+        assert!(r.body.contains("invalid name"), "{}", r.body);
+    }
+    let scrape = gw.scrape();
+    exposition::text_parse::parse_text(scrape.as_bytes()).expect("scrape parses");
+    assert!(has_line(&scrape, "good{instance=\"\",job=\"ok\"} 1"));
+}

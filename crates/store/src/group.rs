@@ -61,7 +61,10 @@ impl FamilyEntry {
     ) -> FamilyEntry {
         let mut text = String::new();
         let mut proto = Vec::new();
-        let mut invalid = None;
+        // A protobuf push can carry any name; one the text format cannot express would break
+        // the scrape for every group (the official 1.5.1 accepts and exposes it verbatim).
+        let mut invalid = (!metrics.is_empty() && !crate::check::is_valid_metric_name(&name))
+            .then(|| format!("collected metric named {name:?} has an invalid name").into_boxed_str());
         for m in metrics {
             if invalid.is_none() {
                 if let Err(e) = check_metric(&name, mtype, m) {
@@ -666,6 +669,25 @@ mod tests {
             back.families[PUSH_TIME].text(),
             b"push_time_seconds{instance=\"\",job=\"j\",x=\"\"} 12.5\n"
         );
+    }
+
+    #[test]
+    fn invalid_metric_name_from_protobuf_marks_the_entry_invalid() {
+        let m = Metric {
+            gauge: Some(Gauge { value: Some(1.0) }),
+            ..Default::default()
+        };
+        for bad in ["a\x17b", "1abc", "a-b", ""] {
+            let e = FamilyEntry::build(bad.into(), None, MetricType::Gauge, &[m.clone()], 0);
+            assert!(
+                e.invalid.as_deref().is_some_and(|i| i.contains("invalid name")),
+                "{bad:?}"
+            );
+        }
+        for good in ["a", "_a:b_1", "ns:sub:name"] {
+            let e = FamilyEntry::build(good.into(), None, MetricType::Gauge, &[m.clone()], 0);
+            assert!(e.invalid.is_none(), "{good}");
+        }
     }
 
     #[test]
