@@ -4,8 +4,10 @@
 #   ./test.sh
 # Environment:
 #   PYTHON               python to run pytest with (default python3)
-#   PGW_CONFORMANCE_DIR  black-box conformance suite (default ../shared/conformance;
-#                        skipped when absent, e.g. on CI)
+#   PGW_CONFORMANCE_DIR  black-box conformance suite (default ../shared/conformance,
+#                        else the vendored copy in tests/conformance)
+#   NATS_SERVER_BIN      nats-server for the replicated mode's tests (default: on PATH)
+#   FUZZ_SECONDS         fuzzing time per target (default 10)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -70,6 +72,9 @@ fi
 
 step "end-to-end tests (tests/e2e)"
 PGW_BIN="$BIN" NATS_SERVER_BIN="$NATS_BIN" "$PY" -m pytest -q tests/e2e
+
+step "fuzzing (fuzz/run.sh: regressions, seed corpora, then ${FUZZ_SECONDS:-10}s per target)"
+fuzz/run.sh "${FUZZ_SECONDS:-10}"
 
 echo
 echo "all tests passed"
