@@ -9,14 +9,16 @@ fast with 503 while scrapes keep working, recovering by themselves.
 """
 
 import os
+import shlex
 import shutil
 import statistics
+import subprocess
 import threading
 import time
 
 import pytest
 
-from pgw_e2e import Gateway, Process, free_port, new_session, poll
+from pgw_e2e import PGW_BIN, Gateway, Process, free_port, new_session, poll
 
 NATS_BIN = os.environ.get("NATS_SERVER_BIN") or shutil.which("nats-server") or "nats-server"
 TIMEOUT = 20.0
@@ -249,3 +251,45 @@ def test_single_node_store_migrates_into_the_bucket(nats, gateway_factory, tmp_p
     want = {"m0": 100.0, "m1": 1.0, "m2": 2.0, "m3": 3.0, "m4": 4.0}
     assert values(importer, "v") == want
     assert poll(lambda: values(other, "v") == want, timeout=TIMEOUT), values(other, "v")
+
+
+def test_nats_credentials_are_used(nats_bin, gateway_factory, tmp_path, log_dir, processes):
+    class AuthNats(NatsServer):
+        def command(self, port):
+            return super().command(port) + ["--user", "pgw", "--pass", "s3cret"]
+
+    n = AuthNats(log_dir, str(tmp_path / "js"))
+    processes.append(n)
+    n.start()
+    good = tmp_path / "good"
+    good.write_text("s3cret\n")
+    gw = replica(gateway_factory, n.nats_url,
+                 extra=["--cluster.nats-user=pgw", "--cluster.nats-password-file=%s" % good])
+    assert put(gw, "/metrics/job/auth", b"v 1\n").status_code == 200
+    # Wrong password: the gateway runs but is never ready, and refuses changes with 503.
+    bad = tmp_path / "bad"
+    bad.write_text("wrong\n")
+    port = free_port()
+    argv = shlex.split(PGW_BIN) + [
+        "--web.listen-address=127.0.0.1:%d" % port, "--cluster.nats-url=%s" % n.nats_url,
+        "--cluster.nats-user=pgw", "--cluster.nats-password-file=%s" % bad]
+    with open(os.path.join(log_dir, "badauth.log"), "wb") as log:
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        s = new_session()
+        url = "http://127.0.0.1:%d" % port
+
+        def answered():
+            # (a Response with an error status is falsy: return the status code)
+            try:
+                return s.get(url + "/-/ready", timeout=2).status_code
+            except Exception:
+                return None
+
+        assert poll(answered, timeout=TIMEOUT) == 503
+        time.sleep(1)
+        assert s.get(url + "/-/ready", timeout=2).status_code == 503
+        assert s.put(url + "/metrics/job/x", data=b"v 1\n", timeout=10).status_code == 503
+    finally:
+        p.kill()
+        p.wait(timeout=10)

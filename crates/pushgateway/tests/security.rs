@@ -590,3 +590,38 @@ fn connection_limit_queues_extra_connections_instead_of_failing() {
     assert!(ok, "queued connection served once a slot freed");
     drop(b);
 }
+
+#[test]
+fn push_rate_is_per_user_so_one_runaway_client_does_not_slow_others() {
+    let pki = Pki::new();
+    let cfg = pki.config(&format!(
+        "basic_auth_users:\n  runaway: {}\n  calm: {}\n",
+        hash("r"),
+        hash("c")
+    ));
+    let gw = Gateway::start(
+        false,
+        &[
+            format!("--web.config.file={}", cfg.display()),
+            "--limits.push-rate=1".into(),
+            "--limits.push-burst=2".into(),
+        ],
+    );
+    let c = plain();
+    let push = |user: &str, pass: &str, job: &str| {
+        c.put(gw.url(&format!("/metrics/job/{job}")))
+            .basic_auth(user, Some(pass))
+            .body("x 1\n")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let runaway: Vec<u16> = (0..6)
+        .map(|i| push("runaway", "r", &format!("r{i}")))
+        .collect();
+    assert!(runaway.contains(&429), "{runaway:?}");
+    // The other user, from the same address, is not affected.
+    assert_eq!(push("calm", "c", "calm1"), 200);
+    assert_eq!(push("calm", "c", "calm2"), 200);
+}
