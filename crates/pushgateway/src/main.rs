@@ -266,7 +266,8 @@ async fn import_into_cluster(cluster: &cluster::Cluster, path: &str) -> Result<(
     })
     .with_context(|| format!("--cluster.import-file {path:?}"))?;
     let groups: Vec<_> = old.snapshot().groups.values().cloned().collect();
-    old.close().context("closing the imported persistence file")?;
+    old.close()
+        .context("closing the imported persistence file")?;
     cluster
         .wait_ready(Duration::from_secs(60))
         .await

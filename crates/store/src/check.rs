@@ -18,7 +18,8 @@ pub fn is_valid_metric_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
 /// Checks one metric (whose labels are already sorted) against its family, with the rules and

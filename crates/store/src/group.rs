@@ -63,8 +63,10 @@ impl FamilyEntry {
         let mut proto = Vec::new();
         // A protobuf push can carry any name; one the text format cannot express would break
         // the scrape for every group (the official 1.5.1 accepts and exposes it verbatim).
-        let mut invalid = (!metrics.is_empty() && !crate::check::is_valid_metric_name(&name))
-            .then(|| format!("collected metric named {name:?} has an invalid name").into_boxed_str());
+        let mut invalid =
+            (!metrics.is_empty() && !crate::check::is_valid_metric_name(&name)).then(|| {
+                format!("collected metric named {name:?} has an invalid name").into_boxed_str()
+            });
         for m in metrics {
             if invalid.is_none() {
                 if let Err(e) = check_metric(&name, mtype, m) {
@@ -680,7 +682,9 @@ mod tests {
         for bad in ["a\x17b", "1abc", "a-b", ""] {
             let e = FamilyEntry::build(bad.into(), None, MetricType::Gauge, &[m.clone()], 0);
             assert!(
-                e.invalid.as_deref().is_some_and(|i| i.contains("invalid name")),
+                e.invalid
+                    .as_deref()
+                    .is_some_and(|i| i.contains("invalid name")),
                 "{bad:?}"
             );
         }
