@@ -4,12 +4,13 @@
 //! the same clap definitions as `--help`:
 //!
 //! * `DIR/man/pushgateway.1`, `DIR/man/pgw.1` and one page per pgw subcommand
-//!   (`pgw-run.1`, ...);
+//!   (`pgw-run.1`, ...), each also gzipped (`.1.gz`, reproducible) for the package;
 //! * `DIR/completions/{pgw.bash,_pgw,pgw.fish}` and the same for `pushgateway`.
 
 use clap::Command;
 use clap_complete::Shell;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -105,7 +106,15 @@ fn write_page(
         .manual("User Commands")
         .render(&mut buf)?;
     let path = dir.join(format!("{name}.1"));
-    fs::write(&path, buf)?;
+    fs::write(&path, &buf)?;
     written.push(path);
+    // Debian policy wants compressed man pages; mtime 0 keeps the package reproducible.
+    let gz_path = dir.join(format!("{name}.1.gz"));
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(fs::File::create(&gz_path)?, flate2::Compression::best());
+    gz.write_all(&buf)?;
+    gz.finish()?;
+    written.push(gz_path);
     Ok(())
 }
