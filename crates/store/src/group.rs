@@ -680,7 +680,13 @@ mod tests {
             ..Default::default()
         };
         for bad in ["a\x17b", "1abc", "a-b", ""] {
-            let e = FamilyEntry::build(bad.into(), None, MetricType::Gauge, &[m.clone()], 0);
+            let e = FamilyEntry::build(
+                bad.into(),
+                None,
+                MetricType::Gauge,
+                std::slice::from_ref(&m),
+                0,
+            );
             assert!(
                 e.invalid
                     .as_deref()
@@ -689,7 +695,13 @@ mod tests {
             );
         }
         for good in ["a", "_a:b_1", "ns:sub:name"] {
-            let e = FamilyEntry::build(good.into(), None, MetricType::Gauge, &[m.clone()], 0);
+            let e = FamilyEntry::build(
+                good.into(),
+                None,
+                MetricType::Gauge,
+                std::slice::from_ref(&m),
+                0,
+            );
             assert!(e.invalid.is_none(), "{good}");
         }
     }

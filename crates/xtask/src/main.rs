@@ -87,7 +87,7 @@ fn man_pages(cmd: &Command, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let name: &'static str =
             Box::leak(format!("{}-{}", cmd.get_name(), sub.get_name()).into_boxed_str());
         let sub = sub.clone().name(name).display_name(name);
-        write_page(&sub, &name, dir, &mut written)?;
+        write_page(&sub, name, dir, &mut written)?;
     }
     Ok(written)
 }
