@@ -434,8 +434,10 @@ scratch_checks() {
 # ---------------------------------------------------------------------------------------
 build_deb() {
   local target=${CARGO_TARGET_DIR:-$ROOT/target}
-  say "cargo build --release -p pushgateway -p pgw -p xtask" >&2
-  (cd "$ROOT" && cargo build --release --locked -p pushgateway -p pgw -p xtask) >&2
+  command -v cargo-deb >/dev/null 2>&1 || fail "cargo-deb not found: cargo install cargo-deb --locked"
+  # The whole workspace, as test.sh builds it: the same features, so nothing is rebuilt there.
+  say "cargo build --release --workspace" >&2
+  (cd "$ROOT" && cargo build --release --locked --workspace) >&2
   say "man pages and completions (xtask dist-assets)" >&2
   rm -rf "$target/release/dist-assets"
   "$target/release/xtask" dist-assets "$target/release/dist-assets" >/dev/null
