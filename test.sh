@@ -73,6 +73,9 @@ fi
 step "end-to-end tests (tests/e2e)"
 PGW_BIN="$BIN" NATS_SERVER_BIN="$NATS_BIN" "$PY" -m pytest -q tests/e2e
 
+step "Debian package (packaging/test-package.sh)"
+packaging/test-package.sh
+
 step "fuzzing (fuzz/run.sh: regressions, seed corpora, then ${FUZZ_SECONDS:-10}s per target)"
 fuzz/run.sh "${FUZZ_SECONDS:-10}"
 
