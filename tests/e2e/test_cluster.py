@@ -224,16 +224,19 @@ def test_three_node_nats_cluster_keeps_pushes_working_when_a_node_dies(
     for i in range(10):
         assert put(a, "/metrics/job/c%d" % i, b"v %d\n" % i).status_code == 200
     nodes[0].kill()
-    # The clients fail over; once they have, every push succeeds and nothing is lost.
+    # The clients fail over (and a watch served by the dead node is restarted: JetStream
+    # reports the missed heartbeat, or our watchdog sees it stall, within about 10 s);
+    # once they have, every push succeeds and nothing is lost.
+    failover = 3 * TIMEOUT
     assert poll(lambda: put(a, "/metrics/job/probe", b"v 0\n").status_code == 200,
-                timeout=TIMEOUT)
+                timeout=failover)
     assert poll(lambda: put(b, "/metrics/job/probe", b"v 0\n").status_code == 200,
-                timeout=TIMEOUT)
+                timeout=failover)
     for i in range(10, 20):
         assert put(b if i % 2 else a, "/metrics/job/c%d" % i, b"v %d\n" % i).status_code == 200
     want = {"c%d" % i: float(i) for i in range(20)}
     want["probe"] = 0.0
-    assert poll(lambda: values(a, "v") == want and values(b, "v") == want, timeout=TIMEOUT), \
+    assert poll(lambda: values(a, "v") == want and values(b, "v") == want, timeout=failover), \
         (values(a, "v"), values(b, "v"))
 
 

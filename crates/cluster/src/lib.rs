@@ -384,21 +384,37 @@ impl Cluster {
 }
 
 /// Follows the bucket into the mirror, forever: (re)creates the bucket if needed, watches
-/// it from the start, and marks the replica ready once it has caught up.
+/// it (from the start the first time, from the last revision seen after that), marks the
+/// replica ready once it has caught up, and restarts the watch if it ends, fails or stalls.
 async fn follow(c: Arc<Cluster>, replicas: usize) {
     let mut backoff = Duration::from_millis(100);
+    // The highest revision the watch delivered: a restarted watch resumes after it.
+    let mut seen_rev: Option<u64> = None;
     loop {
-        match follow_once(&c, replicas).await {
+        match follow_once(&c, replicas, &mut seen_rev).await {
             Ok(()) => tracing::warn!("NATS bucket watch ended; restarting it"),
             Err(e) => tracing::warn!(err = %e, "following the NATS bucket failed; retrying"),
         }
-        c.synced.store(false, Ordering::Release);
+        if c.synced.swap(false, Ordering::AcqRel) {
+            // It was working: retry quickly.
+            backoff = Duration::from_millis(100);
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn follow_once(c: &Arc<Cluster>, replicas: usize) -> Result<(), String> {
+/// How often the watch is checked against the bucket's last revision, and how many checks
+/// without progress (while the bucket is ahead) count as a stalled watch. After a NATS node
+/// dies, a watch served by it can stop delivering without an error; this restarts it.
+const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
+const WATCHDOG_STALLS: u32 = 3;
+
+async fn follow_once(
+    c: &Arc<Cluster>,
+    replicas: usize,
+    seen_rev: &mut Option<u64>,
+) -> Result<(), String> {
     let kv = match c.js.get_key_value(&c.bucket).await {
         Ok(kv) => kv,
         Err(_) => {
@@ -413,20 +429,21 @@ async fn follow_once(c: &Arc<Cluster>, replicas: usize) -> Result<(), String> {
             .map_err(|e| format!("creating bucket {:?}: {e}", c.bucket))?
         }
     };
-    let status = kv
-        .status()
-        .await
-        .map_err(|e| format!("bucket status: {e}"))?;
-    let last = status.info.state.last_sequence;
-    let mut watch = kv
-        .watch_with_history(">")
-        .await
-        .map_err(|e| format!("watching bucket: {e}"))?;
-    *c.kv.lock() = Some(kv);
-    let mut seen: Option<HashSet<GroupKey>> = Some(HashSet::new());
+    let last = last_revision(&kv).await?;
+    let resume = *seen_rev;
+    let mut watch = match resume {
+        // Only what changed since: with history 1, every key changed after `r` has its
+        // latest version after `r` in the stream.
+        Some(r) => kv.watch_all_from_revision(r + 1).await,
+        None => kv.watch_with_history(">").await,
+    }
+    .map_err(|e| format!("watching bucket: {e}"))?;
+    *c.kv.lock() = Some(kv.clone());
+    let mut seen: Option<HashSet<GroupKey>> = resume.is_none().then(HashSet::new);
+    let mut syncing = true;
     let finish_sync = |seen: &mut Option<HashSet<GroupKey>>| {
-        // Groups the bucket no longer has (deleted while this replica was away and since
-        // purged) leave the mirror.
+        // First sync: groups the bucket no longer has (deleted while this replica was away
+        // and since purged, or only in a local persistence file) leave the mirror.
         if let Some(seen) = seen.take() {
             let snap = c.store.snapshot();
             for k in snap.groups.keys() {
@@ -439,20 +456,58 @@ async fn follow_once(c: &Arc<Cluster>, replicas: usize) -> Result<(), String> {
         c.synced.store(true, Ordering::Release);
         tracing::info!(bucket = %c.bucket, revision = last, "caught up with the NATS bucket");
     };
-    if last == 0 {
+    if last == 0 || resume.is_some_and(|r| r >= last) {
         finish_sync(&mut seen);
+        syncing = false;
     }
-    while let Some(entry) = watch.next().await {
-        let e = entry.map_err(|e| format!("watch: {e}"))?;
-        let key = c.apply_entry(&e);
-        if let (Some(s), Some(k)) = (seen.as_mut(), key) {
-            s.insert(k);
-        }
-        if seen.is_some() && (e.delta == 0 || e.revision >= last) {
-            finish_sync(&mut seen);
+    let mut tick = tokio::time::interval(WATCHDOG_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress_at_tick = *seen_rev;
+    let mut stalls = 0;
+    loop {
+        tokio::select! {
+            entry = watch.next() => {
+                let Some(entry) = entry else { return Ok(()) };
+                let e = entry.map_err(|e| format!("watch: {e}"))?;
+                *seen_rev = Some(seen_rev.map_or(e.revision, |r| r.max(e.revision)));
+                let key = c.apply_entry(&e);
+                if let (Some(s), Some(k)) = (seen.as_mut(), key) {
+                    s.insert(k);
+                }
+                if syncing && (e.delta == 0 || e.revision >= last) {
+                    finish_sync(&mut seen);
+                    syncing = false;
+                }
+            }
+            _ = tick.tick() => {
+                if !c.connected() {
+                    continue;
+                }
+                let Ok(bucket_last) = last_revision(&kv).await else { continue };
+                let behind = seen_rev.unwrap_or(0) < bucket_last;
+                if behind && progress_at_tick == *seen_rev {
+                    stalls += 1;
+                    if stalls >= WATCHDOG_STALLS {
+                        return Err(format!(
+                            "watch stalled at revision {} while the bucket is at {bucket_last}",
+                            seen_rev.unwrap_or(0)
+                        ));
+                    }
+                } else {
+                    stalls = 0;
+                }
+                progress_at_tick = *seen_rev;
+            }
         }
     }
-    Ok(())
+}
+
+async fn last_revision(kv: &kv::Store) -> Result<u64, String> {
+    let status = tokio::time::timeout(Duration::from_secs(5), kv.status())
+        .await
+        .map_err(|_| "bucket status: timed out".to_string())?
+        .map_err(|e| format!("bucket status: {e}"))?;
+    Ok(status.info.state.last_sequence)
 }
 
 impl Writer for Cluster {
