@@ -185,42 +185,7 @@ pub struct Flags {
 }
 
 /// Parses a Go duration (`300ms`, `1.5h`, `1h30m`, `90s`).
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("time: invalid duration {s:?}");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        if num_len == 0 {
-            return Err(err());
-        }
-        let n: f64 = rest[..num_len].parse().map_err(|_| err())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += n * unit;
-        rest = &rest[unit_len..];
-    }
-    Ok(Duration::from_secs_f64(total))
-}
+pub use store::ttl::parse_go_duration;
 
 /// Parses a byte size: `1048576`, `64KiB`, `256MiB`, `1GiB`, `10MB`, `1.5GB`.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {

@@ -517,8 +517,11 @@ async fn handle_push(
 ) -> Resp {
     let approx_size = telemetry::approximate_request_size(&req);
     let method = req.method().clone();
-    let client = client.unwrap_or_else(|| remote.ip().to_string());
-    if let Err(retry_after) = app.rate.take(&client, Instant::now()) {
+    let limited = app.rate.enabled().then(|| {
+        let client = client.unwrap_or_else(|| remote.ip().to_string());
+        app.rate.take(&client, Instant::now())
+    });
+    if let Some(Err(retry_after)) = limited {
         app.rejections.count(limits::Reason::Rate);
         return HttpError::RateLimited {
             rate: app.cfg.limits.push_rate,

@@ -147,6 +147,8 @@ pub struct Store {
     wal: Option<Wal>,
     expired: AtomicU64,
     quotas: Quotas,
+    /// The gateway's own per-group gauges, interned once: push time, failure time, expiry.
+    gauge_names: [Arc<str>; 3],
 }
 
 fn unix_nanos(t: SystemTime) -> i64 {
@@ -184,7 +186,12 @@ impl Store {
             wal,
             expired: AtomicU64::new(0),
             quotas: cfg.quotas,
+            gauge_names: [PUSH_TIME, PUSH_FAILURE_TIME, PUSH_EXPIRY_TIME].map(Arc::from),
         };
+        // The same allocations as every restored or decoded group uses.
+        for n in &store.gauge_names {
+            store.names.write().insert(n.clone());
+        }
         store.restore(recovered);
         Ok(store)
     }
@@ -466,9 +473,7 @@ impl Store {
 
     /// Builds the new version of the group and checks it (quotas, consistency).
     fn plan_locked(&self, st: &State, p: &Prepared, old: Option<&Group>) -> Plan {
-        let pt_name = self.intern(PUSH_TIME);
-        let pft_name = self.intern(PUSH_FAILURE_TIME);
-        let exp_name = self.intern(PUSH_EXPIRY_TIME);
+        let [pt_name, pft_name, exp_name] = &self.gauge_names;
         let failure = |err: StoreError| {
             let mut group = match old {
                 Some(g) => g.clone(),

@@ -55,8 +55,17 @@ impl TtlPolicy {
 /// Parses a duration: Go's syntax (`1h30m`, `1.5h`, `300ms`, `0`) plus Prometheus' `d`, `w`
 /// and `y` (365 days). Negative and overflowing durations are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_units(s.trim(), true)
+}
+
+/// Parses Go's duration syntax only (`time.ParseDuration`, as the official flags and
+/// exporter-toolkit's config take it); negative and overflowing durations are refused.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    parse_units(s, false)
+}
+
+fn parse_units(s: &str, prometheus_units: bool) -> Result<Duration, String> {
     let err = |why: &str| format!("invalid duration {s:?}: {why}");
-    let s = s.trim();
     if s.starts_with('-') {
         return Err(err("must not be negative"));
     }
@@ -87,9 +96,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "d" => 86400.0,
-            "w" => 7.0 * 86400.0,
-            "y" => 365.0 * 86400.0,
+            "d" if prometheus_units => 86400.0,
+            "w" if prometheus_units => 7.0 * 86400.0,
+            "y" if prometheus_units => 365.0 * 86400.0,
             u => return Err(err(&format!("unknown unit {u:?}"))),
         };
         total += n * unit;
@@ -138,6 +147,8 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert!(parse_duration("-5m").unwrap_err().contains("negative"));
+        assert_eq!(parse_go_duration("1h30m").unwrap().as_secs(), 5400);
+        assert!(parse_go_duration("2d").is_err(), "Go has no day unit");
     }
 
     #[test]

@@ -206,43 +206,8 @@ impl<'de> Deserialize<'de> for GoDuration {
     }
 }
 
-/// Parses Go's duration syntax (`time.ParseDuration`); negative durations are refused.
-pub(crate) fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}");
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest.starts_with('-') {
-        return Err(format!("negative duration {s:?}"));
-    }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let num: f64 = rest[..num_end].parse().map_err(|_| bad())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_end..];
-        total += num * scale;
-    }
-    Ok(Duration::from_secs_f64(total))
-}
+/// Go's duration syntax (`time.ParseDuration`); negative durations are refused.
+pub(crate) use store::ttl::parse_go_duration;
 
 /// A string-keyed map in file order that refuses duplicate keys (yaml.v2 UnmarshalStrict does).
 #[derive(Debug)]

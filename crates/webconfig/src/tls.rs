@@ -202,6 +202,30 @@ fn parse_certs(data: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, 
 
 /// Builds the TLS server configuration. `Ok(None)` server config when the section does not
 /// enable TLS (none of cert, key, client CA or client_auth_type set), like exporter-toolkit.
+/// Looks Go names up: `Some(Some(x))` is supported, `Some(None)` is a name Go knows that
+/// rustls lacks (skipped, returned for a warning), `None` an unknown name (an error).
+fn known_names<'a, T>(
+    names: impl Iterator<Item = &'a str>,
+    lookup: impl Fn(&str) -> Option<Option<T>>,
+    key: &str,
+    what: &str,
+) -> Result<(Vec<T>, Vec<&'a str>), WebConfigError> {
+    let (mut found, mut skipped) = (Vec::new(), Vec::new());
+    for name in names {
+        match lookup(name) {
+            Some(Some(x)) => found.push(x),
+            Some(None) => skipped.push(name),
+            None => {
+                return Err(WebConfigError::invalid(
+                    key,
+                    format!("unknown {what} {name:?}"),
+                ))
+            }
+        }
+    }
+    Ok((found, skipped))
+}
+
 pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigError> {
     // Names are validated whether or not TLS ends up enabled (Go checks them while decoding).
     let min = match &raw.min_version {
@@ -212,34 +236,18 @@ pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigErro
         Some(v) if !v.as_str().is_empty() => parse_version("tls_server_config.max_version", v)?,
         _ => Version::Tls13,
     };
-    let mut suites12 = Vec::new();
-    let mut skipped_suites = Vec::new();
-    for name in raw.cipher_suites.iter().flatten() {
-        match cipher_suite(name.as_str()) {
-            Some(Some(s)) => suites12.push(s),
-            Some(None) => skipped_suites.push(name.as_str()),
-            None => {
-                return Err(WebConfigError::invalid(
-                    "tls_server_config.cipher_suites",
-                    format!("unknown cipher {:?}", name.as_str()),
-                ))
-            }
-        }
-    }
-    let mut groups: Vec<&'static dyn SupportedKxGroup> = Vec::new();
-    let mut skipped_curves = Vec::new();
-    for name in raw.curve_preferences.iter().flatten() {
-        match curve(name.as_str()) {
-            Some(Some(g)) => groups.push(g),
-            Some(None) => skipped_curves.push(name.as_str()),
-            None => {
-                return Err(WebConfigError::invalid(
-                    "tls_server_config.curve_preferences",
-                    format!("unknown curve {:?}", name.as_str()),
-                ))
-            }
-        }
-    }
+    let (suites12, skipped_suites) = known_names(
+        raw.cipher_suites.iter().flatten().map(|n| n.as_str()),
+        cipher_suite,
+        "tls_server_config.cipher_suites",
+        "cipher",
+    )?;
+    let (groups, skipped_curves): (Vec<&'static dyn SupportedKxGroup>, _) = known_names(
+        raw.curve_preferences.iter().flatten().map(|n| n.as_str()),
+        curve,
+        "tls_server_config.curve_preferences",
+        "curve",
+    )?;
     let client_auth = ClientAuth::parse(
         raw.client_auth_type
             .as_ref()
