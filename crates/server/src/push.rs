@@ -219,7 +219,7 @@ pub async fn handle(
     }
     let checked = app.store.is_checked();
     let requested = crate::lifecycle::requested_ttl(parts)?;
-    let ttl_ms = app.cfg.ttl.resolve(requested, &key).as_millis() as u64;
+    let ttl_ms = store::ttl::ceil_millis(app.cfg.ttl.resolve(requested, &key));
     let push = Push {
         key,
         families,

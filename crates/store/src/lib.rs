@@ -13,6 +13,7 @@ pub mod check;
 pub mod group;
 pub(crate) mod index;
 pub mod key;
+pub mod lock;
 pub mod matcher;
 pub mod store;
 pub mod ttl;

@@ -28,8 +28,8 @@ pub enum StoreError {
     /// The push failed the consistency check (recorded as a failed push).
     #[error("{0}")]
     Inconsistent(String),
-    /// The mutation could not be made durable.
-    #[error("persisting the change failed: {0}")]
+    /// The mutation could not be made durable; it was undone (nothing changed).
+    #[error("persisting the change failed, so it was not applied: {0}")]
     Persist(#[from] WalError),
     /// Replicated mode: the shared log cannot be reached; nothing was changed.
     #[error("{0}")]
@@ -149,6 +149,16 @@ pub struct Store {
     quotas: Quotas,
     /// The gateway's own per-group gauges, interned once: push time, failure time, expiry.
     gauge_names: [Arc<str>; 3],
+    /// How to undo the logged changes that are not durable yet (synchronous log only), in
+    /// log order. Locked after `state` when both are held.
+    undo: Mutex<std::collections::VecDeque<Undo>>,
+}
+
+/// The version of a group before a logged change (`None`: the group did not exist).
+struct Undo {
+    seq: u64,
+    key: GroupKey,
+    old: Option<Arc<Group>>,
 }
 
 fn unix_nanos(t: SystemTime) -> i64 {
@@ -187,6 +197,7 @@ impl Store {
             expired: AtomicU64::new(0),
             quotas: cfg.quotas,
             gauge_names: [PUSH_TIME, PUSH_FAILURE_TIME, PUSH_EXPIRY_TIME].map(Arc::from),
+            undo: Mutex::new(Default::default()),
         };
         // The same allocations as every restored or decoded group uses.
         for n in &store.gauge_names {
@@ -381,6 +392,55 @@ impl Store {
         self.wal.as_ref().map(|w| w.append(ops()))
     }
 
+    /// Logs a change already made to the state (called under the state lock), remembering
+    /// the previous versions of the groups it touched so that it can be undone if the log
+    /// fails to make it durable.
+    fn log_undoable(
+        &self,
+        undo: impl IntoIterator<Item = (GroupKey, Option<Arc<Group>>)>,
+        ops: impl FnOnce() -> Vec<Op>,
+    ) -> Option<Ticket> {
+        let wal = self.wal.as_ref()?;
+        let (seq, ticket) = wal.append_seq(ops());
+        if wal.is_synchronous() {
+            let mut u = self.undo.lock();
+            u.extend(undo.into_iter().map(|(key, old)| Undo { seq, key, old }));
+        }
+        Some(ticket)
+    }
+
+    /// After a failed write: undoes every change the log did not make durable, newest
+    /// first, and lets the log accept changes again. Called under the state lock (before
+    /// every change, and by a caller whose change failed), so no change is ever planned
+    /// on top of one that is not in the file.
+    fn roll_back_locked(&self, st: &mut State) {
+        let Some(wal) = &self.wal else { return };
+        if wal.failed().is_none() {
+            return;
+        }
+        let durable = wal.durable_seq();
+        let mut undo = self.undo.lock();
+        let mut n = 0;
+        while undo.back().is_some_and(|u| u.seq > durable) {
+            let u = undo.pop_back().expect("checked");
+            let current = st.snap.groups.get(&u.key).cloned();
+            match u.old {
+                Some(old) => Self::insert_group(st, old, current.as_deref()),
+                None => {
+                    Self::remove_group(st, &u.key);
+                }
+            }
+            n += 1;
+        }
+        drop(undo);
+        self.publish(st);
+        wal.resume();
+        tracing::warn!(
+            undone = n,
+            "undid the changes whose write to the persistence file failed"
+        );
+    }
+
     fn put_op(g: &Group) -> Op {
         Op::Put {
             key: g.key.canonical().to_vec(),
@@ -388,10 +448,26 @@ impl Store {
         }
     }
 
-    async fn durable(ticket: Option<Ticket>) -> Result<(), StoreError> {
-        match ticket {
-            Some(t) => t.wait().await.map_err(StoreError::Persist),
-            None => Ok(()),
+    async fn durable(&self, ticket: Option<Ticket>) -> Result<(), StoreError> {
+        let Some(t) = ticket else { return Ok(()) };
+        let result = t.wait().await;
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        match result {
+            Ok(()) => {
+                let durable = wal.durable_seq();
+                let mut undo = self.undo.lock();
+                while undo.front().is_some_and(|u| u.seq <= durable) {
+                    undo.pop_front();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Undone before the caller answers, so the refusal really changes nothing.
+                self.roll_back_locked(&mut self.state.lock());
+                Err(StoreError::Persist(e))
+            }
         }
     }
 
@@ -441,24 +517,20 @@ impl Store {
         let p = self.prepare(push);
         let (ticket, result) = {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
             let old = st.snap.groups.get(&p.key).cloned();
-            match self.plan_locked(&st, &p, old.as_deref()) {
-                Plan::Accept(group) => {
-                    let group = Arc::new(group);
-                    Self::insert_group(&mut st, group.clone(), old.as_deref());
-                    self.publish(&mut st);
-                    (self.log(|| vec![Self::put_op(&group)]), Ok(()))
-                }
-                Plan::Record(group, err) => {
-                    let group = Arc::new(group);
-                    Self::insert_group(&mut st, group.clone(), old.as_deref());
-                    self.publish(&mut st);
-                    (self.log(|| vec![Self::put_op(&group)]), Err(err))
-                }
+            let (group, result) = match self.plan_locked(&st, &p, old.as_deref()) {
+                Plan::Accept(group) => (group, Ok(())),
+                Plan::Record(group, err) => (group, Err(err)),
                 Plan::Refuse(err) => return Err(err),
-            }
+            };
+            let group = Arc::new(group);
+            Self::insert_group(&mut st, group.clone(), old.as_deref());
+            self.publish(&mut st);
+            let ticket = self.log_undoable([(p.key.clone(), old)], || vec![Self::put_op(&group)]);
+            (ticket, result)
         };
-        Self::durable(ticket).await?;
+        self.durable(ticket).await?;
         result
     }
 
@@ -550,6 +622,8 @@ impl Store {
     /// change is also logged locally, without waiting for it (a warm cache for restarts).
     pub fn apply_replicated(&self, key: &GroupKey, group: Option<Group>) {
         let mut st = self.state.lock();
+        // No undo here (the shared log is the truth); only lets the local log resume.
+        self.roll_back_locked(&mut st);
         let op = match group {
             Some(g) => {
                 let old = st.snap.groups.get(key).cloned();
@@ -623,9 +697,11 @@ impl Store {
     pub async fn delete(&self, key: &GroupKey) -> Result<(), StoreError> {
         let ticket = {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
+            let old = st.snap.groups.get(key).cloned();
             if Self::remove_group(&mut st, key) {
                 self.publish(&mut st);
-                self.log(|| {
+                self.log_undoable([(key.clone(), old)], || {
                     vec![Op::Delete {
                         key: key.canonical().to_vec(),
                     }]
@@ -634,7 +710,7 @@ impl Store {
                 None
             }
         };
-        Self::durable(ticket).await
+        self.durable(ticket).await
     }
 
     /// Deletes every group whose expiry time has passed at `now`, durably; returns how many.
@@ -642,6 +718,7 @@ impl Store {
         let now_ms = unix_nanos(now).div_euclid(1_000_000);
         let (n, ticket) = {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
             // The set is ordered by expiry time: this walks only the due entries.
             let due: Vec<GroupKey> = st
                 .expiry
@@ -649,7 +726,9 @@ impl Store {
                 .take_while(|(t, _)| *t <= now_ms)
                 .map(|(_, k)| k.clone())
                 .collect();
+            let mut undo = Vec::with_capacity(due.len());
             for k in &due {
+                undo.push((k.clone(), st.snap.groups.get(k).cloned()));
                 Self::remove_group(&mut st, k);
                 tracing::info!(group = ?k, "group expired");
             }
@@ -657,7 +736,7 @@ impl Store {
                 return Ok(0);
             }
             self.publish(&mut st);
-            let ticket = self.log(|| {
+            let ticket = self.log_undoable(undo, || {
                 due.iter()
                     .map(|k| Op::Delete {
                         key: k.canonical().to_vec(),
@@ -666,7 +745,7 @@ impl Store {
             });
             (due.len(), ticket)
         };
-        Self::durable(ticket).await?;
+        self.durable(ticket).await?;
         self.expired.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
@@ -685,6 +764,7 @@ impl Store {
     ) -> Result<Vec<Arc<Group>>, StoreError> {
         let (picked, ticket) = {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
             let picked: Vec<Arc<Group>> = st
                 .snap
                 .groups
@@ -699,7 +779,8 @@ impl Store {
                 Self::remove_group(&mut st, &g.key);
             }
             self.publish(&mut st);
-            let ticket = self.log(|| {
+            let undo = picked.iter().map(|g| (g.key.clone(), Some(g.clone())));
+            let ticket = self.log_undoable(undo, || {
                 picked
                     .iter()
                     .map(|g| Op::Delete {
@@ -709,7 +790,7 @@ impl Store {
             });
             (picked, ticket)
         };
-        Self::durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(picked)
     }
 
@@ -717,14 +798,16 @@ impl Store {
     pub async fn wipe(&self) -> Result<(), StoreError> {
         let ticket = {
             let mut st = self.state.lock();
-            let keys: Vec<GroupKey> = st.snap.groups.keys().cloned().collect();
-            for k in &keys {
-                Self::remove_group(&mut st, k);
+            self.roll_back_locked(&mut st);
+            let old: Vec<Arc<Group>> = st.snap.groups.values().cloned().collect();
+            for g in &old {
+                Self::remove_group(&mut st, &g.key);
             }
             self.publish(&mut st);
-            self.log(|| vec![Op::Clear])
+            let undo = old.into_iter().map(|g| (g.key.clone(), Some(g)));
+            self.log_undoable(undo, || vec![Op::Clear])
         };
-        Self::durable(ticket).await
+        self.durable(ticket).await
     }
 
     /// Rewrites the persistence file from the current state if anything was logged since the
@@ -737,7 +820,9 @@ impl Store {
         if !force && stats.log_bytes <= stats.compacted_bytes {
             return;
         }
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        // The snapshot must not hold changes whose write failed.
+        self.roll_back_locked(&mut st);
         let groups = st.snap.groups.clone();
         let iter = groups
             .into_iter()
@@ -904,6 +989,74 @@ mod tests {
         // The expiry itself is durable.
         let s = store(Some(path));
         assert!(s.snapshot().groups.is_empty());
+        s.close().unwrap();
+    }
+
+    fn wal(s: &Store) -> &Wal {
+        s.wal.as_ref().unwrap()
+    }
+
+    /// Issue 15 item 5: a change whose write fails is refused and undone (push, POST,
+    /// delete, wipe), later changes are not planned on top of it, the failed bytes never
+    /// reach the file, and the store takes writes again once the disk does.
+    #[tokio::test]
+    async fn failed_write_is_undone_and_never_reaches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let a = GroupKey::new([("job", "a")]);
+        let b = GroupKey::new([("job", "b")]);
+        let text = |s: &Store| {
+            let snap = s.snapshot();
+            let mut out = Vec::new();
+            for (k, g) in &snap.groups {
+                for (n, e) in &g.families {
+                    if !is_time_gauge(n) {
+                        out.push(format!("{k:?} {}", String::from_utf8_lossy(e.text())));
+                    }
+                }
+            }
+            out
+        };
+        let s = store(Some(path.clone()));
+        s.push(push(&a, at(1000), 0, "x 1\n")).await.unwrap();
+        let before = text(&s);
+        let pushes_before = s.snapshot().groups[&a].push_time;
+
+        wal(&s).inject_write_failures(1);
+        let err = s.push(push(&a, at(1001), 0, "x 2\n")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Persist(_)), "{err}");
+        assert_eq!(text(&s), before, "a refused PUT changes nothing");
+        assert_eq!(s.snapshot().groups[&a].push_time, pushes_before);
+
+        wal(&s).inject_write_failures(1);
+        let mut post = push(&b, at(1002), 0, "y 1\n");
+        post.replace = false;
+        assert!(s.push(post).await.is_err());
+        assert!(
+            !s.snapshot().groups.contains_key(&b),
+            "a refused new group is not created"
+        );
+
+        wal(&s).inject_write_failures(1);
+        assert!(s.delete(&a).await.is_err());
+        assert_eq!(text(&s), before, "a refused DELETE deletes nothing");
+
+        wal(&s).inject_write_failures(1);
+        assert!(s.wipe().await.is_err());
+        assert_eq!(text(&s), before, "a refused wipe deletes nothing");
+
+        // The disk works again: the next change succeeds, without any retried bytes.
+        s.push(push(&b, at(1003), 0, "y 3\n")).await.unwrap();
+        let after = text(&s);
+        assert_eq!(after.len(), 2);
+        assert!(s.undo.lock().is_empty(), "durable changes need no undo");
+        s.close().unwrap();
+        let s = store(Some(path));
+        assert_eq!(
+            text(&s),
+            after,
+            "the file holds exactly what was acknowledged"
+        );
         s.close().unwrap();
     }
 
