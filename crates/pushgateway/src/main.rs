@@ -333,8 +333,10 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             },
         })
     };
+    // The lazily created ones are reserved from the start too.
     let own_families = server::telemetry::OWN_FAMILIES
         .iter()
+        .chain(server::telemetry::EXTRA_FAMILIES)
         .map(|(n, t, _)| (n.to_string(), *t))
         .collect();
     let store = Arc::new(

@@ -12,9 +12,11 @@
 pub mod check;
 pub mod group;
 pub(crate) mod index;
+pub(crate) mod intern;
 pub mod key;
 pub mod lock;
 pub mod matcher;
+pub mod shared;
 pub mod store;
 pub mod ttl;
 pub mod wal;

@@ -3,17 +3,18 @@
 //! on) hands every mutation to the write-ahead log before the caller acknowledges it.
 
 use crate::group::{
-    is_time_gauge, sanitize_labels, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
+    is_time_gauge, sanitize_labels_shared, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
     PUSH_TIME,
 };
 use crate::index::Index;
 use crate::key::GroupKey;
+use crate::shared::SharedLabels;
 use crate::wal::{Op, SyncMode, Ticket, Wal, WalError};
 use arc_swap::ArcSwap;
 use exposition::pb::{MetricFamily, MetricType};
 use imbl::OrdMap;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -142,7 +143,7 @@ pub struct Store {
     current: ArcSwap<Snapshot>,
     /// Set when the state changed since `current` was cut.
     dirty: AtomicBool,
-    names: RwLock<HashSet<Arc<str>, ahash::RandomState>>,
+    names: RwLock<crate::intern::Interner>,
     checked: bool,
     wal: Option<Wal>,
     expired: AtomicU64,
@@ -191,7 +192,7 @@ impl Store {
             }),
             current: ArcSwap::from_pointee(Snapshot::default()),
             dirty: AtomicBool::new(false),
-            names: RwLock::new(HashSet::default()),
+            names: RwLock::new(Default::default()),
             checked: cfg.checked,
             wal,
             expired: AtomicU64::new(0),
@@ -201,7 +202,7 @@ impl Store {
         };
         // The same allocations as every restored or decoded group uses.
         for n in &store.gauge_names {
-            store.names.write().insert(n.clone());
+            store.names.write().intern(n);
         }
         store.restore(recovered);
         Ok(store)
@@ -275,15 +276,15 @@ impl Store {
     /// Interns a family name, so that every group shares one allocation per name.
     fn intern(&self, name: &str) -> Arc<str> {
         if let Some(n) = self.names.read().get(name) {
-            return n.clone();
+            return n;
         }
-        let mut w = self.names.write();
-        if let Some(n) = w.get(name) {
-            return n.clone();
-        }
-        let n: Arc<str> = Arc::from(name);
-        w.insert(n.clone());
-        n
+        self.names.write().intern(name)
+    }
+
+    /// How many distinct family names are interned (for tests and the soak benchmark).
+    #[doc(hidden)]
+    pub fn interned_name_count(&self) -> usize {
+        self.names.read().len()
     }
 
     /// The current snapshot: every change acknowledged before this call is in it.
@@ -480,6 +481,11 @@ impl Store {
             .iter()
             .any(|f| f.metric.iter().any(|m| m.timestamp_ms.is_some()));
         let mut entries: BTreeMap<Arc<str>, Arc<FamilyEntry>> = BTreeMap::new();
+        let shared = if has_timestamps {
+            None
+        } else {
+            self.shared_labels(&push.key)
+        };
         if !has_timestamps {
             for mut mf in push.families {
                 let name = mf.name().to_string();
@@ -487,15 +493,16 @@ impl Store {
                     continue; // always set by the gateway itself
                 }
                 for m in mf.metric.iter_mut() {
-                    sanitize_labels(m, &push.key);
+                    sanitize_labels_shared(m, &push.key, shared.as_deref());
                 }
                 let name = self.intern(&name);
-                let e = FamilyEntry::build(
+                let e = FamilyEntry::build_shared(
                     name.clone(),
                     mf.help.as_deref(),
                     mf.metric_type(),
                     &mf.metric,
                     ts,
+                    shared.as_ref(),
                 );
                 entries.insert(name, Arc::new(e));
             }
@@ -509,6 +516,23 @@ impl Store {
             ttl_ms: push.ttl_ms,
             has_timestamps,
         }
+    }
+
+    /// The long grouping label values of `key`, pre-encoded once and shared by every
+    /// series of the group: the ones its stored entries already use, if they match.
+    fn shared_labels(&self, key: &GroupKey) -> Option<Arc<SharedLabels>> {
+        let fresh = SharedLabels::of_key(key)?;
+        let st = self.state.lock();
+        let existing = st
+            .snap
+            .groups
+            .get(key)
+            .and_then(|g| g.families.values().find_map(|e| e.shared_labels().cloned()));
+        drop(st);
+        Some(match existing {
+            Some(e) if e.names == fresh.names => e,
+            _ => fresh,
+        })
     }
 
     /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
@@ -527,9 +551,24 @@ impl Store {
             let group = Arc::new(group);
             Self::insert_group(&mut st, group.clone(), old.as_deref());
             self.publish(&mut st);
-            let ticket = self.log_undoable([(p.key.clone(), old)], || vec![Self::put_op(&group)]);
+            // A POST (or a recorded failure) to an existing group logs only what changed.
+            let delta = old.is_some() && (!p.replace || result.is_err());
+            let none = BTreeMap::new();
+            let changed = if result.is_ok() { &p.entries } else { &none };
+            let ticket = self.log_undoable([(p.key.clone(), old)], || {
+                vec![if delta {
+                    Op::Append {
+                        key: group.key.canonical().to_vec(),
+                        value: group.encode_delta(changed.keys()),
+                    }
+                } else {
+                    Self::put_op(&group)
+                }]
+            });
             (ticket, result)
         };
+        // Keeps the file within its bound however the pushes are shaped (cheap to check).
+        self.compact_if_oversized();
         self.durable(ticket).await?;
         result
     }
@@ -549,6 +588,13 @@ impl Store {
         let failure = |err: StoreError| {
             let mut group = match old {
                 Some(g) => g.clone(),
+                // A refused push records its failure only in a group that exists or fits
+                // in the quota (else timestamped pushes could create groups without limit).
+                None if self.quotas.max_groups != 0
+                    && st.snap.groups.len() as u64 >= self.quotas.max_groups =>
+                {
+                    return Plan::Refuse(err);
+                }
                 None => {
                     let mut g = Group::new(p.key.clone());
                     g.set_ttl(exp_name.clone(), p.ttl_ms, p.now, p.ts);
@@ -836,7 +882,9 @@ impl Store {
     pub fn compact_if_oversized(&self) {
         let Some(wal) = &self.wal else { return };
         let stats = wal.stats();
-        if stats.log_bytes > stats.compacted_bytes.saturating_mul(2) + (64 << 20) {
+        if stats.log_bytes > stats.compacted_bytes.saturating_mul(2) + (64 << 20)
+            && !wal.is_compacting()
+        {
             self.maybe_compact(true);
         }
     }
@@ -920,7 +968,7 @@ mod tests {
         assert_eq!((g.ttl_ms, g.expires_at), (60_000, 1060.0));
         assert_eq!(snap.ttl_groups, 1);
         assert_eq!(
-            g.families[PUSH_EXPIRY_TIME].text(),
+            &*g.families[PUSH_EXPIRY_TIME].text(),
             b"push_expiry_time_seconds{instance=\"\",job=\"a\"} 1060\n"
         );
         assert!(!snap.groups[&other].families.contains_key(PUSH_EXPIRY_TIME));
@@ -1011,7 +1059,7 @@ mod tests {
             for (k, g) in &snap.groups {
                 for (n, e) in &g.families {
                     if !is_time_gauge(n) {
-                        out.push(format!("{k:?} {}", String::from_utf8_lossy(e.text())));
+                        out.push(format!("{k:?} {}", String::from_utf8_lossy(&e.text())));
                     }
                 }
             }
@@ -1058,6 +1106,83 @@ mod tests {
             "the file holds exactly what was acknowledged"
         );
         s.close().unwrap();
+    }
+
+    /// Issue 15 item 7: a POST to a large group logs the pushed families (and the group's
+    /// header), not the whole group, and a restart rebuilds exactly the same group.
+    #[tokio::test]
+    async fn post_to_a_large_group_logs_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let k = GroupKey::new([("job", "big")]);
+        let s = store(Some(path.clone()));
+        let mut body = String::from("# TYPE big gauge\n");
+        for i in 0..20_000 {
+            body.push_str(&format!("big{{i=\"{i}\"}} {i}\n"));
+        }
+        s.push(push(&k, at(1000), 60_000, &body)).await.unwrap();
+        let before = wal(&s).stats().log_bytes;
+        for i in 0..50 {
+            let mut p = push(
+                &k,
+                at(1001 + i),
+                if i % 2 == 0 { 0 } else { 90_000 },
+                "small 7\n",
+            );
+            p.replace = false;
+            s.push(p).await.unwrap();
+        }
+        let mut p = push(&k, at(2000), 0, "small 8 5\n");
+        p.replace = false;
+        assert!(s.push(p).await.is_err(), "recorded failure");
+        let per_post = (wal(&s).stats().log_bytes - before) / 51;
+        assert!(per_post < 400, "{per_post} bytes logged per POST");
+        let dump = |s: &Store| {
+            let g = s.snapshot().groups[&k].clone();
+            let fams: Vec<(String, Vec<u8>, i64)> = g
+                .families
+                .iter()
+                .map(|(n, e)| (n.to_string(), e.text().to_vec(), e.timestamp_ns))
+                .collect();
+            (
+                fams,
+                g.push_time,
+                g.push_failure_time,
+                g.ttl_ms,
+                g.expires_at,
+            )
+        };
+        let live = dump(&s);
+        assert_eq!(live.3, 90_000);
+        s.close().unwrap();
+        let s = store(Some(path));
+        assert_eq!(dump(&s), live);
+        s.close().unwrap();
+    }
+
+    /// Issue 15 item 8: family names and HELP texts are freed after their last group goes.
+    #[tokio::test]
+    async fn push_delete_cycles_of_unique_names_and_help_texts_leave_nothing_interned() {
+        let s = store(None);
+        let k = GroupKey::new([("job", "cycle")]);
+        for c in 0..300 {
+            let mut body = String::new();
+            for f in 0..20 {
+                body.push_str(&format!("# HELP n{c}_{f} help {c} {f}\nn{c}_{f} 1\n"));
+            }
+            s.push(push(&k, at(1000), 0, &body)).await.unwrap();
+            s.delete(&k).await.unwrap();
+        }
+        assert!(
+            s.interned_name_count() <= 2048,
+            "{}",
+            s.interned_name_count()
+        );
+        assert!(
+            crate::group::interned_help_count() <= 4096,
+            "{}",
+            crate::group::interned_help_count()
+        );
     }
 
     #[tokio::test]

@@ -21,7 +21,13 @@
 //! op      := 0x01 klen:u32 vlen:u32 key[klen] value[vlen]   -- put
 //!          | 0x02 klen:u32 key[klen]                        -- delete
 //!          | 0x03                                           -- clear (wipe)
+//!          | 0x04 klen:u32 vlen:u32 key[klen] value[vlen]   -- append to the key's value
 //! ```
+//!
+//! An append concatenates its bytes to the key's current value (or sets it if there is
+//! none): the store logs a change to part of a group as the bytes that, appended to the
+//! group's protobuf record, merge into it (protobuf's last-field-wins and repeated-field
+//! concatenation), so a POST costs the size of the push, not of the group.
 //!
 //! One [`Wal::append`] call becomes one frame, so a multi-op mutation is
 //! replayed entirely or not at all. The frame header carries its own CRC so a
@@ -75,6 +81,7 @@ const FRAME_HEADER_LEN: usize = 12;
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
 const TAG_CLEAR: u8 = 3;
+const TAG_APPEND: u8 = 4;
 /// Largest payload a single frame can hold (the length field is a u32).
 const MAX_PAYLOAD: u64 = u32::MAX as u64;
 /// Read buffer used when loading the log at open.
@@ -101,15 +108,27 @@ pub enum SyncMode {
 /// One mutation. Keys and values are opaque bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     Clear,
+    /// Appends `value` to the key's value (sets it if the key has none).
+    Append {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
 }
 
 impl Op {
     fn encoded_len(&self) -> u64 {
         match self {
-            Op::Put { key, value } => 9 + key.len() as u64 + value.len() as u64,
+            Op::Put { key, value } | Op::Append { key, value } => {
+                9 + key.len() as u64 + value.len() as u64
+            }
             Op::Delete { key } => 5 + key.len() as u64,
             Op::Clear => 1,
         }
@@ -355,8 +374,12 @@ fn frame_header(payload_len: u32, payload_crc: u32) -> [u8; FRAME_HEADER_LEN] {
 
 fn encode_op(buf: &mut Vec<u8>, op: &Op) {
     match op {
-        Op::Put { key, value } => {
-            buf.push(TAG_PUT);
+        Op::Put { key, value } | Op::Append { key, value } => {
+            buf.push(if matches!(op, Op::Put { .. }) {
+                TAG_PUT
+            } else {
+                TAG_APPEND
+            });
             buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
             buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
             buf.extend_from_slice(key);
@@ -446,6 +469,7 @@ where
 
 enum OpRef<'a> {
     Put(&'a [u8], &'a [u8]),
+    Append(&'a [u8], &'a [u8]),
     Delete(&'a [u8]),
     Clear,
 }
@@ -466,14 +490,19 @@ impl<'a> Iterator for OpIter<'a> {
         let buf = self.buf;
         let (&tag, rest) = buf.split_first()?;
         let parsed = match tag {
-            TAG_PUT if rest.len() >= 8 => {
+            TAG_PUT | TAG_APPEND if rest.len() >= 8 => {
                 let klen = read_u32(&rest[0..4]) as usize;
                 let vlen = read_u32(&rest[4..8]) as usize;
                 let body = &rest[8..];
                 (klen <= body.len() && vlen <= body.len() - klen).then(|| {
                     let (k, after) = body.split_at(klen);
                     let (v, after) = after.split_at(vlen);
-                    (OpRef::Put(k, v), after)
+                    let op = if tag == TAG_PUT {
+                        OpRef::Put(k, v)
+                    } else {
+                        OpRef::Append(k, v)
+                    };
+                    (op, after)
                 })
             }
             TAG_DELETE if rest.len() >= 4 => {
@@ -555,6 +584,12 @@ fn apply(map: &mut Map, payload: &[u8]) {
                     map.insert(k.to_vec(), v.to_vec());
                 }
             }
+            OpRef::Append(k, v) => match map.get_mut(k) {
+                Some(slot) => slot.extend_from_slice(v),
+                None => {
+                    map.insert(k.to_vec(), v.to_vec());
+                }
+            },
             OpRef::Delete(k) => {
                 map.remove(k);
             }
@@ -1333,8 +1368,8 @@ impl Wal {
         result
     }
 
-    #[cfg(test)]
-    fn is_compacting(&self) -> bool {
+    /// Whether a compaction is running.
+    pub fn is_compacting(&self) -> bool {
         self.shared.state.lock().compacting
     }
 }
@@ -1745,6 +1780,34 @@ mod tests {
                 .unwrap();
         }
         wal.close().unwrap();
+    }
+
+    #[test]
+    fn append_concatenates_to_the_value_and_survives_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let app = |k: &str, v: &str| Op::Append {
+            key: k.as_bytes().to_vec(),
+            value: v.as_bytes().to_vec(),
+        };
+        let (wal, _) = Wal::open(&path, SyncMode::Always).unwrap();
+        wal.append(vec![put("a", "1"), app("a", "2"), app("b", "x")])
+            .wait_blocking()
+            .unwrap();
+        wal.append(vec![app("a", "3"), del("b")])
+            .wait_blocking()
+            .unwrap();
+        wal.close().unwrap();
+        let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(sorted(&rec), model(&[("a", "123")]));
+        wal.append(vec![app("a", "4")]).wait_blocking().unwrap();
+        assert!(wal.compact(Box::new(
+            vec![(b"a".to_vec(), b"1234".to_vec())].into_iter()
+        )));
+        wal.append(vec![app("a", "5")]).wait_blocking().unwrap();
+        wal.close().unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(sorted(&rec), model(&[("a", "12345")]));
     }
 
     #[test]
