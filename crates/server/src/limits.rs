@@ -115,17 +115,36 @@ pub fn check_push(
         }
     }
     let mut series = 0usize;
+    let grouping = key.labels();
     for f in families {
         series += f.metric.len();
         for m in &f.metric {
-            if limits.max_labels_per_series != 0 && m.label.len() > limits.max_labels_per_series {
+            // The stored series carries the grouping labels too (a pushed label of the same
+            // name is replaced, not added). Grouping labels are sorted by name.
+            let labels = if limits.max_labels_per_series == 0 {
+                0
+            } else if m.label.len() > limits.max_labels_per_series {
+                m.label.len()
+            } else {
+                let overlap = m
+                    .label
+                    .iter()
+                    .filter(|l| {
+                        grouping
+                            .binary_search_by(|(n, _)| (**n).cmp(l.name()))
+                            .is_ok()
+                    })
+                    .count();
+                m.label.len() + grouping.len() - overlap
+            };
+            if labels > limits.max_labels_per_series {
                 return Err((
                     Reason::LabelsPerSeries,
                     HttpError::BadRequest(format!(
-                        "limit exceeded: a series of {} has {} labels, more than the {} allowed \
-                         (--limits.max-labels-per-series)",
+                        "limit exceeded: a series of {} has {} labels with the grouping labels, \
+                         more than the {} allowed (--limits.max-labels-per-series)",
                         f.name(),
-                        m.label.len(),
+                        labels,
                         limits.max_labels_per_series
                     )),
                 ));

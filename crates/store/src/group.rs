@@ -317,10 +317,26 @@ pub fn series_hash(family: &str, labels: &[LabelPair]) -> u64 {
     for lp in labels {
         h.write(lp.name().as_bytes());
         h.write_u8(0xff);
-        h.write(lp.value().as_bytes());
+        write_value(&mut h, lp.value().as_bytes());
         h.write_u8(0xff);
     }
     h.finish()
+}
+
+/// Hashes a label value into a series identity. Long values go in as their own 64-bit digest,
+/// so that a group whose long grouping value is shared by 30,000 series hashes it once, not
+/// 30,000 times ([`crate::shared`]); the identity stays a function of the labels alone.
+pub(crate) fn write_value(h: &mut impl std::hash::Hasher, v: &[u8]) {
+    if v.len() >= crate::shared::SHARE_MIN {
+        h.write_u64(value_digest(v));
+    } else {
+        h.write(v);
+    }
+}
+
+/// The digest of a long label value ([`write_value`]).
+pub(crate) fn value_digest(v: &[u8]) -> u64 {
+    HASHER.hash_one(v)
 }
 
 /// Reads one length-delimited field body: `(field number, bytes)`; other wire types are
@@ -392,14 +408,19 @@ fn series_hashes_of(
                     _ => {}
                 }
             }
-            if let Some(s) = shared.filter(|_| value == PLACEHOLDER.as_bytes()) {
-                if let Some(i) = std::str::from_utf8(name).ok().and_then(|n| s.index(n)) {
-                    value = s.values[i].as_bytes();
-                }
-            }
+            let real = shared
+                .filter(|_| value == PLACEHOLDER.as_bytes())
+                .and_then(|s| Some((s, s.index(std::str::from_utf8(name).ok()?)?)));
             h.write(name);
             h.write_u8(0xff);
-            h.write(value);
+            match real {
+                // The shared value's digest is computed once for the group.
+                Some((s, i)) if s.values[i].len() >= crate::shared::SHARE_MIN => {
+                    h.write_u64(s.digests[i])
+                }
+                Some((s, i)) => h.write(s.values[i].as_bytes()),
+                None => write_value(&mut h, value),
+            }
             h.write_u8(0xff);
         }
         out.push(h.finish());

@@ -29,6 +29,8 @@ pub struct SharedLabels {
     pub names: Box<[Box<str>]>,
     /// The raw values.
     pub values: Box<[Box<str>]>,
+    /// Their digests, as series identities hash them (`group::write_value`).
+    pub digests: Box<[u64]>,
     /// The values escaped for the text format (without the quotes).
     text: Box<[Box<[u8]>]>,
     /// Complete `label` fields (tag 1) of a `Metric` message holding the real pairs.
@@ -65,6 +67,10 @@ impl SharedLabels {
         Some(Arc::new(SharedLabels {
             names: picked.iter().map(|(n, _)| Box::from(*n)).collect(),
             values: picked.iter().map(|(_, v)| Box::from(*v)).collect(),
+            digests: picked
+                .iter()
+                .map(|(_, v)| crate::group::value_digest(v.as_bytes()))
+                .collect(),
             text: picked
                 .iter()
                 .map(|(_, v)| {

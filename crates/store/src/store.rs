@@ -889,6 +889,15 @@ impl Store {
         }
     }
 
+    /// Fault injection (tests, fuzzing): the next `n` writes to the persistence file fail as
+    /// on a full disk.
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, n: u64) {
+        if let Some(w) = &self.wal {
+            w.inject_write_failures(n);
+        }
+    }
+
     /// Flushes the log and stops its writer.
     pub fn close(&self) -> Result<(), WalError> {
         match &self.wal {
