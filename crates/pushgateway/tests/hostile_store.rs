@@ -374,7 +374,7 @@ fn push_delete_cycles_of_unique_names_and_help_texts_keep_memory_flat() {
             gw.req("PUT", "/metrics/job/cycle", body.as_bytes()).status,
             200
         );
-        assert_eq!(gw.scrape().len() > 0, true);
+        assert!(!gw.scrape().is_empty());
         assert_eq!(gw.req("DELETE", "/metrics/job/cycle", b"").status, 202);
     };
     for c in 0..50 {
