@@ -745,6 +745,20 @@ impl Group {
                 .map(|lp| (lp.name().to_string(), lp.value().to_string())),
         );
         let mut families = BTreeMap::new();
+        // Records written before entries carried their encodings (first: entries appended
+        // by later changes override them).
+        for fr in rec.families {
+            let Some(mf) = fr.family else { continue };
+            let name = intern(mf.name());
+            let entry = FamilyEntry::build(
+                name.clone(),
+                mf.help.as_deref(),
+                mf.metric_type(),
+                &mf.metric,
+                fr.timestamp_ns,
+            );
+            families.insert(name, Arc::new(entry));
+        }
         let mut shared: Option<Arc<SharedLabels>> = None;
         for er in rec.entries {
             let name = intern(&er.name);
@@ -783,19 +797,6 @@ impl Group {
                 er.invalid,
                 spliced,
             )?;
-            families.insert(name, Arc::new(entry));
-        }
-        // Records written before entries carried their encodings.
-        for fr in rec.families {
-            let Some(mf) = fr.family else { continue };
-            let name = intern(mf.name());
-            let entry = FamilyEntry::build(
-                name.clone(),
-                mf.help.as_deref(),
-                mf.metric_type(),
-                &mf.metric,
-                fr.timestamp_ns,
-            );
             families.insert(name, Arc::new(entry));
         }
         let mut g = Group::new(key);
