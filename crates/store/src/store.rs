@@ -319,6 +319,31 @@ impl Store {
     /// Replaces the entries of a group in the snapshot maps and the index.
     /// `old` is the previous version of the group, if any.
     fn insert_group(st: &mut State, new: Arc<Group>, old: Option<&Group>) {
+        Self::insert_group_changed(st, new, old, None)
+    }
+
+    /// [`Store::insert_group`] where only the families named in `changed` (if given) can
+    /// differ between `old` and `new`: a POST then costs its own size, not the group's.
+    fn insert_group_changed(
+        st: &mut State,
+        new: Arc<Group>,
+        old: Option<&Group>,
+        changed: Option<&[Arc<str>]>,
+    ) {
+        let pick = |g: &'_ Group| -> Vec<(Arc<str>, Arc<FamilyEntry>)> {
+            match changed {
+                None => g
+                    .families
+                    .iter()
+                    .map(|(n, e)| (n.clone(), e.clone()))
+                    .collect(),
+                Some(ns) => ns
+                    .iter()
+                    .filter_map(|n| g.families.get_key_value(n))
+                    .map(|(n, e)| (n.clone(), e.clone()))
+                    .collect(),
+            }
+        };
         if let Some(old) = old.filter(|o| o.ttl_ms != 0) {
             st.expiry.remove(&(expiry_ms(old), old.key.clone()));
         }
@@ -327,7 +352,7 @@ impl Store {
         }
         st.series = st.series + new.pushed_series() - old.map_or(0, |o| o.pushed_series());
         if let Some(old) = old {
-            for (name, e) in &old.families {
+            for (name, e) in &pick(old) {
                 if new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
                     continue;
                 }
@@ -339,7 +364,7 @@ impl Store {
                 }
             }
         }
-        for (name, e) in &new.families {
+        for (name, e) in &pick(&new) {
             if old
                 .and_then(|o| o.families.get(name))
                 .is_some_and(|o| Arc::ptr_eq(o, e))
@@ -549,7 +574,8 @@ impl Store {
                 Plan::Refuse(err) => return Err(err),
             };
             let group = Arc::new(group);
-            Self::insert_group(&mut st, group.clone(), old.as_deref());
+            let changed = self.changed_names(&p, old.as_deref());
+            Self::insert_group_changed(&mut st, group.clone(), old.as_deref(), changed.as_deref());
             self.publish(&mut st);
             // A POST (or a recorded failure) to an existing group logs only what changed.
             let delta = old.is_some() && (!p.replace || result.is_err());
@@ -580,6 +606,24 @@ impl Store {
         let old = st.snap.groups.get(&p.key).cloned();
         let plan = self.plan_locked(&st, p, old.as_deref());
         (old, plan)
+    }
+
+    /// The only families an accepted POST can change in an existing group (the pushed ones
+    /// and the gateway's gauges), sorted and unique; `None` when any may change (PUT, new
+    /// group).
+    fn changed_names(&self, p: &Prepared, old: Option<&Group>) -> Option<Vec<Arc<str>>> {
+        if p.replace || old.is_none() {
+            return None;
+        }
+        let mut ns: Vec<Arc<str>> = p
+            .entries
+            .keys()
+            .chain(self.gauge_names.iter())
+            .cloned()
+            .collect();
+        ns.sort_unstable();
+        ns.dedup();
+        Some(ns)
     }
 
     /// Builds the new version of the group and checks it (quotas, consistency).
@@ -638,23 +682,39 @@ impl Store {
             return Plan::Refuse(StoreError::Quota(q));
         }
         if self.checked {
-            let removed: Vec<&FamilyEntry> = match old {
-                Some(o) => o
-                    .families
-                    .iter()
-                    .filter(|(n, e)| group.families.get(*n).is_none_or(|ne| !Arc::ptr_eq(ne, e)))
-                    .map(|(_, e)| &**e)
-                    .collect(),
-                None => Vec::new(),
+            let changed = self.changed_names(p, old);
+            let names: Vec<&Arc<str>> = match &changed {
+                Some(ns) => ns.iter().collect(),
+                None => {
+                    let mut all: Vec<&Arc<str>> = group
+                        .families
+                        .keys()
+                        .chain(old.into_iter().flat_map(|o| o.families.keys()))
+                        .collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all
+                }
             };
-            let added: Vec<&FamilyEntry> = group
-                .families
+            let removed: Vec<&FamilyEntry> = names
                 .iter()
-                .filter(|(n, e)| {
-                    old.and_then(|o| o.families.get(*n))
-                        .is_none_or(|oe| !Arc::ptr_eq(oe, e))
+                .filter_map(|n| {
+                    let oe = old?.families.get(*n)?;
+                    match group.families.get(*n) {
+                        Some(ne) if Arc::ptr_eq(ne, oe) => None,
+                        _ => Some(&**oe),
+                    }
                 })
-                .map(|(_, e)| &**e)
+                .collect();
+            let added: Vec<&FamilyEntry> = names
+                .iter()
+                .filter_map(|n| {
+                    let ne = group.families.get(*n)?;
+                    match old.and_then(|o| o.families.get(*n)) {
+                        Some(oe) if Arc::ptr_eq(ne, oe) => None,
+                        _ => Some(&**ne),
+                    }
+                })
                 .collect();
             if let Err(msg) = st.index.check(&removed, &added) {
                 return failure(StoreError::Inconsistent(msg));
