@@ -235,14 +235,21 @@ mod tests {
     #[test]
     fn per_request_limits() {
         let limits = Limits {
-            max_labels_per_series: 2,
+            max_labels_per_series: 3,
             max_label_value_bytes: 5,
             max_series_per_push: 3,
             ..Limits::default()
         };
         let key = GroupKey::new([("job", "j")]);
-        let ok = parse_text(b"a{x=\"1\",y=\"2\"} 1\nb 1\nc 1\n").unwrap();
+        // The grouping labels count, once even when the push names them too.
+        let ok =
+            parse_text(b"a{x=\"1\",y=\"2\"} 1\nb{job=\"x\",x=\"1\",y=\"2\"} 1\nc 1\n").unwrap();
         assert!(check_push(&limits, &key, &ok).is_ok());
+        let two = GroupKey::new([("job", "j"), ("g", "1")]);
+        assert_eq!(
+            check_push(&limits, &two, &ok).unwrap_err().0,
+            Reason::LabelsPerSeries
+        );
         let f = parse_text(b"a{x=\"1\",y=\"2\",z=\"3\"} 1\n").unwrap();
         assert_eq!(
             check_push(&limits, &key, &f).unwrap_err().0,
