@@ -160,6 +160,56 @@ def test_concurrent_posts_on_two_replicas_lose_no_update(nats, gateway_factory):
         (sorted(want - names(a)), sorted(want - names(b)))
 
 
+def test_conflicting_types_pushed_to_two_replicas_at_once_one_wins_and_scrapes_stay_valid(
+        nats, gateway_factory):
+    """Issue 15 item 14: the consistency check holds across replicas. Two replicas get, at
+    the same moment, pushes that are each consistent with their own mirror but not together
+    (one name as a counter in one group, as a gauge in another). Exactly one wins per round,
+    the other gets its 400, and every replica keeps answering scrapes with 200."""
+    a = replica(gateway_factory, nats.nats_url)
+    b = replica(gateway_factory, nats.nats_url)
+    rounds = 12
+    for i in range(rounds):
+        barrier = threading.Barrier(2)
+        codes = {}
+
+        def push(gw, tag, body):
+            s = new_session()
+            barrier.wait(timeout=10)
+            r = s.put(gw.url("/metrics/job/%s%d" % (tag, i)), data=body, timeout=20)
+            codes[tag] = (r.status_code, r.text)
+
+        ts = [threading.Thread(target=push, args=(a, "ca", b"# TYPE conflict%d counter\nconflict%d 1\n" % (i, i))),
+              threading.Thread(target=push, args=(b, "gb", b"# TYPE conflict%d gauge\nconflict%d 2\n" % (i, i)))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=30)
+        got = sorted(c for c, _ in codes.values())
+        assert got == [200, 400], (i, codes)
+        loser = [t for t, (c, _) in codes.items() if c == 400][0]
+        winner = "gb" if loser == "ca" else "ca"
+        assert "conflict%d" % i in codes[loser][1], codes[loser]
+        want_type = "counter" if winner == "ca" else "gauge"
+
+        def agreed():
+            texts = []
+            for gw in (a, b):
+                r = gw.get("/metrics")
+                assert r.status_code == 200, (i, r.status_code, r.text[:300])
+                texts.append(r.text)
+            return all("# TYPE conflict%d %s" % (i, want_type) in t
+                       and 'push_failure_time_seconds{instance="",job="%s%d"}' % (loser, i) in t
+                       for t in texts)
+
+        assert poll(agreed, timeout=TIMEOUT), i
+    # The refused groups carry their failure, never the refused samples.
+    for gw in (a, b):
+        text = gw.scrape_text()
+        for i in range(rounds):
+            assert text.count("# TYPE conflict%d " % i) == 1
+
+
 def test_ttl_expiry_happens_once_across_replicas(nats, gateway_factory):
     gws = [replica(gateway_factory, nats.nats_url) for _ in range(3)]
     assert put(gws[0], "/metrics/job/short", b"v 1\n",
