@@ -573,11 +573,14 @@ impl Store {
     /// Replicated mode, once caught up: [`Store::apply_replicated`] for a new version of a
     /// group, but only if it keeps the mirror consistent (with the check on). Replicas apply
     /// the shared log's records in the same (revision) order, so all of them take the same
-    /// decision; a refused version leaves the mirror unchanged and says why.
+    /// decision; a refused version leaves the mirror unchanged and says why. A version that
+    /// records a refused push (its failure time is newer than its push time) adds nothing
+    /// pushed to the version before it and is applied as is, as [`Store::push`] does.
     pub fn apply_replicated_checked(&self, key: &GroupKey, group: Group) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         let old = st.snap.groups.get(key).cloned();
-        if self.checked {
+        let records_failure = group.push_failure_time > group.push_time;
+        if self.checked && !records_failure {
             let removed: Vec<&FamilyEntry> = old
                 .iter()
                 .flat_map(|o| o.families.values().map(|e| &**e))
