@@ -179,6 +179,43 @@ fn series_with_100k_labels_is_refused_early_and_does_not_stall_health_checks() {
     assert!(gw.scrape().contains("l99999=\"v\""));
 }
 
+#[test]
+fn protobuf_series_with_100k_labels_is_refused_with_the_limit_reason() {
+    use prost::Message;
+    let metric = exposition::Metric {
+        label: (0..100_000)
+            .map(|i| exposition::LabelPair::new(format!("l{i}"), "v"))
+            .collect(),
+        untyped: Some(exposition::pb::Untyped { value: Some(1.0) }),
+        ..Default::default()
+    };
+    let family = exposition::MetricFamily {
+        name: Some("wide".into()),
+        r#type: Some(exposition::MetricType::Untyped as i32),
+        metric: vec![metric],
+        ..Default::default()
+    };
+    let body = family.encode_length_delimited_to_vec();
+    let gw = Gateway::start(None, &[]);
+    let ct = exposition::delimited::CONTENT_TYPE;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], gw.port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "PUT /metrics/job/wide HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let (code, why) = read_reply(&mut s).unwrap();
+    assert_eq!(code, 400, "{why}");
+    assert!(why.contains("max-labels-per-series"), "{why}");
+    let (code, _) = gw
+        .request("GET", "/-/healthy", b"", Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(code, 200);
+}
+
 /// A connection that sends only part of a request head and then waits.
 fn half_sent(port: u16) -> Option<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
