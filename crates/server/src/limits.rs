@@ -169,6 +169,27 @@ pub fn check_push(
     Ok(())
 }
 
+/// The refusal for a limit crossed while parsing, worded as [`check_push`] words it.
+pub fn parse_limit_error(
+    limits: &Limits,
+    hit: exposition::limits::LimitExceeded,
+) -> (Option<Reason>, HttpError) {
+    use exposition::limits::LimitExceeded as L;
+    let (r, e) = match hit {
+        L::LabelsPerSeries { family, max } => (
+            Reason::LabelsPerSeries,
+            HttpError::BadRequest(format!(
+                "limit exceeded: a series of {family} has more than the {max} labels allowed \
+                 (--limits.max-labels-per-series)"
+            )),
+        ),
+        L::LabelValueLength { label, len, .. } => {
+            label_value_error(limits.max_label_value_bytes, &label, len)
+        }
+    };
+    (Some(r), e)
+}
+
 fn label_value_error(max: usize, name: &str, len: usize) -> (Reason, HttpError) {
     (
         Reason::LabelValueLength,

@@ -750,6 +750,34 @@ impl Store {
         drop(self.log(|| vec![op]));
     }
 
+    /// Replicated mode, once caught up: [`Store::apply_replicated`] for a new version of a
+    /// group, but only if it keeps the mirror consistent (with the check on). Replicas apply
+    /// the shared log's records in the same (revision) order, so all of them take the same
+    /// decision; a refused version leaves the mirror unchanged and says why. A version that
+    /// records a refused push (its failure time is newer than its push time) adds nothing
+    /// pushed to the version before it and is applied as is, as [`Store::push`] does.
+    pub fn apply_replicated_checked(&self, key: &GroupKey, group: Group) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let old = st.snap.groups.get(key).cloned();
+        let records_failure = group.push_failure_time > group.push_time;
+        if self.checked && !records_failure {
+            let removed: Vec<&FamilyEntry> = old
+                .iter()
+                .flat_map(|o| o.families.values().map(|e| &**e))
+                .collect();
+            let added: Vec<&FamilyEntry> = group.families.values().map(|e| &**e).collect();
+            st.index
+                .check(&removed, &added)
+                .map_err(StoreError::Inconsistent)?;
+        }
+        let g = Arc::new(group);
+        Self::insert_group(&mut st, g.clone(), old.as_deref());
+        let op = Self::put_op(&g);
+        self.publish(&mut st);
+        drop(self.log(|| vec![op]));
+        Ok(())
+    }
+
     /// Decodes a persisted group record (replicated mode reads them from the shared log).
     pub fn decode_group(&self, record: &[u8]) -> Result<Group, String> {
         Group::decode_record(record, &mut |n| self.intern(n))
