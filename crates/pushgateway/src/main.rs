@@ -253,8 +253,34 @@ mod ttl_rules_tests {
     }
 }
 
-/// `--cluster.import-file`: copies a single-node persistence file's groups into the bucket.
+/// Imports the official Pushgateway's persistence file at `path` (if it is one) into our
+/// format, keeping the original as `PATH.official-<ts>`; refuses a file of neither format.
+fn take_over_official_file(path: &std::path::Path, sync: SyncMode) -> Result<()> {
+    let started = std::time::Instant::now();
+    if let Some(t) = store::official::take_over(path, sync)? {
+        tracing::info!(file = %path.display(), groups = t.groups, original_kept_at = %t.kept_at.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "imported the official Pushgateway's persistence file into this gateway's format; \
+             the original is kept unchanged (to go back to the official gateway, move it back)");
+    }
+    Ok(())
+}
+
+/// `--cluster.import-file`: copies a single-node persistence file's groups (ours, or the
+/// official gateway's) into the bucket.
 async fn import_into_cluster(cluster: &cluster::Cluster, path: &str) -> Result<()> {
+    use store::official::FileKind;
+    let p = std::path::Path::new(path);
+    match store::official::classify(p)? {
+        FileKind::Official => {
+            let groups = store::official::read_groups(p)?;
+            let groups = groups.into_iter().map(Arc::new).collect();
+            return import_groups_into_cluster(cluster, path, groups).await;
+        }
+        // Refused with the reason, the file untouched.
+        FileKind::Unrecognized => drop(store::official::take_over(p, SyncMode::Always)?),
+        FileKind::Ours | FileKind::Missing => {}
+    }
     let old = Store::open(StoreConfig {
         checked: false,
         own_families: Vec::new(),
@@ -268,6 +294,14 @@ async fn import_into_cluster(cluster: &cluster::Cluster, path: &str) -> Result<(
     let groups: Vec<_> = old.snapshot().groups.values().cloned().collect();
     old.close()
         .context("closing the imported persistence file")?;
+    import_groups_into_cluster(cluster, path, groups).await
+}
+
+async fn import_groups_into_cluster(
+    cluster: &cluster::Cluster,
+    path: &str,
+    groups: Vec<Arc<store::Group>>,
+) -> Result<()> {
     cluster
         .wait_ready(Duration::from_secs(60))
         .await
@@ -333,6 +367,10 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             },
         })
     };
+    if let Some(p) = &persistence {
+        // The official gateway's (gob) file is imported into our format before the log opens.
+        take_over_official_file(&p.path, p.sync.clone())?;
+    }
     let own_families = server::telemetry::OWN_FAMILIES
         .iter()
         .map(|(n, t, _)| (n.to_string(), *t))

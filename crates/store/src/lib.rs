@@ -14,6 +14,7 @@ pub mod group;
 pub(crate) mod index;
 pub mod key;
 pub mod matcher;
+pub mod official;
 pub mod store;
 pub mod ttl;
 pub mod wal;
