@@ -61,21 +61,24 @@ fn external_path(external_url: &str) -> String {
 }
 
 fn init_logging(flags: &Flags) {
+    use pushgateway::logging::{Format, GoKitFormat};
     let level = match flags.log_level.as_str() {
         "debug" => tracing::Level::DEBUG,
         "warn" => tracing::Level::WARN,
         "error" => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    let builder = tracing_subscriber::fmt()
+    let format = if flags.log_format == "json" {
+        Format::Json
+    } else {
+        Format::Logfmt
+    };
+    tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .with_ansi(false);
-    if flags.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+        .with_ansi(false)
+        .event_format(GoKitFormat(format))
+        .init();
 }
 
 fn listen_addr(a: &str) -> String {
@@ -107,11 +110,28 @@ fn main() -> Result<()> {
     // Read the local offset before any thread exists (the time crate requires it).
     let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     init_logging(&flags);
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?
-        .block_on(run(flags, utc_offset))
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(run(flags, utc_offset)));
+    if let Err(e) = result {
+        // One log line with the whole chain of causes, as the official gateway logs a fatal
+        // error, and exit code 1; no backtrace.
+        let mut text = String::new();
+        for cause in e.chain() {
+            let c = cause.to_string();
+            if !text.contains(&c) {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&c);
+            }
+        }
+        tracing::error!(err = %text, "pushgateway could not start or stopped with an error");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn flag_map(f: &Flags) -> BTreeMap<String, String> {
@@ -351,7 +371,15 @@ fn cluster_config(f: &Flags) -> Result<cluster::ClusterConfig> {
 
 async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     let build = build_info();
-    tracing::info!(version = %build.version, "starting pushgateway");
+    tracing::info!(
+        version = %format!("(version={}, branch={}, revision={})", build.version, build.branch, build.revision),
+        "starting pushgateway"
+    );
+    tracing::info!(
+        build_context = %format!("(rustc={}, platform={}/{}, user={}, date={})", build.go_version,
+            std::env::consts::OS, std::env::consts::ARCH, build.build_user, build.build_date),
+        "Build context"
+    );
     // Replicated mode: the NATS bucket is the durable store; a --persistence.file only
     // keeps a local copy of the mirror, so a restarted replica has data before it catches up.
     let clustered = !flags.cluster_nats_url.is_empty();
@@ -375,8 +403,7 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         .iter()
         .map(|(n, t, _)| (n.to_string(), *t))
         .collect();
-    let store = Arc::new(
-        Store::open(StoreConfig {
+    let store = Arc::new(Store::open(StoreConfig {
             checked: !flags.disable_consistency_check,
             own_families,
             persistence,
@@ -386,8 +413,8 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
                 max_total_series: flags.max_series,
             },
         })
-        .with_context(|| format!("opening persistence file {:?}", flags.persistence_file))?,
-    );
+        // The error names the file.
+        ?);
 
     let prefix = route_prefix(&flags.route_prefix, &flags.external_url);
     let telemetry = format!(
@@ -440,6 +467,10 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             max_connections: flags.max_connections,
         },
     };
+    let tls_on = cfg
+        .web
+        .as_ref()
+        .is_some_and(|w| w.current().tls().is_some());
     let app = if clustered {
         let cluster = cluster::Cluster::start(cluster_config(&flags)?, store.clone())
             .await
@@ -460,7 +491,12 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         let l = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(address = %addr, "listening");
+        tracing::info!(address = %addr, "Listening on");
+        if tls_on {
+            tracing::info!(http2 = false, address = %addr, "TLS is enabled.");
+        } else {
+            tracing::info!(http2 = false, address = %addr, "TLS is disabled.");
+        }
         listeners.push(l);
     }
 
@@ -472,8 +508,8 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
             let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
             tokio::select! {
-                _ = term.recv() => tracing::info!("received SIGTERM; exiting gracefully..."),
-                _ = int.recv() => tracing::info!("received SIGINT; exiting gracefully..."),
+                _ = term.recv() => tracing::info!("received SIGINT/SIGTERM; exiting gracefully..."),
+                _ = int.recv() => tracing::info!("received SIGINT/SIGTERM; exiting gracefully..."),
             }
             app.request_shutdown();
         });
@@ -507,6 +543,7 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     }
 
     server::serve(app, listeners).await;
+    tracing::info!("HTTP server stopped");
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.close())
         .await

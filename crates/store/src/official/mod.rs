@@ -281,7 +281,7 @@ pub fn take_over(path: &Path, sync: SyncMode) -> Result<Option<TakenOver>, Offic
             }
             return Err(OfficialError::Unrecognized {
                 path: path.to_path_buf(),
-                start: head.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                start: format!("{:?}", String::from_utf8_lossy(&head)),
             });
         }
         FileKind::Official => {}
