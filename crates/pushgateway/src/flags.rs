@@ -15,7 +15,7 @@ pub struct Flags {
     #[arg(long = "web.listen-address", default_value = ":9091", action = ArgAction::Append)]
     pub listen_address: Vec<String>,
 
-    /// Use systemd socket activation listeners instead of port listeners (not supported; accepted for compatibility).
+    /// Use systemd socket activation listeners instead of port listeners (Linux only).
     #[arg(long = "web.systemd-socket", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
     pub systemd_socket: bool,
 

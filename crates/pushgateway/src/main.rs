@@ -3,6 +3,7 @@
 //! SIGINT or `/-/quit`.
 
 use pushgateway::flags;
+mod systemd;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -110,11 +111,16 @@ fn main() -> Result<()> {
     // Read the local offset before any thread exists (the time crate requires it).
     let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     init_logging(&flags);
+    // Taken before any thread exists: it clears the LISTEN_* variables.
+    let activated = flags.systemd_socket.then(systemd::listeners).transpose();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
-        .and_then(|rt| rt.block_on(run(flags, utc_offset)));
+        .and_then(|rt| {
+            let activated = activated.map_err(anyhow::Error::msg)?;
+            rt.block_on(run(flags, utc_offset, activated))
+        });
     if let Err(e) = result {
         // One log line with the whole chain of causes, as the official gateway logs a fatal
         // error, and exit code 1; no backtrace.
@@ -369,7 +375,11 @@ fn cluster_config(f: &Flags) -> Result<cluster::ClusterConfig> {
     })
 }
 
-async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
+async fn run(
+    flags: Flags,
+    utc_offset: time::UtcOffset,
+    activated: Option<Vec<std::net::TcpListener>>,
+) -> Result<()> {
     let build = build_info();
     tracing::info!(
         version = %format!("(version={}, branch={}, revision={})", build.version, build.branch, build.revision),
@@ -486,7 +496,25 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     };
 
     let mut listeners = Vec::new();
-    for a in &flags.listen_address {
+    if let Some(activated) = activated {
+        // As the official gateway: the activated sockets replace --web.listen-address.
+        for l in activated {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            listeners
+                .push(tokio::net::TcpListener::from_std(l).context("using the systemd socket")?);
+            tracing::info!(address = %addr, "Listening on");
+            if tls_on {
+                tracing::info!(http2 = false, address = %addr, "TLS is enabled.");
+            } else {
+                tracing::info!(http2 = false, address = %addr, "TLS is disabled.");
+            }
+        }
+    }
+    for a in flags
+        .listen_address
+        .iter()
+        .filter(|_| !flags.systemd_socket)
+    {
         let addr = listen_addr(a);
         let l = tokio::net::TcpListener::bind(&addr)
             .await
