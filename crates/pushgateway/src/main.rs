@@ -91,7 +91,20 @@ fn listen_addr(a: &str) -> String {
 }
 
 fn main() -> Result<()> {
-    let flags = Flags::parse();
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) => {
+            // --help prints and exits 0; a bad flag exits 1, as kingpin does.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    if flags.help_man {
+        let man = clap_mangen::Man::new(pushgateway::command());
+        let mut out = std::io::stdout().lock();
+        man.render(&mut out).context("writing the man page")?;
+        return Ok(());
+    }
     if flags.version {
         let b = build_info();
         println!(
@@ -111,6 +124,11 @@ fn main() -> Result<()> {
     // Read the local offset before any thread exists (the time crate requires it).
     let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     init_logging(&flags);
+    if !flags.max_ttl.is_zero() && flags.default_ttl > flags.max_ttl {
+        tracing::warn!(default_ttl = %format_go_duration(flags.default_ttl),
+            max_ttl = %format_go_duration(flags.max_ttl),
+            "--push.default-ttl exceeds --push.max-ttl: groups get the maximum");
+    }
     // Taken before any thread exists: it clears the LISTEN_* variables.
     let activated = flags.systemd_socket.then(systemd::listeners).transpose();
     let result = tokio::runtime::Builder::new_multi_thread()
