@@ -82,12 +82,16 @@ fn init_logging(flags: &Flags) {
         .init();
 }
 
-fn listen_addr(a: &str) -> String {
-    if a.starts_with(':') {
+fn listen_addr(a: &str) -> Result<String> {
+    // Go's net.SplitHostPort: a host without a port is refused with this text.
+    if !a.contains(':') {
+        anyhow::bail!("listen tcp: address {a}: missing port in address");
+    }
+    Ok(if a.starts_with(':') {
         format!("0.0.0.0{a}")
     } else {
         a.to_string()
-    }
+    })
 }
 
 fn main() -> Result<()> {
@@ -533,7 +537,7 @@ async fn run(
         .iter()
         .filter(|_| !flags.systemd_socket)
     {
-        let addr = listen_addr(a);
+        let addr = listen_addr(a)?;
         let l = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
