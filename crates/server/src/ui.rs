@@ -129,8 +129,10 @@ pub fn push_value(out: &mut String, v: f64) {
     }
 }
 
+/// A time as the UI shows it: RFC 3339 to the millisecond (the API keeps nanoseconds).
 fn push_time(out: &mut String, unix_nanos: i64, cfg: &Config) {
-    out.push_str(&rfc3339_nano(unix_nanos, cfg.utc_offset));
+    let millis = unix_nanos.div_euclid(1_000_000).saturating_mul(1_000_000);
+    out.push_str(&rfc3339_nano(millis, cfg.utc_offset));
 }
 
 fn seconds_to_nanos(s: f64) -> i64 {
@@ -691,6 +693,13 @@ mod tests {
             limits: Default::default(),
             web: None,
         }
+    }
+
+    #[test]
+    fn ui_times_are_shown_to_the_millisecond() {
+        let mut out = String::new();
+        push_time(&mut out, 1_700_000_000_123_456_789, &cfg(false));
+        assert_eq!(out, "2023-11-14T22:13:20.123Z");
     }
 
     #[test]
