@@ -44,3 +44,16 @@ def test_start_up_error_names_the_path_once_without_backtrace(tmp_path):
     assert len(errors) == 1, r.stderr
     assert errors[0].count(str(blocker)) == 1, errors[0]
     assert "backtrace" not in r.stderr.lower() and "panicked" not in r.stderr
+
+
+def test_ui_help_link_goes_to_the_ttl_staleness_and_age_help(tmp_path):
+    gw = pgw_e2e.Gateway(str(tmp_path), "").start()
+    try:
+        page = gw.get("/").text
+        assert 'href="./static/help.html"' in page
+        help_ = gw.get("/static/help.html")
+        assert help_.status_code == 200 and help_.headers["content-type"].startswith("text/html")
+        for topic in ("Time to live", "Stale groups", "never", "push_time_seconds"):
+            assert topic in help_.text
+    finally:
+        gw.close()

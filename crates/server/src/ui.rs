@@ -37,13 +37,13 @@ use store::{FamilyEntry, Group, GroupKey};
 const CSS: &[u8] = include_bytes!("../assets/pushgateway.css");
 const JS: &[u8] = include_bytes!("../assets/pushgateway.js");
 const FAVICON: &[u8] = include_bytes!("../assets/favicon.svg");
+/// The Help tab: TTLs, staleness and ages, what the official README does not cover.
+const HELP: &[u8] = include_bytes!("../assets/help.html");
 
 /// Stores with more groups than this get the compact page (headers as JSON, series on demand).
 pub const FULL_MAX_GROUPS: usize = 1_000;
 /// Stores with more series than this get the compact page (headers as JSON, series on demand).
 pub const FULL_MAX_SERIES: u64 = 10_000;
-
-const HELP_URL: &str = "https://github.com/prometheus/pushgateway/blob/master/README.md";
 
 /// `GET <prefix>/` and `GET <prefix>/status`: the whole page.
 pub fn page(app: &Arc<App>) -> Resp {
@@ -59,6 +59,7 @@ pub fn static_file(file: &str) -> Resp {
         "pushgateway.css" => ("text/css; charset=utf-8", CSS),
         "pushgateway.js" => ("text/javascript; charset=utf-8", JS),
         "favicon.svg" => ("image/svg+xml", FAVICON),
+        "help.html" => ("text/html; charset=utf-8", HELP),
         _ => return HttpError::NotFound.into_response(),
     };
     with_type(StatusCode::OK, content_type, Bytes::from_static(body))
@@ -222,7 +223,7 @@ fn head(out: &mut String, cfg: &Config) {
         "Pushgateway</a>\n<a class=\"tab active\" id=\"metrics-tab\" href=\"#metrics\">Metrics</a>\n\
 <a class=\"tab\" id=\"status-tab\" href=\"#status\">Status</a>\n<a class=\"tab\" href=\"",
     );
-    out.push_str(HELP_URL);
+    asset(out, cfg, "help.html");
     out.push_str("\" target=\"_blank\" rel=\"noopener noreferrer\">Help</a>\n</nav>\n<main>\n");
 }
 
@@ -828,6 +829,7 @@ mod tests {
             ("pushgateway.css", "text/css; charset=utf-8"),
             ("pushgateway.js", "text/javascript; charset=utf-8"),
             ("favicon.svg", "image/svg+xml"),
+            ("help.html", "text/html; charset=utf-8"),
         ] {
             let r = static_file(f);
             assert_eq!(r.status(), StatusCode::OK);
