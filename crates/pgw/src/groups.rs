@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 pub struct GroupInfo {
     /// The grouping labels (`job` included).
     pub labels: BTreeMap<String, String>,
-    /// Last successful change of the group (`push_time_seconds`).
+    /// Last successful change of the group (`push_time_seconds`), `None` when never.
     pub push_time_seconds: Option<f64>,
     /// Last failed push to the group (`push_failure_time_seconds`), `None` when never.
     pub push_failure_time_seconds: Option<f64>,
@@ -57,7 +57,8 @@ pub fn parse_groups(v: &Value) -> Result<Vec<GroupInfo>, ApiFormatError> {
             .collect();
         out.push(GroupInfo {
             labels,
-            push_time_seconds: gauge_value(g, "push_time_seconds"),
+            // 0: the group was never pushed successfully (only failed pushes created it).
+            push_time_seconds: gauge_value(g, "push_time_seconds").filter(|t| *t != 0.0),
             push_failure_time_seconds: gauge_value(g, "push_failure_time_seconds")
                 .filter(|t| *t != 0.0),
             last_push_successful: g.get("last_push_successful").and_then(Value::as_bool),
@@ -149,7 +150,10 @@ pub fn render_table(groups: &[GroupInfo], now: f64) -> String {
             } else {
                 others.join(",")
             },
-            ago(g.push_time_seconds, now),
+            match g.push_time_seconds {
+                Some(t) => ago(Some(t), now),
+                None => "never".to_string(),
+            },
             status(g),
             last_success,
             push_failed,
@@ -274,6 +278,21 @@ mod tests {
         assert_eq!(j[1]["age_seconds"], 0.0);
         assert_eq!(j[1]["last_success_age_seconds"], 100000.0);
         assert_eq!(j[0]["success"], Value::Null);
+    }
+
+    #[test]
+    fn group_created_by_a_failed_push_was_never_pushed() {
+        let v = serde_json::json!({"status":"success","data":[{"labels":{"job":"j"},
+            "last_push_successful":false,
+            "push_time_seconds":{"metrics":[{"labels":{},"value":"0"}],"type":"GAUGE"},
+            "push_failure_time_seconds":{"metrics":[{"labels":{},"value":"1699999995"}],"type":"GAUGE"}}]});
+        let groups = parse_groups(&v).unwrap();
+        assert_eq!(groups[0].push_time_seconds, None);
+        let t = render_table(&groups, 1_700_000_000.0);
+        let row = t.lines().nth(1).unwrap();
+        assert!(row.starts_with("j    -       never"), "{t}");
+        let j: Value = serde_json::from_str(&render_json(&groups, 1_700_000_000.0)).unwrap();
+        assert_eq!(j[0]["age_seconds"], Value::Null);
     }
 
     #[test]

@@ -400,3 +400,41 @@ fn tls_client_certificate_and_basic_auth_against_the_official_gateway() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("UnknownIssuer"), "{}", stderr(&out));
 }
+
+#[test]
+fn ttl_takes_days_and_weeks_as_the_gateway_does() {
+    let gw = Gateway::start(Kind::Ours);
+    let out = gw.pgw_stdin(&["push", "--job", "weekly", "--ttl", "1w1d", "-"], "m 1\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let api = gw.api();
+    let g = api["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["labels"]["job"] == "weekly")
+        .expect("group pushed");
+    assert_eq!(g["ttl_seconds"], "691200", "{g}");
+}
+
+#[test]
+fn groups_says_never_for_a_group_only_failed_pushes_created() {
+    for kind in kinds() {
+        let gw = Gateway::start(kind);
+        assert_eq!(
+            gw.pgw_stdin(&["push", "--job", "a", "-"], "# TYPE x gauge\nx 1\n")
+                .status
+                .code(),
+            Some(0)
+        );
+        // Same name, other type: refused, and the gateway records the failure in a new group.
+        let out = gw.pgw_stdin(&["push", "--job", "b", "-"], "# TYPE x counter\nx 1\n");
+        assert_ne!(out.status.code(), Some(0));
+        let table = stdout(&gw.pgw(&["groups"]));
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("b "))
+            .unwrap_or_else(|| panic!("{kind:?}: {table}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[2], "never", "{kind:?}: {table}");
+    }
+}

@@ -15,9 +15,13 @@ pub struct Flags {
     #[arg(long = "web.listen-address", default_value = ":9091", action = ArgAction::Append)]
     pub listen_address: Vec<String>,
 
-    /// Use systemd socket activation listeners instead of port listeners (not supported; accepted for compatibility).
-    #[arg(long = "web.systemd-socket", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    /// Use systemd socket activation listeners instead of port listeners (Linux only).
+    #[arg(long = "web.systemd-socket", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_systemd_socket")]
     pub systemd_socket: bool,
+
+    /// kingpin-style negation of --web.systemd-socket.
+    #[arg(long = "no-web.systemd-socket", action = ArgAction::SetTrue, hide = true, overrides_with = "systemd_socket")]
+    pub no_systemd_socket: bool,
 
     /// Path to a web configuration file (exporter-toolkit format: TLS, mTLS, basic auth, headers; plus scoped access). Re-read when it changes.
     #[arg(long = "web.config.file", default_value = "")]
@@ -36,15 +40,23 @@ pub struct Flags {
     pub route_prefix: String,
 
     /// Enable shutdown via HTTP request.
-    #[arg(long = "web.enable-lifecycle", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    #[arg(long = "web.enable-lifecycle", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_enable_lifecycle")]
     pub enable_lifecycle: bool,
 
+    /// kingpin-style negation of --web.enable-lifecycle.
+    #[arg(long = "no-web.enable-lifecycle", action = ArgAction::SetTrue, hide = true, overrides_with = "enable_lifecycle")]
+    pub no_enable_lifecycle: bool,
+
     /// Enable API endpoints for admin control actions.
-    #[arg(long = "web.enable-admin-api", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    #[arg(long = "web.enable-admin-api", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_enable_admin_api")]
     pub enable_admin_api: bool,
 
-    /// Accepted for compatibility with Debian's build; the UI assets are embedded.
-    #[arg(long = "web.local-assets", hide = true)]
+    /// kingpin-style negation of --web.enable-admin-api.
+    #[arg(long = "no-web.enable-admin-api", action = ArgAction::SetTrue, hide = true, overrides_with = "enable_admin_api")]
+    pub no_enable_admin_api: bool,
+
+    /// Path to static assets/templates directory (Debian's build). Accepted and ignored: the web UI's assets are built in.
+    #[arg(long = "web.local-assets", value_name = "PATH")]
     pub local_assets: Option<String>,
 
     /// File to persist metrics. If empty, metrics are only kept in memory.
@@ -60,8 +72,12 @@ pub struct Flags {
     pub persistence_sync: String,
 
     /// Do not check consistency of pushed metrics. DANGEROUS.
-    #[arg(long = "push.disable-consistency-check", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    #[arg(long = "push.disable-consistency-check", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_disable_consistency_check")]
     pub disable_consistency_check: bool,
+
+    /// kingpin-style negation of --push.disable-consistency-check.
+    #[arg(long = "no-push.disable-consistency-check", action = ArgAction::SetTrue, hide = true, overrides_with = "disable_consistency_check")]
+    pub no_disable_consistency_check: bool,
 
     /// Default time to live of a group: a group not pushed for this long is deleted. 0 = never. A push may ask for its own TTL with the `Pushgateway-TTL` header or a `?ttl=` query parameter.
     #[arg(long = "push.default-ttl", default_value = "0", value_parser = store::ttl::parse_duration)]
@@ -107,11 +123,11 @@ pub struct Flags {
     #[arg(long = "limits.max-series", default_value_t = 100_000_000)]
     pub max_series: u64,
 
-    /// Pushes (PUT, POST, DELETE) per second per client (remote address): faster clients get 429 with Retry-After. 0 = no limit.
+    /// Pushes (PUT, POST, DELETE) per second per client: the authenticated user (--web.config.file), else the remote address. Faster clients get 429 with Retry-After. 0 = no limit.
     #[arg(long = "limits.push-rate", default_value_t = 0.0)]
     pub push_rate: f64,
 
-    /// Pushes a client may make in a burst before --limits.push-rate applies (default: one second's worth).
+    /// Pushes a client may make at once before --limits.push-rate slows it down. 0 = one second's worth of --limits.push-rate (rounded up). Only used with --limits.push-rate.
     #[arg(long = "limits.push-burst", default_value_t = 0.0)]
     pub push_burst: f64,
 
@@ -182,12 +198,21 @@ pub struct Flags {
     /// Show application version.
     #[arg(long = "version", action = ArgAction::SetTrue)]
     pub version: bool,
+
+    /// Generate long help (the same as --help: there are no subcommands).
+    #[arg(long = "help-long", action = ArgAction::Help)]
+    pub help_long: Option<bool>,
+
+    /// Generate a man page.
+    #[arg(long = "help-man", action = ArgAction::SetTrue)]
+    pub help_man: bool,
 }
 
 /// Parses a Go duration (`300ms`, `1.5h`, `1h30m`, `90s`).
 pub use store::ttl::parse_go_duration;
 
-/// Parses a byte size: `1048576`, `64KiB`, `256MiB`, `1GiB`, `10MB`, `1.5GB`.
+/// Parses a byte size: `1048576`, `64KiB`, `256MiB`, `1GiB`, `10MB`, `1.5GB`; units in any
+/// case (`10mb`, `10mib`), `K`/`M`/`G`/`T` alone being the binary ones as in kingpin.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
@@ -197,15 +222,21 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let n: f64 = num
         .parse()
         .map_err(|_| format!("invalid size {s:?}: want bytes or e.g. 64KiB, 256MiB, 1GiB"))?;
-    let mult: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        "GiB" => 1024.0 * 1024.0 * 1024.0,
-        "KB" | "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        u => return Err(format!("invalid size {s:?}: unknown unit {u:?}")),
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: want bytes or a number with a unit (64KiB, 256MiB, 1GiB, 10MB)"
+            ))
+        }
     };
     Ok((n * mult) as u64)
 }
@@ -275,6 +306,19 @@ mod tests {
         assert_eq!(parse_bytes("1000"), Ok(1000));
         assert_eq!(parse_bytes("1.5GB"), Ok(1_500_000_000));
         assert!(parse_bytes("12 parsecs").is_err());
+        for (spelling, bytes) in [
+            ("10MB", 10_000_000),
+            ("10mb", 10_000_000),
+            ("10Mb", 10_000_000),
+            ("10MiB", 10 << 20),
+            ("10mib", 10 << 20),
+            ("10M", 10 << 20),
+            ("1kB", 1000),
+            ("2GiB", 2 << 30),
+            ("5B", 5),
+        ] {
+            assert_eq!(parse_bytes(spelling), Ok(bytes), "{spelling}");
+        }
         assert!(parse_go_duration("abc").is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! completions come from the same definitions.
 
 pub mod flags;
+pub mod logging;
 
 /// The clap command of the pushgateway binary, as `--help` shows it.
 pub fn command() -> clap::Command {

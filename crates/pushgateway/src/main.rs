@@ -3,6 +3,7 @@
 //! SIGINT or `/-/quit`.
 
 use pushgateway::flags;
+mod systemd;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -61,33 +62,53 @@ fn external_path(external_url: &str) -> String {
 }
 
 fn init_logging(flags: &Flags) {
+    use pushgateway::logging::{Format, GoKitFormat};
     let level = match flags.log_level.as_str() {
         "debug" => tracing::Level::DEBUG,
         "warn" => tracing::Level::WARN,
         "error" => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    let builder = tracing_subscriber::fmt()
+    let format = if flags.log_format == "json" {
+        Format::Json
+    } else {
+        Format::Logfmt
+    };
+    tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .with_ansi(false);
-    if flags.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+        .with_ansi(false)
+        .event_format(GoKitFormat(format))
+        .init();
 }
 
-fn listen_addr(a: &str) -> String {
-    if a.starts_with(':') {
+fn listen_addr(a: &str) -> Result<String> {
+    // Go's net.SplitHostPort: a host without a port is refused with this text.
+    if !a.contains(':') {
+        anyhow::bail!("listen tcp: address {a}: missing port in address");
+    }
+    Ok(if a.starts_with(':') {
         format!("0.0.0.0{a}")
     } else {
         a.to_string()
-    }
+    })
 }
 
 fn main() -> Result<()> {
-    let flags = Flags::parse();
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) => {
+            // --help prints and exits 0; a bad flag exits 1, as kingpin does.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    if flags.help_man {
+        let man = clap_mangen::Man::new(pushgateway::command());
+        let mut out = std::io::stdout().lock();
+        man.render(&mut out).context("writing the man page")?;
+        return Ok(());
+    }
     if flags.version {
         let b = build_info();
         println!(
@@ -111,11 +132,38 @@ fn main() -> Result<()> {
     if let Some((old, new)) = server::conns::raise_fd_limit() {
         tracing::debug!(old, new, "raised the open files soft limit (RLIMIT_NOFILE)");
     }
-    tokio::runtime::Builder::new_multi_thread()
+    if !flags.max_ttl.is_zero() && flags.default_ttl > flags.max_ttl {
+        tracing::warn!(default_ttl = %format_go_duration(flags.default_ttl),
+            max_ttl = %format_go_duration(flags.max_ttl),
+            "--push.default-ttl exceeds --push.max-ttl: groups get the maximum");
+    }
+    // Taken before any thread exists: it clears the LISTEN_* variables.
+    let activated = flags.systemd_socket.then(systemd::listeners).transpose();
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?
-        .block_on(run(flags, utc_offset))
+        .context("starting the async runtime")
+        .and_then(|rt| {
+            let activated = activated.map_err(anyhow::Error::msg)?;
+            rt.block_on(run(flags, utc_offset, activated))
+        });
+    if let Err(e) = result {
+        // One log line with the whole chain of causes, as the official gateway logs a fatal
+        // error, and exit code 1; no backtrace.
+        let mut text = String::new();
+        for cause in e.chain() {
+            let c = cause.to_string();
+            if !text.contains(&c) {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&c);
+            }
+        }
+        tracing::error!(err = %text, "pushgateway could not start or stopped with an error");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn flag_map(f: &Flags) -> BTreeMap<String, String> {
@@ -257,8 +305,34 @@ mod ttl_rules_tests {
     }
 }
 
-/// `--cluster.import-file`: copies a single-node persistence file's groups into the bucket.
+/// Imports the official Pushgateway's persistence file at `path` (if it is one) into our
+/// format, keeping the original as `PATH.official-<ts>`; refuses a file of neither format.
+fn take_over_official_file(path: &std::path::Path, sync: SyncMode) -> Result<()> {
+    let started = std::time::Instant::now();
+    if let Some(t) = store::official::take_over(path, sync)? {
+        tracing::info!(file = %path.display(), groups = t.groups, original_kept_at = %t.kept_at.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "imported the official Pushgateway's persistence file into this gateway's format; \
+             the original is kept unchanged (to go back to the official gateway, move it back)");
+    }
+    Ok(())
+}
+
+/// `--cluster.import-file`: copies a single-node persistence file's groups (ours, or the
+/// official gateway's) into the bucket.
 async fn import_into_cluster(cluster: &cluster::Cluster, path: &str) -> Result<()> {
+    use store::official::FileKind;
+    let p = std::path::Path::new(path);
+    match store::official::classify(p)? {
+        FileKind::Official => {
+            let groups = store::official::read_groups(p)?;
+            let groups = groups.into_iter().map(Arc::new).collect();
+            return import_groups_into_cluster(cluster, path, groups).await;
+        }
+        // Refused with the reason, the file untouched.
+        FileKind::Unrecognized => drop(store::official::take_over(p, SyncMode::Always)?),
+        FileKind::Ours | FileKind::Missing => {}
+    }
     let old = Store::open(StoreConfig {
         checked: false,
         own_families: Vec::new(),
@@ -272,6 +346,14 @@ async fn import_into_cluster(cluster: &cluster::Cluster, path: &str) -> Result<(
     let groups: Vec<_> = old.snapshot().groups.values().cloned().collect();
     old.close()
         .context("closing the imported persistence file")?;
+    import_groups_into_cluster(cluster, path, groups).await
+}
+
+async fn import_groups_into_cluster(
+    cluster: &cluster::Cluster,
+    path: &str,
+    groups: Vec<Arc<store::Group>>,
+) -> Result<()> {
     cluster
         .wait_ready(Duration::from_secs(60))
         .await
@@ -319,9 +401,21 @@ fn cluster_config(f: &Flags) -> Result<cluster::ClusterConfig> {
     })
 }
 
-async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
+async fn run(
+    flags: Flags,
+    utc_offset: time::UtcOffset,
+    activated: Option<Vec<std::net::TcpListener>>,
+) -> Result<()> {
     let build = build_info();
-    tracing::info!(version = %build.version, "starting pushgateway");
+    tracing::info!(
+        version = %format!("(version={}, branch={}, revision={})", build.version, build.branch, build.revision),
+        "starting pushgateway"
+    );
+    tracing::info!(
+        build_context = %format!("(rustc={}, platform={}/{}, user={}, date={})", build.go_version,
+            std::env::consts::OS, std::env::consts::ARCH, build.build_user, build.build_date),
+        "Build context"
+    );
     // Replicated mode: the NATS bucket is the durable store; a --persistence.file only
     // keeps a local copy of the mirror, so a restarted replica has data before it catches up.
     let clustered = !flags.cluster_nats_url.is_empty();
@@ -337,14 +431,17 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             },
         })
     };
+    if let Some(p) = &persistence {
+        // The official gateway's (gob) file is imported into our format before the log opens.
+        take_over_official_file(&p.path, p.sync.clone())?;
+    }
     // The lazily created ones are reserved from the start too.
     let own_families = server::telemetry::OWN_FAMILIES
         .iter()
         .chain(server::telemetry::EXTRA_FAMILIES)
         .map(|(n, t, _)| (n.to_string(), *t))
         .collect();
-    let store = Arc::new(
-        Store::open(StoreConfig {
+    let store = Arc::new(Store::open(StoreConfig {
             checked: !flags.disable_consistency_check,
             own_families,
             persistence,
@@ -354,8 +451,8 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
                 max_total_series: flags.max_series,
             },
         })
-        .with_context(|| format!("opening persistence file {:?}", flags.persistence_file))?,
-    );
+        // The error names the file.
+        ?);
 
     let prefix = route_prefix(&flags.route_prefix, &flags.external_url);
     let telemetry = format!(
@@ -408,6 +505,10 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             max_connections: flags.max_connections,
         },
     };
+    let tls_on = cfg
+        .web
+        .as_ref()
+        .is_some_and(|w| w.current().tls().is_some());
     let app = if clustered {
         let cluster = cluster::Cluster::start(cluster_config(&flags)?, store.clone())
             .await
@@ -423,12 +524,35 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     };
 
     let mut listeners = Vec::new();
-    for a in &flags.listen_address {
-        let addr = listen_addr(a);
+    if let Some(activated) = activated {
+        // As the official gateway: the activated sockets replace --web.listen-address.
+        for l in activated {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            listeners
+                .push(tokio::net::TcpListener::from_std(l).context("using the systemd socket")?);
+            tracing::info!(address = %addr, "Listening on");
+            if tls_on {
+                tracing::info!(http2 = false, address = %addr, "TLS is enabled.");
+            } else {
+                tracing::info!(http2 = false, address = %addr, "TLS is disabled.");
+            }
+        }
+    }
+    for a in flags
+        .listen_address
+        .iter()
+        .filter(|_| !flags.systemd_socket)
+    {
+        let addr = listen_addr(a)?;
         let l = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(address = %addr, "listening");
+        tracing::info!(address = %addr, "Listening on");
+        if tls_on {
+            tracing::info!(http2 = false, address = %addr, "TLS is enabled.");
+        } else {
+            tracing::info!(http2 = false, address = %addr, "TLS is disabled.");
+        }
         listeners.push(l);
     }
 
@@ -440,8 +564,8 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
             let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
             tokio::select! {
-                _ = term.recv() => tracing::info!("received SIGTERM; exiting gracefully..."),
-                _ = int.recv() => tracing::info!("received SIGINT; exiting gracefully..."),
+                _ = term.recv() => tracing::info!("received SIGINT/SIGTERM; exiting gracefully..."),
+                _ = int.recv() => tracing::info!("received SIGINT/SIGTERM; exiting gracefully..."),
             }
             app.request_shutdown();
         });
@@ -475,6 +599,7 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
     }
 
     server::serve(app, listeners).await;
+    tracing::info!("HTTP server stopped");
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.close())
         .await

@@ -278,10 +278,16 @@ fn acknowledged_push_survives_sigkill_with_persistence_file() {
 fn damaged_persistence_file_is_moved_aside_not_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pgw.data");
-    std::fs::write(&file, b"this is not a persistence file\x00\xff").unwrap();
     let flag = format!("--persistence.file={}", file.display());
     let gw = Gateway::start(&[&flag]);
     assert_eq!(gw.put("/metrics/job/j", "foo 1\n").status, 200);
+    assert_eq!(gw.sigterm(), 0);
+    // One damaged byte in the header of our own format: recovered, the damaged file kept.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[2] ^= 0x55;
+    std::fs::write(&file, &bytes).unwrap();
+    let gw = Gateway::start(&[&flag]);
+    assert!(has_line(&gw.scrape(), r#"foo{instance="",job="j"} 1"#));
     assert_eq!(gw.sigterm(), 0);
     let aside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -293,8 +299,32 @@ fn damaged_persistence_file_is_moved_aside_not_overwritten() {
         !aside.is_empty(),
         "damaged file should have been kept beside the new one"
     );
-    let kept = std::fs::read(aside[0].path()).unwrap();
-    assert_eq!(kept, b"this is not a persistence file\x00\xff");
+    assert_eq!(std::fs::read(aside[0].path()).unwrap(), bytes);
+}
+
+/// A file of neither our format nor the official gateway's is refused at start-up, and left
+/// where it is, unchanged (issue 14: never renamed on its own).
+#[test]
+fn foreign_persistence_file_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgw.data");
+    std::fs::write(&file, b"this is not a persistence file\x00\xff").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pushgateway"))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+        .arg(format!("--persistence.file={}", file.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("neither this gateway's format nor the official"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"this is not a persistence file\x00\xff"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 /// Found by fuzzing (fuzz/regressions/store_push/invalid_metric_name_in_protobuf): a protobuf

@@ -80,6 +80,10 @@ impl HttpError {
 
     /// Like Go's `http.Error`: `text/plain; charset=utf-8`, `nosniff`, message plus newline.
     pub fn into_response(self) -> Resp {
+        // Refusals are the client's business: visible with --log.level=debug only.
+        if self.status().is_client_error() && !matches!(self, HttpError::NotFound) {
+            tracing::debug!(status = self.status().as_u16(), reason = %self, "request refused");
+        }
         let mut r = text_response(self.status(), format!("{self}\n"));
         match &self {
             HttpError::RateLimited { retry_after, .. } => {

@@ -185,10 +185,12 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
                         let _ = stream.set_nodelay(true);
                         let tls = app.cfg.web.as_ref().and_then(|w| w.current().tls());
                         let app = app.clone();
-                        let graceful = graceful.clone();
+                        // A watcher, not the shutdown handle, goes with the connection, so
+                        // that the handle is ours alone again once the listeners stop.
+                        let graceful = graceful.watcher();
                         tokio::spawn(async move {
                             match tls {
-                                None => serve_connection(app, &graceful, stream, remote, None, conn).await,
+                                None => serve_connection(app, graceful, stream, remote, None, conn).await,
                                 Some(tls) => {
                                     // Certificates are taken per connection, so a rotated
                                     // certificate applies to the next handshake.
@@ -216,7 +218,7 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
                                         .and_then(|c| c.first())
                                         .and_then(|c| webconfig::ClientIdentity::from_der(c.as_ref()).ok())
                                         .map(Arc::new);
-                                    serve_connection(app, &graceful, stream, remote, peer, conn).await
+                                    serve_connection(app, graceful, stream, remote, peer, conn).await
                                 }
                             }
                             drop(permit);
@@ -248,7 +250,7 @@ fn handshake_timeout(app: &App) -> std::time::Duration {
 /// Serves HTTP/1.1 on one (plain or TLS) connection until it closes.
 async fn serve_connection<I>(
     app: Arc<App>,
-    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    graceful: hyper_util::server::graceful::Watcher,
     io: I,
     remote: SocketAddr,
     peer: Option<Arc<webconfig::ClientIdentity>>,
@@ -588,6 +590,9 @@ async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
         },
         Route::Quit => {
             if app.cfg.enable_lifecycle {
+                tracing::warn!(
+                    "received termination request via web service, exiting gracefully..."
+                );
                 app.request_shutdown();
                 with_sniffed_text(StatusCode::OK, "Requesting termination... Goodbye!")
             } else {

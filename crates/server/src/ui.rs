@@ -37,13 +37,13 @@ use store::{FamilyEntry, Group, GroupKey};
 const CSS: &[u8] = include_bytes!("../assets/pushgateway.css");
 const JS: &[u8] = include_bytes!("../assets/pushgateway.js");
 const FAVICON: &[u8] = include_bytes!("../assets/favicon.svg");
+/// The Help tab: TTLs, staleness and ages, what the official README does not cover.
+const HELP: &[u8] = include_bytes!("../assets/help.html");
 
 /// Stores with more groups than this get the compact page (headers as JSON, series on demand).
 pub const FULL_MAX_GROUPS: usize = 1_000;
 /// Stores with more series than this get the compact page (headers as JSON, series on demand).
 pub const FULL_MAX_SERIES: u64 = 10_000;
-
-const HELP_URL: &str = "https://github.com/prometheus/pushgateway/blob/master/README.md";
 
 /// `GET <prefix>/` and `GET <prefix>/status`: the whole page.
 pub fn page(app: &Arc<App>) -> Resp {
@@ -59,6 +59,7 @@ pub fn static_file(file: &str) -> Resp {
         "pushgateway.css" => ("text/css; charset=utf-8", CSS),
         "pushgateway.js" => ("text/javascript; charset=utf-8", JS),
         "favicon.svg" => ("image/svg+xml", FAVICON),
+        "help.html" => ("text/html; charset=utf-8", HELP),
         _ => return HttpError::NotFound.into_response(),
     };
     with_type(StatusCode::OK, content_type, Bytes::from_static(body))
@@ -129,8 +130,10 @@ pub fn push_value(out: &mut String, v: f64) {
     }
 }
 
+/// A time as the UI shows it: RFC 3339 to the millisecond (the API keeps nanoseconds).
 fn push_time(out: &mut String, unix_nanos: i64, cfg: &Config) {
-    out.push_str(&rfc3339_nano(unix_nanos, cfg.utc_offset));
+    let millis = unix_nanos.div_euclid(1_000_000).saturating_mul(1_000_000);
+    out.push_str(&rfc3339_nano(millis, cfg.utc_offset));
 }
 
 fn seconds_to_nanos(s: f64) -> i64 {
@@ -220,7 +223,7 @@ fn head(out: &mut String, cfg: &Config) {
         "Pushgateway</a>\n<a class=\"tab active\" id=\"metrics-tab\" href=\"#metrics\">Metrics</a>\n\
 <a class=\"tab\" id=\"status-tab\" href=\"#status\">Status</a>\n<a class=\"tab\" href=\"",
     );
-    out.push_str(HELP_URL);
+    asset(out, cfg, "help.html");
     out.push_str("\" target=\"_blank\" rel=\"noopener noreferrer\">Help</a>\n</nav>\n<main>\n");
 }
 
@@ -694,6 +697,13 @@ mod tests {
     }
 
     #[test]
+    fn ui_times_are_shown_to_the_millisecond() {
+        let mut out = String::new();
+        push_time(&mut out, 1_700_000_000_123_456_789, &cfg(false));
+        assert_eq!(out, "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
     fn group_shows_age_ttl_and_stale_mark() {
         let mut fresh = group(&[("job", "fresh")], vec![], 10_000.0, 0.0);
         fresh.set_ttl("push_expiry_time_seconds".into(), 5_400_000, 10_000.0, 0);
@@ -819,6 +829,7 @@ mod tests {
             ("pushgateway.css", "text/css; charset=utf-8"),
             ("pushgateway.js", "text/javascript; charset=utf-8"),
             ("favicon.svg", "image/svg+xml"),
+            ("help.html", "text/html; charset=utf-8"),
         ] {
             let r = static_file(f);
             assert_eq!(r.status(), StatusCode::OK);

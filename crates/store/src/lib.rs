@@ -16,6 +16,7 @@ pub(crate) mod intern;
 pub mod key;
 pub mod lock;
 pub mod matcher;
+pub mod official;
 pub mod shared;
 pub mod store;
 pub mod ttl;

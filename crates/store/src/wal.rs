@@ -426,12 +426,16 @@ where
     K: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)?;
+    // Readable by the gateway's user only, as the official gateway's file (os.CreateTemp).
+    let file = std::os::unix::fs::OpenOptionsExt::mode(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o600,
+    )
+    .open(tmp)?;
     let mut w = BufWriter::with_capacity(WRITE_BUF, file);
     w.write_all(&file_header())?;
     let mut size = FILE_HEADER_LEN as u64;
