@@ -8,6 +8,8 @@
 //!   (`text format parsing error in line N: ...`).
 //! * [`delimited`]: varint-length-delimited protobuf streams of `MetricFamily` messages.
 //! * [`float`]: Go's shortest `'g'` float formatting (`1e+06`, `+Inf`, `NaN`).
+//! * [`names`]: legacy and UTF-8 names, the escaping schemes a scraper negotiates.
+//! * [`native`]: native histogram buckets, as Prometheus' `model/histogram` iterates them.
 //! * [`text_encode`]: the text format writer, used to pre-encode a family's samples once, at
 //!   push time, so that a scrape only concatenates bytes.
 //!
@@ -15,6 +17,9 @@
 
 pub mod delimited;
 pub mod float;
+pub mod names;
+pub mod native;
+mod native_bounds;
 pub mod pb;
 pub mod text_encode;
 pub mod text_parse;
