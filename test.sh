@@ -61,6 +61,9 @@ if [ -d "$CONF" ]; then
   trap - EXIT
 fi
 
+step "upstream 1.11 / Prometheus 3 compatibility (tests/compat)"
+PGW_CMD="$BIN" "$PY" -m pytest -q tests/compat
+
 step "alerting rules (promtool check rules)"
 PROMTOOL=${PROMTOOL:-promtool}
 if command -v "$PROMTOOL" >/dev/null 2>&1; then

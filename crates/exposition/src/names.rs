@@ -184,9 +184,18 @@ mod tests {
         let u = Escaping::Underscores;
         let d = Escaping::Dots;
         let v = Escaping::Values;
-        assert_eq!(escape_name("no:escaping_required", u), "no:escaping_required");
-        assert_eq!(escape_name("no:escaping_required", v), "no:escaping_required");
-        assert_eq!(escape_name("mysystem.prod.west.cpu.load", u), "mysystem_prod_west_cpu_load");
+        assert_eq!(
+            escape_name("no:escaping_required", u),
+            "no:escaping_required"
+        );
+        assert_eq!(
+            escape_name("no:escaping_required", v),
+            "no:escaping_required"
+        );
+        assert_eq!(
+            escape_name("mysystem.prod.west.cpu.load", u),
+            "mysystem_prod_west_cpu_load"
+        );
         assert_eq!(
             escape_name("mysystem.prod.west.cpu.load_total", d),
             "mysystem_dot_prod_dot_west_dot_cpu_dot_load__total"
@@ -198,7 +207,10 @@ mod tests {
         assert_eq!(escape_name("http.status:sum", d), "http_dot_status:sum");
         assert_eq!(escape_name("label with 😱", u), "label_with__");
         assert_eq!(escape_name("label with 😱", d), "label__with____");
-        assert_eq!(escape_name("label with 😱", v), "U__label_20_with_20__1f631_");
+        assert_eq!(
+            escape_name("label with 😱", v),
+            "U__label_20_with_20__1f631_"
+        );
         assert_eq!(escape_name("花火", u), "__");
         assert_eq!(escape_name("花火", v), "U___82b1__706b_");
         assert_eq!(escape_name("1a", u), "_a");
@@ -214,7 +226,13 @@ mod tests {
         assert_eq!(unescape_values("U__foo_2e_bar"), "foo.bar");
         assert_eq!(unescape_values("U__foo_2E_bar"), "foo.bar");
         assert_eq!(unescape_values("foo_2e_bar"), "foo_2e_bar");
-        for bad in ["U__a_", "U__a_2e", "U__a_zz_", "U__a_1234567_", "U__a_d800_"] {
+        for bad in [
+            "U__a_",
+            "U__a_2e",
+            "U__a_zz_",
+            "U__a_1234567_",
+            "U__a_d800_",
+        ] {
             assert_eq!(unescape_values(bad), bad);
         }
     }

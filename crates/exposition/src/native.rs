@@ -122,7 +122,12 @@ pub fn view(h: &Histogram) -> Option<NativeView> {
     let schema = h.schema.unwrap_or(0);
     let threshold = h.zero_threshold.unwrap_or(0.0);
     let mut buckets = Vec::new();
-    let neg = indexed(&h.negative_span, &h.negative_delta, &h.negative_count, float);
+    let neg = indexed(
+        &h.negative_span,
+        &h.negative_delta,
+        &h.negative_count,
+        float,
+    );
     for (idx, count) in neg.into_iter().rev() {
         if count != 0.0 {
             buckets.push(NativeBucket {
@@ -148,7 +153,12 @@ pub fn view(h: &Histogram) -> Option<NativeView> {
             count: zero,
         });
     }
-    for (idx, count) in indexed(&h.positive_span, &h.positive_delta, &h.positive_count, float) {
+    for (idx, count) in indexed(
+        &h.positive_span,
+        &h.positive_delta,
+        &h.positive_count,
+        float,
+    ) {
         if count != 0.0 {
             buckets.push(NativeBucket {
                 lower: bucket_bound(idx.saturating_sub(1), schema),

@@ -381,9 +381,8 @@ impl<'a> Parser<'a> {
         let start = self.pos - 1;
         if self.cur == b'"' {
             let name = self.quoted_name("metric")?;
-            let ok = std::str::from_utf8(name).is_ok_and(|n| {
-                !n.is_empty() && (self.utf8 || crate::names::is_legacy_name(n))
-            });
+            let ok = std::str::from_utf8(name)
+                .is_ok_and(|n| !n.is_empty() && (self.utf8 || crate::names::is_legacy_name(n)));
             if !ok {
                 return Err(self.error(format!("invalid metric name {}", go_quote(name))));
             }
@@ -448,9 +447,9 @@ impl<'a> Parser<'a> {
                 }
                 b'\\' => {
                     return Err(self.error(format!(
-                        "invalid {what} name {}: escape sequences in quoted names are not supported",
-                        go_quote(&self.buf[start..self.pos - 1])
-                    )))
+                    "invalid {what} name {}: escape sequences in quoted names are not supported",
+                    go_quote(&self.buf[start..self.pos - 1])
+                )))
                 }
                 _ => {}
             }
@@ -921,13 +920,11 @@ impl<'a> Parser<'a> {
                 let is_whole = whole as f64 == v;
                 match role {
                     Role::Count if is_whole => histogram.sample_count = Some(whole),
-                    Role::Plain if is_whole && !special.is_nan() => {
-                        histogram.bucket.push(Bucket {
-                            cumulative_count: Some(whole),
-                            upper_bound: Some(special),
-                            ..Default::default()
-                        })
-                    }
+                    Role::Plain if is_whole && !special.is_nan() => histogram.bucket.push(Bucket {
+                        cumulative_count: Some(whole),
+                        upper_bound: Some(special),
+                        ..Default::default()
+                    }),
                     Role::Count | Role::Plain
                         if v < 0.0 && (role == Role::Count || !special.is_nan()) =>
                     {
@@ -993,8 +990,7 @@ impl<'a> Parser<'a> {
 /// `normalizeHistogram`).
 fn normalize_histogram(h: &mut crate::pb::Histogram) {
     let any_float = h.sample_count_float.unwrap_or(0.0) != 0.0
-        || h
-            .bucket
+        || h.bucket
             .iter()
             .any(|b| b.cumulative_count_float.unwrap_or(0.0) != 0.0);
     if !any_float {
@@ -1837,7 +1833,10 @@ h_bucket{a=\"2\"} 99
         assert_eq!(fams[0].name.as_deref(), Some("my.metric"));
         assert_eq!(fams[0].help.as_deref(), Some("help"));
         assert_eq!(fams[0].r#type, Some(MetricType::Gauge as i32));
-        assert_eq!(fams[0].metric[0].label, vec![lp("my.label", "v"), lp("a", "b")]);
+        assert_eq!(
+            fams[0].metric[0].label,
+            vec![lp("my.label", "v"), lp("a", "b")]
+        );
         let e = parse_text_names(body, false).unwrap_err().to_string();
         assert_eq!(
             e,
@@ -1849,7 +1848,10 @@ h_bucket{a=\"2\"} 99
         assert_eq!(fams[0].metric.len(), 2);
         assert_eq!(fams[0].metric[1].label, vec![lp("b", "2")]);
         let e = parse_text(b"x{\"a.b\"=\"1\"} 2\n").unwrap_err().to_string();
-        assert_eq!(e, "text format parsing error in line 1: invalid label name \"a.b\"");
+        assert_eq!(
+            e,
+            "text format parsing error in line 1: invalid label name \"a.b\""
+        );
         let fams = parse_text_names(b"{\"h.x_bucket\",le=\"1\"} 1\n", true).unwrap();
         assert_eq!(fams[0].name.as_deref(), Some("h.x_bucket"));
         assert!(parse_text_names(b"{\"\"} 1\n", true).is_err());
@@ -1867,7 +1869,8 @@ h_bucket{a=\"2\"} 99
         );
         // Histogram counts that are not whole numbers make a float histogram (common v0.67,
         // expfmt/text_parse.go readingValue and normalizeHistogram).
-        let f = one("# TYPE h histogram\nh_bucket{le=\"1\"} 2.9\nh_bucket{le=\"2\"} 3\nh_count 4\n");
+        let f =
+            one("# TYPE h histogram\nh_bucket{le=\"1\"} 2.9\nh_bucket{le=\"2\"} 3\nh_count 4\n");
         let h = f.metric[0].histogram.as_ref().unwrap();
         assert_eq!(h.bucket[0].cumulative_count, None);
         assert_eq!(h.bucket[0].cumulative_count_float, Some(2.9));
@@ -1883,7 +1886,11 @@ h_bucket{a=\"2\"} 99
             2,
             "negative bucket population for histogram \"h\"",
         );
-        assert_err("# TYPE h histogram\nh_count -1\n", 2, "negative count for histogram \"h\"");
+        assert_err(
+            "# TYPE h histogram\nh_count -1\n",
+            2,
+            "negative count for histogram \"h\"",
+        );
         assert_eq!(go_f64_to_u64(0.0), 0);
         assert_eq!(go_f64_to_u64(-0.5), 0);
         assert_eq!(go_f64_to_u64(-2.5), u64::MAX - 1);
@@ -2155,7 +2162,11 @@ h_bucket{a=\"2\"} 99
 
     #[test]
     fn name_and_label_errors() {
-        assert_err("{\"quoted.name\"} 1\n", 1, "invalid metric name \"quoted.name\"");
+        assert_err(
+            "{\"quoted.name\"} 1\n",
+            1,
+            "invalid metric name \"quoted.name\"",
+        );
         assert_err("1foo 1\n", 1, "invalid metric name");
         assert_err("\"foo.x\" 1\n", 1, "invalid metric name \"foo.x\"");
         assert_err("foo{\"a.b\"=\"b\"} 1\n", 1, "invalid label name \"a.b\"");

@@ -168,6 +168,15 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
         "push.disable-consistency-check",
         f.disable_consistency_check.to_string(),
     );
+    put("push.enable-utf8-names", f.enable_utf8_names.to_string());
+    put(
+        "push.enable-openmetrics",
+        f.enable_openmetrics_push.to_string(),
+    );
+    put(
+        "web.enable-openmetrics",
+        f.enable_openmetrics_scrape.to_string(),
+    );
     put("web.config.file", f.web_config_file.clone());
     put("web.enable-admin-api", f.enable_admin_api.to_string());
     put("web.enable-lifecycle", f.enable_lifecycle.to_string());
@@ -377,6 +386,11 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         ttl: ttl_policy(&flags)?,
         stale_warning_age: flags.stale_warning_age,
         expiry_period: Duration::from_secs(1),
+        formats: server::Formats {
+            utf8_names: flags.enable_utf8_names,
+            openmetrics_push: flags.enable_openmetrics_push,
+            openmetrics_scrape: flags.enable_openmetrics_scrape,
+        },
         web: if flags.web_config_file.is_empty() {
             None
         } else {

@@ -42,6 +42,17 @@ fn is_valid_label_name(name: &str) -> bool {
 /// Parses the part of a push path after `/metrics/job` or `/metrics/job@base64`
 /// (`/<job>{/<name>/<value>}`, already percent-decoded) into a grouping key.
 pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpError> {
+    parse_grouping_key_names(base64, rest, false)
+}
+
+/// Like [`parse_grouping_key`]; with `utf8` (`--push.enable-utf8-names`) label names may be
+/// any UTF-8, written in the path with the `values` escaping (`U__foo_2e_bar` → `foo.bar`),
+/// as upstream 1.11 unescapes them (`model.UnescapeName(name, ValueEncodingEscaping)`).
+pub fn parse_grouping_key_names(
+    base64: bool,
+    rest: &str,
+    utf8: bool,
+) -> Result<GroupKey, HttpError> {
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let (job_raw, labels) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -70,7 +81,17 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
                 Some(n) => (n, true),
                 None => (name, false),
             };
-            if !is_valid_label_name(trimmed) || trimmed.starts_with("__") {
+            let name = if utf8 {
+                exposition::names::unescape_values(trimmed)
+            } else {
+                trimmed.into()
+            };
+            let valid = if utf8 {
+                !name.is_empty()
+            } else {
+                is_valid_label_name(&name)
+            };
+            if !valid || trimmed.starts_with("__") {
                 return Err(HttpError::BadRequest(format!(
                     "improper label name {trimmed:?}"
                 )));
@@ -89,8 +110,8 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
             } else {
                 value.to_string()
             };
-            pairs.retain(|(n, _)| n != trimmed);
-            pairs.push((trimmed.to_string(), value));
+            pairs.retain(|(n, _)| *n != name);
+            pairs.push((name.into_owned(), value));
         }
     }
     if job.is_empty() {
@@ -192,7 +213,8 @@ pub async fn handle(
     remote: SocketAddr,
 ) -> Result<Resp, HttpError> {
     let time = app.clock.now();
-    let key = parse_grouping_key(base64, rest)?;
+    let formats = app.cfg.formats;
+    let key = parse_grouping_key_names(base64, rest, formats.utf8_names)?;
     let body = decode_body(parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
         if matches!(e, HttpError::TooLarge(_)) {
             app.rejections.count(crate::limits::Reason::BodySize);
@@ -206,13 +228,17 @@ pub async fn handle(
         .headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let families = if is_delimited_protobuf(content_type) {
-        exposition::delimited::parse_delimited(&body)
-            .map_err(|e| HttpError::BadRequest(e.to_string()))?
-    } else {
-        exposition::text_parse::parse_text(&body)
-            .map_err(|e| HttpError::BadRequest(e.to_string()))?
-    };
+    let families =
+        if formats.openmetrics_push && exposition::openmetrics::is_openmetrics(content_type) {
+            exposition::openmetrics::parse_openmetrics(&body)
+                .map_err(|e| HttpError::BadRequest(e.to_string()))?
+        } else if is_delimited_protobuf(content_type) {
+            exposition::delimited::parse_delimited(&body)
+                .map_err(|e| HttpError::BadRequest(e.to_string()))?
+        } else {
+            exposition::text_parse::parse_text_names(&body, formats.utf8_names)
+                .map_err(|e| HttpError::BadRequest(e.to_string()))?
+        };
     if let Err((reason, e)) = crate::limits::check_push(&app.cfg.limits, &key, &families) {
         app.rejections.count(reason);
         return Err(e);
@@ -328,6 +354,28 @@ mod tests {
             err(false, "/a/b/c/"),
             "odd number of components in label string \"/b/c/\""
         );
+    }
+
+    #[test]
+    fn utf8_label_names_in_the_path() {
+        // pushgateway v1.11.3 handler/push.go splitLabels with --push.enable-utf8-names.
+        let k = parse_grouping_key_names(false, "/j/U__foo_2e_bar/baz/plain/1", true).unwrap();
+        let got: Vec<(String, String)> = k
+            .labels()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, kv(&[("foo.bar", "baz"), ("job", "j"), ("plain", "1")]));
+        let k = parse_grouping_key_names(false, "/j/U__a_2e_b@base64/dg", true).unwrap();
+        assert_eq!(k.labels()[0].0.to_string(), "a.b");
+        // Without the flag the escaped name is an ordinary (legacy) label name.
+        assert_eq!(key(false, "/j/U__foo_2e_bar/baz")[0].0, "U__foo_2e_bar");
+        assert_eq!(err(false, "/j/a.b/x"), "improper label name \"a.b\"");
+        let e = parse_grouping_key_names(false, "/j/__x/1", true).unwrap_err();
+        assert_eq!(e.to_string(), "improper label name \"__x\"");
+        // With the flag a name that is not escaped is taken as it is.
+        let k = parse_grouping_key_names(false, "/j/a.b/x", true).unwrap();
+        assert_eq!(k.labels()[0].0.to_string(), "a.b");
     }
 
     #[test]
