@@ -259,16 +259,41 @@ def test_unquoted_dotted_name_refused_without_flag(gw):
 @pytest.mark.v111
 def test_protobuf_utf8_family_name_accepted_and_escaped_on_scrape(gw):
     # Without the flag too: client_golang v1.23 validates names as UTF-8.
-    fam = pb.family("my.metric", GAUGE, [pb.metric(labels={"my.label": "v"}, gauge=3)])
+    fam = pb.family("my.metric", GAUGE, [pb.metric(labels={"a": "v"}, gauge=3)])
     r = push_pb(gw, "/metrics/job/j", [fam])
     assert r.status_code == 200, r.text
     text = scrape(gw).text
     pgwtest.Exposition(text)
-    assert 'my_metric{instance="",job="j",my_label="v"} 3' in lines(text)
+    assert 'my_metric{a="v",instance="",job="j"} 3' in lines(text)
     utf8 = scrape(gw, P3_ACCEPT).text
-    assert '{"my.metric",instance="",job="j","my.label"="v"} 3' in lines(utf8)
+    assert '{"my.metric",a="v",instance="",job="j"} 3' in lines(utf8)
     assert "my.metric" in scrape_pb(gw, PB_ACCEPT + ";escaping=allow-utf-8")
     assert "my_metric" in scrape_pb(gw)
+
+
+def test_protobuf_utf8_label_name_refused_without_flag(gw):
+    # Deliberately as 1.5.1 (conformance suite), not 1.11: without --push.enable-utf8-names a
+    # label name must be a legacy one in protobuf pushes too, as in text pushes.
+    fam = pb.family("m", GAUGE, [pb.metric(labels={"my.label": "v"}, gauge=3)])
+    r = push_pb(gw, "/metrics/job/j", [fam])
+    assert r.status_code == 400
+    assert "invalid name: my.label" in r.text
+
+
+@pytest.mark.v111
+def test_protobuf_utf8_label_name_with_flag(gw_factory):
+    gw = gw_factory(flags=["--push.enable-utf8-names"])
+    fam = pb.family("my.metric", GAUGE, [pb.metric(labels={"my.label": "v"}, gauge=3)])
+    r = push_pb(gw, "/metrics/job/j", [fam])
+    assert r.status_code == 200, r.text
+    assert 'my_metric{instance="",job="j",my_label="v"} 3' in lines(scrape(gw).text)
+    utf8 = scrape(gw, P3_ACCEPT).text
+    assert '{"my.metric",instance="",job="j","my.label"="v"} 3' in lines(utf8)
+    # Two label names that are one once escaped: refused, naming both (ours).
+    fam = pb.family("n", GAUGE, [pb.metric(labels={"x.y": "1", "x_y": "2"}, gauge=1)])
+    r = push_pb(gw, "/metrics/job/k", [fam])
+    assert r.status_code == 400
+    assert '"x.y" and "x_y"' in r.text
 
 
 @pytest.mark.ours

@@ -102,6 +102,7 @@ fn main() -> Result<()> {
             std::env::consts::OS,
             std::env::consts::ARCH
         );
+        println!("  tags:             unknown");
         return Ok(());
     }
     // Read the local offset before any thread exists (the time crate requires it).
@@ -359,6 +360,7 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
         })
         .with_context(|| format!("opening persistence file {:?}", flags.persistence_file))?,
     );
+    store.allow_utf8_label_names(flags.enable_utf8_names);
 
     let prefix = route_prefix(&flags.route_prefix, &flags.external_url);
     let telemetry = format!(

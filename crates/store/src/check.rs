@@ -81,6 +81,20 @@ pub fn check_metric(family: &str, t: MetricType, m: &Metric) -> Result<(), Strin
     Ok(())
 }
 
+/// Without `--push.enable-utf8-names`: every label name must be a legacy one (the rule and
+/// message of client_golang's `checkMetricConsistency` in 1.5.1).
+pub fn legacy_label_names(family: &str, m: &Metric) -> Result<(), String> {
+    match m.label.iter().find(|l| !is_valid_label_name(l.name())) {
+        Some(l) => Err(format!(
+            "collected metric {:?} {{ {}}} has a label with an invalid name: {}",
+            family,
+            metric_text(m),
+            l.name()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Two label names that become one after the default (`underscores`) escaping of a scrape
 /// (`a.b` and `a_b`) would make a scrape with a duplicate label: refused, naming both.
 fn check_escaped_labels(family: &str, m: &Metric) -> Result<(), String> {
