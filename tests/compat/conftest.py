@@ -8,6 +8,7 @@ the binary reports version 1.5.
 """
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -30,7 +31,7 @@ import pgwtest  # noqa: E402
 def _is_151():
     try:
         out = subprocess.run(
-            pgwtest.shlex.split(os.environ["PGW_CMD"]) + ["--version"],
+            shlex.split(os.environ["PGW_CMD"]) + ["--version"],
             capture_output=True, text=True, timeout=20,
         )
     except OSError:

@@ -393,6 +393,7 @@ fn parse_float(s: &str) -> Result<f64, String> {
 /// `name_inside` is set (then returned).
 fn parse_labels(c: &mut Cursor, name_inside: bool) -> Result<(Option<String>, Labels), String> {
     let mut labels = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut name = None;
     if !c.eat('{') {
         return Ok((None, labels));
@@ -405,8 +406,18 @@ fn parse_labels(c: &mut Cursor, name_inside: bool) -> Result<(Option<String>, La
         let n = c.name()?;
         if c.eat('=') {
             let v = c.quoted()?;
-            if labels.iter().any(|(k, _)| *k == n) {
+            // Linear also for a hostile line with very many labels.
+            let dup = if labels.len() < 16 {
+                labels.iter().any(|(k, _)| *k == n)
+            } else {
+                !seen.insert(n.clone())
+            };
+            if dup {
                 return Err(format!("duplicate label name {n:?}"));
+            }
+            if labels.len() == 15 {
+                seen.extend(labels.iter().map(|(k, _)| k.clone()));
+                seen.insert(n.clone());
             }
             labels.push((n, v));
         } else if first && name_inside {
@@ -507,6 +518,11 @@ fn om_type(s: &str) -> Option<OmType> {
         _ => return None,
     })
 }
+
+/// Every suffix of [`suffixes`], the empty one first.
+const ALL_SUFFIXES: [&str; 9] = [
+    "", "_total", "_created", "_bucket", "_count", "_sum", "_gcount", "_gsum", "_info",
+];
 
 /// The suffixes a sample of a family of type `t` may carry.
 fn suffixes(t: OmType) -> &'static [&'static str] {
@@ -751,10 +767,15 @@ pub fn parse_openmetrics(body: &[u8]) -> Result<Vec<MetricFamily>, OmParseError>
         let s = parse_sample(line).map_err(|m| err(n, m))?;
         // The family: the longest declared name the sample name extends with a suffix of
         // its type, else a family of type unknown named as the sample.
+        // Candidates are looked up by name (never a walk over all families: a push with
+        // many families must stay linear).
         let mut found = None;
-        for (fi, f) in families.iter().enumerate().rev() {
-            if let Some(sfx) = s.name.strip_prefix(f.name.as_str()) {
-                if suffixes(f.t).contains(&sfx) {
+        for sfx in ALL_SUFFIXES {
+            let Some(base) = s.name.strip_suffix(sfx) else {
+                continue;
+            };
+            if let Some(&fi) = by_name.get(base) {
+                if suffixes(families[fi].t).contains(&sfx) {
                     found = Some((fi, sfx.to_string()));
                     break;
                 }
@@ -876,8 +897,24 @@ something_else 7\n\
     }
 
     #[test]
+    fn many_families_parse_in_linear_time() {
+        let mut body = String::new();
+        for i in 0..50_000 {
+            body.push_str(&format!("# TYPE f{i} counter\nf{i}_total 1\n"));
+        }
+        body.push_str("# EOF\n");
+        // A lookup walking all families made this quadratic (minutes); by name it is linear.
+        assert_eq!(parse_openmetrics(body.as_bytes()).unwrap().len(), 50_000);
+    }
+
+    #[test]
     fn refuses_malformed_input() {
+        let many = format!(
+            "a{{{}x0=\"1\"}} 1\n# EOF\n",
+            (0..40).map(|i| format!("x{i}=\"1\",")).collect::<String>()
+        );
         for (body, want) in [
+            (many.as_str(), "duplicate label"),
             ("a 1\n", "missing \"# EOF\""),
             ("a 1\n# EOF\nb 2\n", "after \"# EOF\""),
             ("# TYPE a counter\na 1\n# EOF\n", "invalid sample name"),
