@@ -20,7 +20,41 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("grouping_path", grouping_path),
     ("store_push", store_push),
     ("web_config", web_config),
+    ("openmetrics_parse", openmetrics_parse),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// openmetrics_parse
+// ---------------------------------------------------------------------------------------------
+
+/// `parse_openmetrics` (`--push.enable-openmetrics`) never panics, reports a line inside the
+/// input, and what it accepts is written by the OpenMetrics writer (`--web.enable-openmetrics`)
+/// without panicking into text that parses again without panicking.
+pub fn openmetrics_parse(data: &[u8]) {
+    use exposition::openmetrics::{parse_openmetrics, write_family, EOF};
+    let fams = match parse_openmetrics(data) {
+        Ok(f) => f,
+        Err(e) => {
+            let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+            assert!(e.line <= lines, "error line {} outside 0..={lines}: {e}", e.line);
+            return;
+        }
+    };
+    let mut out = String::new();
+    for f in &fams {
+        assert!(!f.metric.is_empty(), "family {:?} without metrics", f.name());
+        write_family(
+            &mut out,
+            f.name(),
+            f.help.as_deref(),
+            f.unit.as_deref(),
+            f.metric_type(),
+            &f.metric,
+        );
+    }
+    out.push_str(EOF);
+    let _ = parse_openmetrics(out.as_bytes());
+}
 
 // ---------------------------------------------------------------------------------------------
 // text_parse
