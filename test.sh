@@ -64,6 +64,9 @@ if [ -d "$CONF" ]; then
   trap - EXIT
 fi
 
+step "upstream 1.11 / Prometheus 3 compatibility (tests/compat)"
+PGW_CMD="$BIN" "$PY" -m pytest -q tests/compat
+
 step "alerting rules (promtool check rules)"
 "$PROMTOOL" check rules examples/*alerts*.yml
 

@@ -33,6 +33,8 @@ APT_NEEDS=(
   curl:curl
   cc:build-essential                                   # linking, cargo-fuzz, cargo-deb
   pkg-config:pkg-config
+  go:golang-go                                         # tests/e2e Go client (GOPATH mode, offline)
+  /usr/share/gocode/src/github.com/prometheus/client_golang:golang-github-prometheus-client-golang-dev
 )
 PIP_NEEDS=(
   pytest:pytest

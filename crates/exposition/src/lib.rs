@@ -9,6 +9,9 @@
 //! * [`delimited`]: varint-length-delimited protobuf streams of `MetricFamily` messages.
 //! * [`limits`]: labels-per-series and label-value-length limits applied while parsing.
 //! * [`float`]: Go's shortest `'g'` float formatting (`1e+06`, `+Inf`, `NaN`).
+//! * [`names`]: legacy and UTF-8 names, the escaping schemes a scraper negotiates.
+//! * [`native`]: native histogram buckets, as Prometheus' `model/histogram` iterates them.
+//! * [`openmetrics`]: OpenMetrics 1.0 writer and parser (both behind flags).
 //! * [`text_encode`]: the text format writer, used to pre-encode a family's samples once, at
 //!   push time, so that a scrape only concatenates bytes.
 //!
@@ -17,6 +20,10 @@
 pub mod delimited;
 pub mod float;
 pub mod limits;
+pub mod names;
+pub mod native;
+mod native_bounds;
+pub mod openmetrics;
 pub mod pb;
 pub mod text_encode;
 pub mod text_parse;

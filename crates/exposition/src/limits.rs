@@ -79,9 +79,9 @@ mod tests {
 
     #[test]
     fn text_limits_stop_the_parse_at_the_first_crossing() {
-        assert!(parse_text_limited(series(3).as_bytes(), LIMITS).is_ok());
+        assert!(parse_text_limited(series(3).as_bytes(), LIMITS, false).is_ok());
         assert_eq!(
-            parse_text_limited(series(4).as_bytes(), LIMITS),
+            parse_text_limited(series(4).as_bytes(), LIMITS, false),
             Err(LimitedParseError::Limit(LimitExceeded::LabelsPerSeries {
                 family: "m".into(),
                 max: 3
@@ -90,11 +90,11 @@ mod tests {
         // The limit is met before the syntax error further on.
         let body = format!("{}garbage{{\n", series(4));
         assert!(matches!(
-            parse_text_limited(body.as_bytes(), LIMITS),
+            parse_text_limited(body.as_bytes(), LIMITS, false),
             Err(LimitedParseError::Limit(_))
         ));
         assert_eq!(
-            parse_text_limited(b"m{a=\"123456\"} 1\n", LIMITS),
+            parse_text_limited(b"m{a=\"123456\"} 1\n", LIMITS, false),
             Err(LimitedParseError::Limit(LimitExceeded::LabelValueLength {
                 label: "a".into(),
                 len: 6,
@@ -102,12 +102,12 @@ mod tests {
             }))
         );
         assert!(matches!(
-            parse_text_limited(b"m{a=\"1\"} x\n", LIMITS),
+            parse_text_limited(b"m{a=\"1\"} x\n", LIMITS, false),
             Err(LimitedParseError::Syntax(_))
         ));
         let off = ParseLimits::default();
         assert_eq!(
-            parse_text_limited(series(200).as_bytes(), off).unwrap()[0].metric[0]
+            parse_text_limited(series(200).as_bytes(), off, false).unwrap()[0].metric[0]
                 .label
                 .len(),
             200

@@ -188,7 +188,8 @@ impl MetricType {
         }
     }
 
-    /// The lower-case name used on `# TYPE` lines.
+    /// The lower-case name used on `# TYPE` lines. The text format has no gauge histogram:
+    /// expfmt (prometheus/common v0.67 `text_create.go`) writes it as `histogram`.
     pub fn text_name(self) -> &'static str {
         match self {
             MetricType::Counter => "counter",
@@ -196,7 +197,7 @@ impl MetricType {
             MetricType::Summary => "summary",
             MetricType::Untyped => "untyped",
             MetricType::Histogram => "histogram",
-            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::GaugeHistogram => "histogram",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! a scrape then writes [`write_header`] per family and concatenates the stored bytes.
 
 use crate::float::write_text_float;
+use crate::names::{is_legacy_name, write_text_name};
 use crate::pb::{Metric, MetricType};
 
 /// A metric whose value kind does not match its family's type.
@@ -18,13 +19,13 @@ pub struct EncodeError {
 pub fn write_header(out: &mut String, name: &str, help: Option<&str>, t: MetricType) {
     if let Some(help) = help {
         out.push_str("# HELP ");
-        out.push_str(name);
+        write_text_name(out, name);
         out.push(' ');
         escape_into(out, help, false);
         out.push('\n');
     }
     out.push_str("# TYPE ");
-    out.push_str(name);
+    write_text_name(out, name);
     out.push(' ');
     out.push_str(t.text_name());
     out.push('\n');
@@ -48,13 +49,14 @@ pub fn write_metric(
         if i > 0 {
             labels.push(',');
         }
-        labels.push_str(lp.name());
+        write_text_name(&mut labels, lp.name());
         labels.push_str("=\"");
         escape_into(&mut labels, lp.value(), true);
         labels.push('"');
     }
     let line = Line {
         name,
+        quoted: !is_legacy_name(name),
         labels: &labels,
         timestamp: m.timestamp_ms,
     };
@@ -86,29 +88,29 @@ pub fn write_metric(
         }
         MetricType::Histogram | MetricType::GaugeHistogram => {
             let h = m.histogram.as_ref().ok_or_else(|| err("histogram"))?;
+            // Float histograms carry their counts in the `_float` fields (expfmt writes the
+            // float when it is non-zero, else the integer).
+            let count = match h.sample_count_float {
+                Some(f) if f != 0.0 => f,
+                _ => h.sample_count.unwrap_or(0) as f64,
+            };
             let mut inf_seen = false;
             for b in &h.bucket {
                 let ub = b.upper_bound.unwrap_or(0.0);
-                line.write(
-                    out,
-                    "_bucket",
-                    Some(("le", ub)),
-                    b.cumulative_count.unwrap_or(0) as f64,
-                );
+                let c = match b.cumulative_count_float {
+                    Some(f) if f != 0.0 => f,
+                    _ => b.cumulative_count.unwrap_or(0) as f64,
+                };
+                line.write(out, "_bucket", Some(("le", ub)), c);
                 if ub == f64::INFINITY {
                     inf_seen = true;
                 }
             }
             if !inf_seen {
-                line.write(
-                    out,
-                    "_bucket",
-                    Some(("le", f64::INFINITY)),
-                    h.sample_count.unwrap_or(0) as f64,
-                );
+                line.write(out, "_bucket", Some(("le", f64::INFINITY)), count);
             }
             line.write(out, "_sum", None, h.sample_sum.unwrap_or(0.0));
-            line.write(out, "_count", None, h.sample_count.unwrap_or(0) as f64);
+            line.write(out, "_count", None, count);
         }
     }
     Ok(())
@@ -117,16 +119,27 @@ pub fn write_metric(
 /// What every sample line of one metric shares.
 struct Line<'a> {
     name: &'a str,
+    /// Not a legacy name: written quoted, inside the braces (`{"my.metric",a="b"}`).
+    quoted: bool,
     labels: &'a str,
     timestamp: Option<i64>,
 }
 
 impl Line<'_> {
     fn write(&self, out: &mut String, suffix: &str, extra: Option<(&str, f64)>, value: f64) {
-        out.push_str(self.name);
-        out.push_str(suffix);
+        let mut sep = '{';
+        if self.quoted {
+            out.push_str("{\"");
+            escape_into(out, self.name, true);
+            escape_into(out, suffix, true);
+            out.push('"');
+            sep = ',';
+        } else {
+            out.push_str(self.name);
+            out.push_str(suffix);
+        }
         if !self.labels.is_empty() || extra.is_some() {
-            out.push('{');
+            out.push(sep);
             out.push_str(self.labels);
             if let Some((ln, lv)) = extra {
                 if !self.labels.is_empty() {
@@ -137,6 +150,8 @@ impl Line<'_> {
                 write_text_float(out, lv);
                 out.push('"');
             }
+            out.push('}');
+        } else if self.quoted {
             out.push('}');
         }
         out.push(' ');
@@ -237,6 +252,57 @@ mod tests {
             s,
             "# HELP s a\\\\b\\nc \"q\"\n# TYPE s summary\n\
              s{job=\"j\",quantile=\"0.9\"} 1.5e-07\ns_sum{job=\"j\"} 0.5\ns_count{job=\"j\"} 1e+06\n"
+        );
+    }
+
+    #[test]
+    fn utf8_names_are_quoted_and_gauge_histogram_is_a_histogram() {
+        // prometheus/common v0.67 expfmt/text_create.go: non-legacy names go quoted inside
+        // the braces, GAUGE_HISTOGRAM is written as `histogram`.
+        let m = Metric {
+            label: labels(&[("my.label", "v"), ("job", "j")]),
+            gauge: Some(Gauge { value: Some(1.0) }),
+            ..Default::default()
+        };
+        let mut s = String::new();
+        write_header(&mut s, "my.metric", Some("h"), MetricType::Gauge);
+        write_metric(&mut s, "my.metric", MetricType::Gauge, &m).unwrap();
+        let bare = Metric {
+            gauge: Some(Gauge { value: Some(2.0) }),
+            ..Default::default()
+        };
+        write_metric(&mut s, "my.metric", MetricType::Gauge, &bare).unwrap();
+        assert_eq!(
+            s,
+            "# HELP \"my.metric\" h\n# TYPE \"my.metric\" gauge\n\
+             {\"my.metric\",\"my.label\"=\"v\",job=\"j\"} 1\n{\"my.metric\"} 2\n"
+        );
+        let mut s = String::new();
+        write_header(&mut s, "gh", None, MetricType::GaugeHistogram);
+        assert_eq!(s, "# TYPE gh histogram\n");
+    }
+
+    #[test]
+    fn float_histogram_counts_are_written_as_floats() {
+        let m = Metric {
+            histogram: Some(Box::new(Histogram {
+                sample_count_float: Some(2.5),
+                sample_sum: Some(1.25),
+                bucket: vec![Bucket {
+                    cumulative_count_float: Some(0.5),
+                    upper_bound: Some(1.0),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let mut s = String::new();
+        write_metric(&mut s, "{h}", MetricType::Histogram, &m).unwrap();
+        assert_eq!(
+            s,
+            "{\"{h}_bucket\",le=\"1\"} 0.5\n{\"{h}_bucket\",le=\"+Inf\"} 2.5\n\
+             {\"{h}_sum\"} 1.25\n{\"{h}_count\"} 2.5\n"
         );
     }
 

@@ -11,8 +11,8 @@
 //! * `#` may be followed directly by `HELP`/`TYPE` (`#TYPE x gauge`). Any other `#` line is a
 //!   comment. A `HELP`/`TYPE` line that ends right after the keyword or the metric name is
 //!   ignored (but the latter still creates the family).
-//! * `TYPE` values are matched after Go's `strings.ToUpper`; `GAUGE_HISTOGRAM` (known to
-//!   client_model v0.3.0) is accepted, and its samples end up without any value, as in Go.
+//! * `TYPE` values are matched after Go's `strings.ToUpper`; `GAUGE_HISTOGRAM` is accepted and
+//!   parsed like a histogram (as prometheus/common v0.67, used by Pushgateway 1.11, does).
 //!   Backslashes are silently dropped from the type token and from whatever follows a
 //!   timestamp (Go's `readTokenUntilNewline(false)`).
 //! * Summaries and histograms are assembled from `_sum`, `_count`, `_bucket` and the base name
@@ -20,6 +20,11 @@
 //!   are not contiguous; `quantile`/`le` labels are consumed, must be Go floats, and a `NaN`
 //!   one drops the sample. Counts are converted from float with Go's amd64 `uint64(f)`.
 //! * Duplicate label names within one sample are rejected, as Go does at parse time.
+//!
+//! Where Pushgateway 1.11 (prometheus/common v0.67) differs, we follow it: quoted names
+//! (`{"my.metric","my.label"="v"}`, see [`parse_text_names`]), histogram counts that are not
+//! whole numbers kept as float counts (the histogram then becomes all-float), negative ones
+//! refused.
 //!
 //! The only intentional difference: a HELP text that is not valid UTF-8 (Go keeps the raw
 //! bytes) is stored with U+FFFD replacements, because `MetricFamily.help` is a Rust `String`.
@@ -47,7 +52,17 @@ pub struct TextParseError {
 /// Parses a whole text-format body into metric families (order unspecified; we return them in
 /// order of first appearance). Families without samples (only HELP/TYPE lines) are dropped.
 pub fn parse_text(body: &[u8]) -> Result<Vec<MetricFamily>, TextParseError> {
+    parse_text_names(body, false)
+}
+
+/// Like [`parse_text`], with the name rules of prometheus/common v0.67's `TextParser`: names
+/// may be quoted (`{"my.metric", "my.label"="v"}`, `# TYPE "my.metric" gauge`); with `utf8`
+/// (`--push.enable-utf8-names`) any non-empty UTF-8 name is accepted, without it a quoted name
+/// must still be a legacy name (`invalid metric name "my.metric"`). Quoted names with
+/// backslash escapes are refused.
+pub fn parse_text_names(body: &[u8], utf8: bool) -> Result<Vec<MetricFamily>, TextParseError> {
     let mut parser = Parser::new(body);
+    parser.utf8 = utf8;
     parser.run()?;
     Ok(parser.finish())
 }
@@ -61,12 +76,15 @@ pub enum LimitedParseError {
 
 /// [`parse_text`] that stops at the first series crossing `limits` (a series with too many
 /// labels is refused at its first extra label, not after reading all of them).
+/// `utf8`: the name rules of [`parse_text_names`].
 pub fn parse_text_limited(
     body: &[u8],
     limits: ParseLimits,
+    utf8: bool,
 ) -> Result<Vec<MetricFamily>, LimitedParseError> {
     let mut parser = Parser::new(body);
     parser.limits = limits;
+    parser.utf8 = utf8;
     match parser.run() {
         Ok(()) => Ok(parser.finish()),
         Err(e) => Err(match parser.limit_hit.take() {
@@ -259,6 +277,10 @@ struct Parser<'a> {
     limits: ParseLimits,
     /// The limit that stopped the parse, if one did.
     limit_hit: Option<LimitExceeded>,
+    /// UTF-8 names allowed (else quoted names must be legacy names).
+    utf8: bool,
+    /// Some histogram got a float count: make each such histogram all-float at the end.
+    float_histograms: bool,
 }
 
 /// A label as read from the line: the name, and the value (borrowed unless it had escapes).
@@ -293,6 +315,8 @@ impl<'a> Parser<'a> {
             scratch_labels: Vec::new(),
             limits: ParseLimits::default(),
             limit_hit: None,
+            utf8: false,
+            float_histograms: false,
         }
     }
 
@@ -303,7 +327,16 @@ impl<'a> Parser<'a> {
         self.error("limit exceeded".to_owned())
     }
 
-    fn finish(self) -> Vec<MetricFamily> {
+    fn finish(mut self) -> Vec<MetricFamily> {
+        if self.float_histograms {
+            for f in &mut self.families {
+                for m in &mut f.metrics {
+                    if let Some(h) = m.histogram.as_deref_mut() {
+                        normalize_histogram(h);
+                    }
+                }
+            }
+        }
         self.families
             .into_iter()
             .filter(|f| !f.metrics.is_empty())
@@ -387,6 +420,15 @@ impl<'a> Parser<'a> {
     /// is read). The first byte after the name is left in `cur`.
     fn metric_name_token(&mut self) -> PResult<&'a [u8]> {
         let start = self.pos - 1;
+        if self.cur == b'"' {
+            let name = self.quoted_name("metric")?;
+            let ok = std::str::from_utf8(name)
+                .is_ok_and(|n| !n.is_empty() && (self.utf8 || crate::names::is_legacy_name(n)));
+            if !ok {
+                return Err(self.error(format!("invalid metric name {}", go_quote(name))));
+            }
+            return Ok(name);
+        }
         if !is_metric_name_start(self.cur) {
             return Ok(&self.buf[start..start]);
         }
@@ -415,10 +457,48 @@ impl<'a> Parser<'a> {
     /// Like `metric_name_token`, for label names.
     fn label_name_token(&mut self) -> PResult<&'a [u8]> {
         let start = self.pos - 1;
+        if self.cur == b'"' {
+            let name = self.quoted_name("label")?;
+            let ok = std::str::from_utf8(name).is_ok_and(|n| {
+                !n.is_empty() && (self.utf8 || crate::names::is_legacy_label_name(n))
+            });
+            if !ok {
+                return Err(self.error(format!("invalid label name {}", go_quote(name))));
+            }
+            return Ok(name);
+        }
         if !is_label_name_start(self.cur) {
             return Ok(&self.buf[start..start]);
         }
         self.scan_while(start, &LABEL_NAME_CONT)
+    }
+
+    /// A quoted name; `cur` is the opening '"'. Returns the bytes between the quotes and
+    /// leaves the byte after the closing quote in `cur`.
+    fn quoted_name(&mut self, what: &str) -> PResult<&'a [u8]> {
+        let start = self.pos;
+        loop {
+            match self.read()? {
+                b'"' => break,
+                b'\n' => {
+                    return Err(self.error(format!(
+                        "{what} name {} contains unescaped new-line",
+                        go_quote(&self.buf[start..self.pos - 1])
+                    )))
+                }
+                b'\\' => {
+                    return Err(self.error(format!(
+                    "invalid {what} name {}: escape sequences in quoted names are not supported",
+                    go_quote(&self.buf[start..self.pos - 1])
+                )))
+                }
+                _ => {}
+            }
+        }
+        let buf: &'a [u8] = self.buf;
+        let name = &buf[start..self.pos - 1];
+        self.read()?;
+        Ok(name)
     }
 
     fn run(&mut self) -> PResult<()> {
@@ -477,7 +557,7 @@ impl<'a> Parser<'a> {
                 let is_bucket = role == Role::Plain;
                 match self.families[i].typ {
                     Some(MetricType::Summary) if !is_bucket => return (i, role),
-                    Some(MetricType::Histogram) => return (i, role),
+                    Some(MetricType::Histogram | MetricType::GaugeHistogram) => return (i, role),
                     _ => {}
                 }
             }
@@ -601,6 +681,11 @@ impl<'a> Parser<'a> {
 
     /// A sample line whose first non-blank byte is in `cur`.
     fn sample(&mut self) -> PResult<()> {
+        // The name may come first inside the braces: `{"my.metric",a="b"} 1`.
+        let braced = self.cur == b'{';
+        if braced {
+            self.skip_blanks()?;
+        }
         let name = self.metric_name_token()?;
         if name.is_empty() {
             return Err(self.error("invalid metric name".to_owned()));
@@ -612,7 +697,20 @@ impl<'a> Parser<'a> {
         labels.clear();
         // The value of the `quantile` (summary) or `le` (histogram) label.
         let mut special = f64::NAN;
-        if self.cur == b'{' {
+        if braced {
+            match self.cur {
+                b',' => self.labels(fi, typ, &mut labels, &mut special)?,
+                b'}' => self.skip_blanks()?,
+                // `{a="b"} 1`: a label where the name should be.
+                b'=' => return Err(self.error("invalid metric name".to_owned())),
+                b => {
+                    return Err(self.error(format!(
+                        "unexpected end of metric name {}",
+                        go_quote_byte(b)
+                    )))
+                }
+            }
+        } else if self.cur == b'{' {
             self.labels(fi, typ, &mut labels, &mut special)?;
         }
         self.value(fi, typ, role, labels, special)
@@ -646,7 +744,7 @@ impl<'a> Parser<'a> {
             }
             let is_special = match typ {
                 MetricType::Summary => name == b"quantile",
-                MetricType::Histogram => name == b"le",
+                MetricType::Histogram | MetricType::GaugeHistogram => name == b"le",
                 _ => false,
             };
             self.skip_blanks_if_blank()?;
@@ -804,7 +902,10 @@ impl<'a> Parser<'a> {
         labels: Vec<RawLabel<'a>>,
         special: f64,
     ) -> PResult<()> {
-        let mi = if matches!(typ, MetricType::Summary | MetricType::Histogram) {
+        let mi = if matches!(
+            typ,
+            MetricType::Summary | MetricType::Histogram | MetricType::GaugeHistogram
+        ) {
             // All lines of one summary/histogram with the same labels (apart from
             // quantile/le) make up one metric; the labels of its first line are kept.
             self.key.clear();
@@ -861,6 +962,7 @@ impl<'a> Parser<'a> {
         let Some(v) = parse_go_float_bytes(token) else {
             return Err(self.error(format!("expected float as value, got {}", go_quote(token))));
         };
+        let (mut float, mut negative) = (false, None);
         let metric = &mut self.families[fi].metrics[mi];
         match typ {
             MetricType::Counter => {
@@ -883,23 +985,52 @@ impl<'a> Parser<'a> {
                     Role::Plain => {}
                 }
             }
-            MetricType::Histogram => {
+            // Counts that are not whole numbers make a float histogram (common v0.67).
+            MetricType::Histogram | MetricType::GaugeHistogram => {
                 let histogram = metric.histogram.get_or_insert_with(Default::default);
+                let whole = go_f64_to_u64(v);
+                let is_whole = whole as f64 == v;
                 match role {
-                    Role::Count => histogram.sample_count = Some(go_f64_to_u64(v)),
-                    Role::Sum => histogram.sample_sum = Some(v),
-                    Role::Plain if !special.is_nan() => histogram.bucket.push(Bucket {
-                        cumulative_count: Some(go_f64_to_u64(v)),
+                    Role::Count if is_whole => histogram.sample_count = Some(whole),
+                    Role::Plain if is_whole && !special.is_nan() => histogram.bucket.push(Bucket {
+                        cumulative_count: Some(whole),
                         upper_bound: Some(special),
                         ..Default::default()
                     }),
+                    Role::Count | Role::Plain
+                        if v < 0.0 && (role == Role::Count || !special.is_nan()) =>
+                    {
+                        negative = Some(if role == Role::Count {
+                            "count"
+                        } else {
+                            "bucket population"
+                        });
+                    }
+                    Role::Count => {
+                        histogram.sample_count_float = Some(v);
+                        float = true;
+                    }
+                    Role::Plain if !special.is_nan() => {
+                        histogram.bucket.push(Bucket {
+                            cumulative_count_float: Some(v),
+                            upper_bound: Some(special),
+                            ..Default::default()
+                        });
+                        float = true;
+                    }
+                    Role::Sum => histogram.sample_sum = Some(v),
                     Role::Plain => {}
                 }
             }
-            // Go records "unexpected type" here, but the error is overwritten by the next
-            // read before anyone sees it: the sample is kept without a value.
-            MetricType::GaugeHistogram => {}
         }
+        if let Some(what) = negative {
+            let name = self.families[fi].name;
+            return Err(self.error(format!(
+                "negative {what} for histogram {}",
+                go_quote(name.as_bytes())
+            )));
+        }
+        self.float_histograms |= float;
         if self.cur == b'\n' {
             return Ok(());
         }
@@ -924,6 +1055,26 @@ impl<'a> Parser<'a> {
             )));
         }
         Ok(())
+    }
+}
+
+/// Makes a histogram all-float once any of its counts is a float (common v0.67's
+/// `normalizeHistogram`).
+fn normalize_histogram(h: &mut crate::pb::Histogram) {
+    let any_float = h.sample_count_float.unwrap_or(0.0) != 0.0
+        || h.bucket
+            .iter()
+            .any(|b| b.cumulative_count_float.unwrap_or(0.0) != 0.0);
+    if !any_float {
+        return;
+    }
+    if h.sample_count_float.unwrap_or(0.0) == 0.0 {
+        h.sample_count_float = Some(h.sample_count.take().unwrap_or(0) as f64);
+    }
+    for b in &mut h.bucket {
+        if b.cumulative_count_float.unwrap_or(0.0) == 0.0 {
+            b.cumulative_count_float = Some(b.cumulative_count.take().unwrap_or(0) as f64);
+        }
     }
 }
 
@@ -1544,22 +1695,17 @@ h_bucket{a=\"2\"} 99
     }
 
     #[test]
-    fn gauge_histogram_samples_have_no_value() {
-        let f = one("# TYPE foo gauge_histogram\nfoo{a=\"b\"} 1 5\n");
-        assert_eq!(f.r#type, Some(MetricType::GaugeHistogram as i32));
-        assert_eq!(
-            f.metric,
-            vec![Metric {
-                label: vec![lp("a", "b")],
-                timestamp_ms: Some(5),
-                ..Default::default()
-            }]
+    fn gauge_histograms_are_parsed_like_histograms() {
+        // common v0.67 expfmt/text_parse.go treats GAUGE_HISTOGRAM as HISTOGRAM.
+        let fams = parse_ok(
+            b"# TYPE foo gauge_histogram\nfoo_bucket{le=\"1\"} 1\nfoo_bucket{le=\"+Inf\"} 2\nfoo_sum 3\nfoo_count 2\n",
         );
-        // No _bucket/_sum/_count assembly for gauge histograms.
-        let fams = parse_ok(b"# TYPE foo gauge_histogram\nfoo_bucket{le=\"1\"} 1\n");
         assert_eq!(fams.len(), 1);
-        assert_eq!(fams[0].name.as_deref(), Some("foo_bucket"));
-        assert_eq!(fams[0].metric[0].label, vec![lp("le", "1")]);
+        assert_eq!(fams[0].r#type, Some(MetricType::GaugeHistogram as i32));
+        let h = fams[0].metric[0].histogram.as_ref().unwrap();
+        assert_eq!(h.bucket.len(), 2);
+        assert_eq!(h.sample_count, Some(2));
+        assert_eq!(h.sample_sum, Some(3.0));
         // The value must still be a valid float.
         assert_err(
             "# TYPE foo gauge_histogram\nfoo x\n",
@@ -1750,6 +1896,41 @@ h_bucket{a=\"2\"} 99
     }
 
     #[test]
+    fn quoted_names() {
+        // common v0.67 expfmt/text_parse.go: quoted names in braces and in HELP/TYPE lines;
+        // held to the legacy rules unless UTF-8 names are enabled.
+        let body = b"# HELP \"my.metric\" help\n# TYPE \"my.metric\" gauge\n{\"my.metric\", \"my.label\"=\"v\",a=\"b\"} 1\n";
+        let fams = parse_text_names(body, true).unwrap();
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].name.as_deref(), Some("my.metric"));
+        assert_eq!(fams[0].help.as_deref(), Some("help"));
+        assert_eq!(fams[0].r#type, Some(MetricType::Gauge as i32));
+        assert_eq!(
+            fams[0].metric[0].label,
+            vec![lp("my.label", "v"), lp("a", "b")]
+        );
+        let e = parse_text_names(body, false).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "text format parsing error in line 1: invalid metric name \"my.metric\""
+        );
+        // Quoted legacy names are fine without the flag.
+        let fams = parse_text(b"{\"ok_name\", \"a\"=\"1\"} 2\nok_name{\"b\"=\"2\"} 3\n").unwrap();
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].metric.len(), 2);
+        assert_eq!(fams[0].metric[1].label, vec![lp("b", "2")]);
+        let e = parse_text(b"x{\"a.b\"=\"1\"} 2\n").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "text format parsing error in line 1: invalid label name \"a.b\""
+        );
+        let fams = parse_text_names(b"{\"h.x_bucket\",le=\"1\"} 1\n", true).unwrap();
+        assert_eq!(fams[0].name.as_deref(), Some("h.x_bucket"));
+        assert!(parse_text_names(b"{\"\"} 1\n", true).is_err());
+        assert!(parse_text_names(b"{\"a\\\"b\"} 1\n", true).is_err());
+    }
+
+    #[test]
     fn summary_and_histogram_counts_use_go_conversion() {
         let f = one("# TYPE s summary\ns_count 1.9\n");
         assert_eq!(f.metric[0].summary.as_ref().unwrap().sample_count, Some(1));
@@ -1758,11 +1939,30 @@ h_bucket{a=\"2\"} 99
             f.metric[0].summary.as_ref().unwrap().sample_count,
             Some(u64::MAX)
         );
-        let f = one("# TYPE h histogram\nh_bucket{le=\"1\"} 2.9\nh_count NaN\n");
+        // Histogram counts that are not whole numbers make a float histogram (common v0.67,
+        // expfmt/text_parse.go readingValue and normalizeHistogram).
+        let f =
+            one("# TYPE h histogram\nh_bucket{le=\"1\"} 2.9\nh_bucket{le=\"2\"} 3\nh_count 4\n");
+        let h = f.metric[0].histogram.as_ref().unwrap();
+        assert_eq!(h.bucket[0].cumulative_count, None);
+        assert_eq!(h.bucket[0].cumulative_count_float, Some(2.9));
+        assert_eq!(h.bucket[1].cumulative_count_float, Some(3.0));
+        assert_eq!(h.sample_count_float, Some(4.0));
+        assert_eq!(h.sample_count, None);
+        let f = one("# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_count 3\n");
         let h = f.metric[0].histogram.as_ref().unwrap();
         assert_eq!(h.bucket[0].cumulative_count, Some(2));
-        assert_eq!(h.bucket[0].cumulative_count_float, None);
-        assert_eq!(h.sample_count, Some(1 << 63));
+        assert_eq!(h.sample_count, Some(3));
+        assert_err(
+            "# TYPE h histogram\nh_bucket{le=\"1\"} -1\n",
+            2,
+            "negative bucket population for histogram \"h\"",
+        );
+        assert_err(
+            "# TYPE h histogram\nh_count -1\n",
+            2,
+            "negative count for histogram \"h\"",
+        );
         assert_eq!(go_f64_to_u64(0.0), 0);
         assert_eq!(go_f64_to_u64(-0.5), 0);
         assert_eq!(go_f64_to_u64(-2.5), u64::MAX - 1);
@@ -2034,14 +2234,14 @@ h_bucket{a=\"2\"} 99
 
     #[test]
     fn name_and_label_errors() {
-        assert_err("{\"quoted\"} 1\n", 1, "invalid metric name");
-        assert_err("1foo 1\n", 1, "invalid metric name");
-        assert_err("\"foo\" 1\n", 1, "invalid metric name");
         assert_err(
-            "foo{\"a\"=\"b\"} 1\n",
+            "{\"quoted.name\"} 1\n",
             1,
-            "invalid label name for metric \"foo\"",
+            "invalid metric name \"quoted.name\"",
         );
+        assert_err("1foo 1\n", 1, "invalid metric name");
+        assert_err("\"foo.x\" 1\n", 1, "invalid metric name \"foo.x\"");
+        assert_err("foo{\"a.b\"=\"b\"} 1\n", 1, "invalid label name \"a.b\"");
         assert_err("foo{,} 1\n", 1, "invalid label name for metric \"foo\"");
         assert_err(
             "foo{a=\"b\",,} 1\n",

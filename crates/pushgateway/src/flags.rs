@@ -79,6 +79,30 @@ pub struct Flags {
     #[arg(long = "no-push.disable-consistency-check", action = ArgAction::SetTrue, hide = true, overrides_with = "disable_consistency_check")]
     pub no_disable_consistency_check: bool,
 
+    /// Allow UTF-8 characters in metric and label names.
+    #[arg(long = "push.enable-utf8-names", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_enable_utf8_names")]
+    pub enable_utf8_names: bool,
+
+    /// kingpin-style negation of --push.enable-utf8-names.
+    #[arg(long = "no-push.enable-utf8-names", action = ArgAction::SetTrue, hide = true, overrides_with = "enable_utf8_names")]
+    pub no_enable_utf8_names: bool,
+
+    /// Parse pushes with `Content-Type: application/openmetrics-text` as OpenMetrics 1.0 (else they are parsed as text 0.0.4, as the official gateway does).
+    #[arg(long = "push.enable-openmetrics", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_enable_openmetrics_push")]
+    pub enable_openmetrics_push: bool,
+
+    /// kingpin-style negation of --push.enable-openmetrics.
+    #[arg(long = "no-push.enable-openmetrics", action = ArgAction::SetTrue, hide = true, overrides_with = "enable_openmetrics_push")]
+    pub no_enable_openmetrics_push: bool,
+
+    /// Serve OpenMetrics 1.0 (with exemplars and `_created` samples) to scrapers that prefer it. Off by default: Prometheus asks for OpenMetrics first and would otherwise ingest other series than from the official gateway.
+    #[arg(long = "web.enable-openmetrics", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_enable_openmetrics_scrape")]
+    pub enable_openmetrics_scrape: bool,
+
+    /// kingpin-style negation of --web.enable-openmetrics.
+    #[arg(long = "no-web.enable-openmetrics", action = ArgAction::SetTrue, hide = true, overrides_with = "enable_openmetrics_scrape")]
+    pub no_enable_openmetrics_scrape: bool,
+
     /// Default time to live of a group: a group not pushed for this long is deleted. 0 = never. A push may ask for its own TTL with the `Pushgateway-TTL` header or a `?ttl=` query parameter.
     #[arg(long = "push.default-ttl", default_value = "0", value_parser = store::ttl::parse_duration)]
     pub default_ttl: Duration,

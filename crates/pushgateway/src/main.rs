@@ -123,6 +123,7 @@ fn main() -> Result<()> {
             std::env::consts::OS,
             std::env::consts::ARCH
         );
+        println!("  tags:             unknown");
         return Ok(());
     }
     // Read the local offset before any thread exists (the time crate requires it).
@@ -219,6 +220,15 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
     put(
         "push.disable-consistency-check",
         f.disable_consistency_check.to_string(),
+    );
+    put("push.enable-utf8-names", f.enable_utf8_names.to_string());
+    put(
+        "push.enable-openmetrics",
+        f.enable_openmetrics_push.to_string(),
+    );
+    put(
+        "web.enable-openmetrics",
+        f.enable_openmetrics_scrape.to_string(),
     );
     put("web.config.file", f.web_config_file.clone());
     put("web.enable-admin-api", f.enable_admin_api.to_string());
@@ -453,6 +463,7 @@ async fn run(
         })
         // The error names the file.
         ?);
+    store.allow_utf8_label_names(flags.enable_utf8_names);
 
     let prefix = route_prefix(&flags.route_prefix, &flags.external_url);
     let telemetry = format!(
@@ -480,6 +491,11 @@ async fn run(
         ttl: ttl_policy(&flags)?,
         stale_warning_age: flags.stale_warning_age,
         expiry_period: Duration::from_secs(1),
+        formats: server::Formats {
+            utf8_names: flags.enable_utf8_names,
+            openmetrics_push: flags.enable_openmetrics_push,
+            openmetrics_scrape: flags.enable_openmetrics_scrape,
+        },
         web: if flags.web_config_file.is_empty() {
             None
         } else {

@@ -328,15 +328,16 @@ fn foreign_persistence_file_is_refused_and_left_untouched() {
 }
 
 /// Found by fuzzing (fuzz/regressions/store_push/invalid_metric_name_in_protobuf): a protobuf
-/// family whose name the text format cannot express was accepted and then broke the scrape
-/// for every group. It is refused as an inconsistent push (400), the scrape stays valid.
+/// family whose name the text format cannot express broke the scrape for every group. As
+/// upstream 1.11 does, it is accepted and its name escaped on scrape (`underscores` by
+/// default), so the scrape stays valid; `escaping=allow-utf-8` gets it quoted.
 #[test]
-fn protobuf_push_with_invalid_metric_name_is_refused_and_scrape_stays_valid() {
+fn protobuf_push_with_utf8_metric_name_is_escaped_on_scrape() {
     use exposition::pb::{Gauge, Metric, MetricFamily, MetricType};
     use prost::Message;
     let gw = Gateway::start(&[]);
     assert_eq!(gw.put("/metrics/job/ok", "good 1\n").status, 200);
-    for name in ["a\u{17}b", "a-b", "1abc"] {
+    for (i, name) in ["a\u{17}b", "a-b", "1abc"].iter().enumerate() {
         let mf = MetricFamily {
             name: Some(name.to_string()),
             r#type: Some(MetricType::Gauge as i32),
@@ -349,17 +350,34 @@ fn protobuf_push_with_invalid_metric_name_is_refused_and_scrape_stays_valid() {
         let body = mf.encode_length_delimited_to_vec();
         let r = gw.req(
             "PUT",
-            "/metrics/job/x",
+            &format!("/metrics/job/x{i}"),
             &[(
                 "Content-Type",
                 "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
             )],
             &body,
         );
-        assert_eq!(r.status, 400, "{name:?}: {}", r.body);
-        assert!(r.body.contains("invalid name"), "{}", r.body);
+        if i == 1 {
+            // `a-b` and `a\x17b` are both `a_b` once escaped: refused, naming both.
+            assert_eq!(r.status, 400, "{name:?}: {}", r.body);
+            assert!(
+                r.body.contains("\"a-b\"") && r.body.contains("a_b"),
+                "{}",
+                r.body
+            );
+        } else {
+            assert_eq!(r.status, 200, "{name:?}: {}", r.body);
+        }
     }
     let scrape = gw.scrape();
     exposition::text_parse::parse_text(scrape.as_bytes()).expect("scrape parses");
     assert!(has_line(&scrape, "good{instance=\"\",job=\"ok\"} 1"));
+    assert!(
+        has_line(&scrape, "a_b{instance=\"\",job=\"x0\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        has_line(&scrape, "_abc{instance=\"\",job=\"x2\"} 1"),
+        "{scrape}"
+    );
 }

@@ -67,6 +67,7 @@ fn app_with(series: usize) -> Arc<App> {
         expiry_period: std::time::Duration::from_secs(1),
         limits: Default::default(),
         web: None,
+        formats: Default::default(),
     };
     App::new(cfg, Arc::new(store))
 }

@@ -230,6 +230,32 @@ fn metric_obj(out: &mut String, t: MetricType, m: &Metric) {
         MetricType::Histogram | MetricType::GaugeHistogram => {
             let default = exposition::pb::Histogram::default();
             let h = m.histogram.as_deref().unwrap_or(&default);
+            // A native histogram (any span) shows its native buckets, as upstream 1.8+ does
+            // (api/v1/api.go, histogram/prometheus_model.go):
+            // `[boundary_rule, "lower", "upper", "count"]`, empty buckets skipped.
+            if let Some(v) = exposition::native::view(h) {
+                out.push_str("{\"buckets\":[");
+                for (i, b) in v.buckets.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "[{},", b.boundary_rule());
+                    json_float(out, b.lower);
+                    out.push(',');
+                    json_float(out, b.upper);
+                    out.push_str(",\"");
+                    exposition::native::write_count(out, b.count, v.float);
+                    out.push_str("\"]");
+                }
+                out.push_str("],\"count\":\"");
+                exposition::native::write_count(out, v.count, v.float);
+                out.push_str("\",\"labels\":");
+                labels_obj(out, labels());
+                out.push_str(",\"sum\":");
+                json_float(out, h.sample_sum.unwrap_or(0.0));
+                out.push('}');
+                return;
+            }
             out.push_str("{\"buckets\":{");
             for (i, b) in h.bucket.iter().enumerate() {
                 if i > 0 {

@@ -46,16 +46,17 @@ pub async fn run(
         .get(hyper::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
-    let protobuf = crate::push::is_delimited_protobuf(
+    let format = crate::push::BodyFormat::of(
         parts
             .headers
             .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
+        app.cfg.formats,
     );
     let limits = app.cfg.limits.clone();
     let compressed = matches!(encoding.as_deref(), Some("gzip" | "snappy"));
     let work = move || {
-        let families = crate::push::parse_body(&limits, encoding.as_deref(), protobuf, body, &key)?;
+        let families = crate::push::parse_body(&limits, encoding.as_deref(), format, body, &key)?;
         Ok((key, families))
     };
     if size <= INLINE_MAX && !compressed {

@@ -78,6 +78,22 @@ pub struct Config {
     pub limits: limits::Limits,
     /// `--web.config.file`: TLS, users and scoped access, re-read when the file changes.
     pub web: Option<Arc<webconfig::ReloadingWebConfig>>,
+    /// Name rules and optional exposition formats (`--push.enable-utf8-names`,
+    /// `--push.enable-openmetrics`, `--web.enable-openmetrics`).
+    pub formats: Formats,
+}
+
+/// Name rules and the optional exposition formats; all off by default, as upstream.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Formats {
+    /// `--push.enable-utf8-names`: UTF-8 metric and label names in text pushes, and `U__`
+    /// escaped label names in the push path.
+    pub utf8_names: bool,
+    /// `--push.enable-openmetrics`: `application/openmetrics-text` pushes parsed as
+    /// OpenMetrics 1.0 (else as text 0.0.4, as upstream).
+    pub openmetrics_push: bool,
+    /// `--web.enable-openmetrics`: a scrape that prefers OpenMetrics gets OpenMetrics 1.0.
+    pub openmetrics_scrape: bool,
 }
 
 /// Shared state of the server.
@@ -421,7 +437,7 @@ async fn handle_inner(
         let (parts, body) = req.into_parts();
         let key = match &dispatch {
             Dispatch::Handle(Route::Push { base64, rest }) => {
-                push::parse_grouping_key(*base64, rest).ok()
+                push::parse_grouping_key_names(*base64, rest, app.cfg.formats.utf8_names).ok()
             }
             _ => None,
         };

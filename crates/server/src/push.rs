@@ -46,6 +46,17 @@ fn is_valid_label_name(name: &str) -> bool {
 /// Parses the part of a push path after `/metrics/job` or `/metrics/job@base64`
 /// (`/<job>{/<name>/<value>}`, already percent-decoded) into a grouping key.
 pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpError> {
+    parse_grouping_key_names(base64, rest, false)
+}
+
+/// Like [`parse_grouping_key`]; with `utf8` (`--push.enable-utf8-names`) label names may be
+/// any UTF-8, written in the path with the `values` escaping (`U__foo_2e_bar` → `foo.bar`),
+/// as upstream 1.11 unescapes them (`model.UnescapeName(name, ValueEncodingEscaping)`).
+pub fn parse_grouping_key_names(
+    base64: bool,
+    rest: &str,
+    utf8: bool,
+) -> Result<GroupKey, HttpError> {
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let (job_raw, labels) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -74,7 +85,17 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
                 Some(n) => (n, true),
                 None => (name, false),
             };
-            if !is_valid_label_name(trimmed) || trimmed.starts_with("__") {
+            let name = if utf8 {
+                exposition::names::unescape_values(trimmed)
+            } else {
+                trimmed.into()
+            };
+            let valid = if utf8 {
+                !name.is_empty()
+            } else {
+                is_valid_label_name(&name)
+            };
+            if !valid || trimmed.starts_with("__") {
                 return Err(HttpError::BadRequest(format!(
                     "improper label name {trimmed:?}"
                 )));
@@ -93,8 +114,8 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
             } else {
                 value.to_string()
             };
-            pairs.retain(|(n, _)| n != trimmed);
-            pairs.push((trimmed.to_string(), value));
+            pairs.retain(|(n, _)| *n != name);
+            pairs.push((name.into_owned(), value));
         }
     }
     if job.is_empty() {
@@ -162,6 +183,33 @@ fn gzip_error(e: std::io::Error) -> String {
     }
 }
 
+/// How a push body is parsed, from its `Content-Type` and the format flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Text 0.0.4 with legacy names (quoted legacy names accepted).
+    Text,
+    /// Text 0.0.4 with UTF-8 names (`--push.enable-utf8-names`).
+    TextUtf8,
+    /// Delimited protobuf.
+    Protobuf,
+    /// OpenMetrics 1.0 (`--push.enable-openmetrics`).
+    OpenMetrics,
+}
+
+impl BodyFormat {
+    pub fn of(content_type: Option<&str>, formats: crate::Formats) -> BodyFormat {
+        if formats.openmetrics_push && exposition::openmetrics::is_openmetrics(content_type) {
+            BodyFormat::OpenMetrics
+        } else if is_delimited_protobuf(content_type) {
+            BodyFormat::Protobuf
+        } else if formats.utf8_names {
+            BodyFormat::TextUtf8
+        } else {
+            BodyFormat::Text
+        }
+    }
+}
+
 /// True if the content type names the delimited protobuf format. Media type and parameter
 /// names are case-insensitive, parameter values are not (Go's `mime.ParseMediaType`).
 pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
@@ -197,7 +245,7 @@ pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
 pub fn parse_body(
     limits: &Limits,
     encoding: Option<&str>,
-    protobuf: bool,
+    format: BodyFormat,
     body: Bytes,
     key: &GroupKey,
 ) -> Result<Vec<MetricFamily>, crate::cpu::Refusal> {
@@ -209,15 +257,21 @@ pub fn parse_body(
         max_labels_per_series: limits.max_labels_per_series,
         max_label_value_bytes: limits.max_label_value_bytes,
     };
-    let families = if protobuf {
-        let f = exposition::delimited::parse_delimited(&body)
-            .map_err(|e| (None, HttpError::BadRequest(e.to_string())))?;
+    let families = if let BodyFormat::Protobuf | BodyFormat::OpenMetrics = format {
+        let f = if format == BodyFormat::Protobuf {
+            exposition::delimited::parse_delimited(&body)
+                .map_err(|e| (None, HttpError::BadRequest(e.to_string())))?
+        } else {
+            exposition::openmetrics::parse_openmetrics(&body)
+                .map_err(|e| (None, HttpError::BadRequest(e.to_string())))?
+        };
         parse_limits
             .check(&f)
             .map_err(|l| crate::limits::parse_limit_error(limits, l))?;
         f
     } else {
-        parse_text_limited(&body, parse_limits).map_err(|e| match e {
+        let utf8 = format == BodyFormat::TextUtf8;
+        parse_text_limited(&body, parse_limits, utf8).map_err(|e| match e {
             LimitedParseError::Syntax(e) => (None, HttpError::BadRequest(e.to_string())),
             LimitedParseError::Limit(l) => crate::limits::parse_limit_error(limits, l),
         })?
@@ -236,7 +290,7 @@ pub async fn handle(
     remote: SocketAddr,
 ) -> Result<Resp, HttpError> {
     let time = app.clock.now();
-    let key = parse_grouping_key(base64, rest)?;
+    let key = parse_grouping_key_names(base64, rest, app.cfg.formats.utf8_names)?;
     if parts.method == Method::DELETE {
         decode_body(parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
             if matches!(e, HttpError::TooLarge(_)) {
@@ -367,6 +421,28 @@ mod tests {
             err(false, "/a/b/c/"),
             "odd number of components in label string \"/b/c/\""
         );
+    }
+
+    #[test]
+    fn utf8_label_names_in_the_path() {
+        // pushgateway v1.11.3 handler/push.go splitLabels with --push.enable-utf8-names.
+        let k = parse_grouping_key_names(false, "/j/U__foo_2e_bar/baz/plain/1", true).unwrap();
+        let got: Vec<(String, String)> = k
+            .labels()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, kv(&[("foo.bar", "baz"), ("job", "j"), ("plain", "1")]));
+        let k = parse_grouping_key_names(false, "/j/U__a_2e_b@base64/dg", true).unwrap();
+        assert_eq!(k.labels()[0].0.to_string(), "a.b");
+        // Without the flag the escaped name is an ordinary (legacy) label name.
+        assert_eq!(key(false, "/j/U__foo_2e_bar/baz")[0].0, "U__foo_2e_bar");
+        assert_eq!(err(false, "/j/a.b/x"), "improper label name \"a.b\"");
+        let e = parse_grouping_key_names(false, "/j/__x/1", true).unwrap_err();
+        assert_eq!(e.to_string(), "improper label name \"__x\"");
+        // With the flag a name that is not escaped is taken as it is.
+        let k = parse_grouping_key_names(false, "/j/a.b/x", true).unwrap();
+        assert_eq!(k.labels()[0].0.to_string(), "a.b");
     }
 
     #[test]

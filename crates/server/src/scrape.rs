@@ -7,7 +7,8 @@ use crate::telemetry::{own_help, OwnFamily};
 use crate::App;
 use bytes::Bytes;
 use exposition::delimited;
-use exposition::pb::MetricType;
+use exposition::names::{escape_name, Escaping};
+use exposition::pb::{Metric, MetricType};
 use exposition::text_encode;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -16,69 +17,157 @@ use std::sync::Arc;
 use store::{FamilyEntry, GroupKey, Snapshot};
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The exposition format a client asked for (expfmt's `Negotiate`, without prototext).
+/// The exposition format a client asked for (expfmt's `Negotiate`, without the protobuf text
+/// formats; `NegotiateIncludingOpenMetrics` with `--web.enable-openmetrics`).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Format {
     Text,
     Protobuf,
+    /// OpenMetrics; `true` for version 1.0.0, `false` for 0.0.1.
+    OpenMetrics(bool),
 }
 
-/// One media range of an `Accept` header: q-value, position, media type, parameters.
-type AcceptEntry = (f64, usize, String, Vec<(String, String)>);
+/// The negotiated format and name escaping of a scrape.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Negotiated {
+    pub format: Format,
+    pub escaping: Escaping,
+}
 
-/// Picks the format from `Accept`, honouring q-values as goautoneg does.
-pub fn negotiate(accept: Option<&str>) -> Format {
-    let Some(accept) = accept else {
-        return Format::Text;
-    };
-    let mut entries: Vec<AcceptEntry> = Vec::new();
-    for (i, part) in accept.split(',').enumerate() {
-        let mut fields = part.split(';');
-        let media = fields.next().unwrap_or("").trim().to_ascii_lowercase();
-        let mut q = 1.0;
-        let mut params = Vec::new();
-        for f in fields {
-            if let Some((k, v)) = f.split_once('=') {
-                let k = k.trim().to_ascii_lowercase();
-                let v = v.trim().to_string();
-                if k == "q" {
-                    q = v.parse().unwrap_or(0.0);
-                } else {
-                    params.push((k, v));
-                }
+impl Negotiated {
+    /// The `Content-Type` of the answer: the format with its `escaping` term, as expfmt
+    /// returns it from negotiation and promhttp sets it.
+    pub fn content_type(&self) -> String {
+        let base = match self.format {
+            Format::Text => TEXT_CONTENT_TYPE,
+            Format::Protobuf => delimited::CONTENT_TYPE,
+            Format::OpenMetrics(true) => OPENMETRICS_CONTENT_TYPE,
+            Format::OpenMetrics(false) => {
+                "application/openmetrics-text; version=0.0.1; charset=utf-8"
             }
-        }
-        entries.push((q, i, media, params));
-    }
-    entries.sort_by(|a, b| {
-        b.0.partial_cmp(&a.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.1.cmp(&b.1))
-    });
-    for (q, _, media, params) in entries {
-        if q <= 0.0 {
-            continue;
-        }
-        let param = |k: &str| {
-            params
-                .iter()
-                .find(|(pk, _)| pk == k)
-                .map(|(_, v)| v.as_str())
         };
-        if media == "application/vnd.google.protobuf"
-            && param("proto") == Some("io.prometheus.client.MetricFamily")
-        {
-            if param("encoding") == Some("delimited") {
-                return Format::Protobuf;
+        format!("{base}; escaping={}", self.escaping.as_str())
+    }
+}
+
+/// One media range of an `Accept` header, as goautoneg's `ParseAccept` reads it.
+struct Accept<'a> {
+    q: f64,
+    typ: &'a str,
+    sub: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+}
+
+impl Accept<'_> {
+    fn param(&self, k: &str) -> Option<&str> {
+        // A repeated parameter: the last one wins (Go map assignment).
+        self.params
+            .iter()
+            .rev()
+            .find(|(pk, _)| *pk == k)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// goautoneg's `ParseAccept`: case-sensitive, `q` parsed as a 32-bit float (0 when it does
+/// not parse), sorted by its (non-transitive) `Less` with Go's insertion sort.
+fn parse_accept(header: &str) -> Vec<Accept<'_>> {
+    let mut out: Vec<Accept> = Vec::new();
+    for part in header.split(',') {
+        let part = part.trim_matches(' ');
+        let mut fields = part.split(';');
+        let range = fields.next().unwrap_or("");
+        let sp: Vec<&str> = range.split('/').collect();
+        let typ = sp[0].trim_matches(' ');
+        let sub = match sp.len() {
+            1 if typ == "*" => "*",
+            2 => sp[1].trim_matches(' '),
+            _ => continue,
+        };
+        let mut a = Accept {
+            q: 1.0,
+            typ,
+            sub,
+            params: Vec::new(),
+        };
+        for param in fields {
+            let Some((k, v)) = param.split_once('=') else {
+                continue;
+            };
+            let k = k.trim_matches(' ');
+            if k == "q" {
+                a.q = v.parse::<f32>().map(f64::from).unwrap_or(0.0);
+            } else {
+                a.params.push((k, v.trim_matches(' ')));
             }
-            continue;
         }
-        if media == "text/plain" && matches!(param("version"), None | Some("0.0.4")) {
-            return Format::Text;
+        out.push(a);
+    }
+    let less = |a: &Accept, b: &Accept| {
+        a.q > b.q || (a.typ != "*" && b.typ == "*") || (a.sub != "*" && b.sub == "*")
+    };
+    if out.len() <= 64 {
+        for i in 1..out.len() {
+            let mut j = i;
+            while j > 0 && less(&out[j], &out[j - 1]) {
+                out.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    } else {
+        // Hostile header sizes: a stable sort with the same preferences, O(n log n).
+        out.sort_by(|a, b| {
+            b.q.partial_cmp(&a.q)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then((a.typ == "*").cmp(&(b.typ == "*")))
+                .then((a.sub == "*").cmp(&(b.sub == "*")))
+        });
+    }
+    out
+}
+
+/// Picks the format and escaping from `Accept` as prometheus/common v0.67's
+/// `expfmt.Negotiate` (or, with `openmetrics`, `NegotiateIncludingOpenMetrics`) does: the
+/// ranges in preference order, the `escaping` of the last range seen with a known value
+/// (default `underscores`), text 0.0.4 when nothing matches.
+pub fn negotiate_with(accept: Option<&str>, openmetrics: bool) -> Negotiated {
+    let mut escaping = Escaping::Underscores;
+    let mut format = Format::Text;
+    for ac in parse_accept(accept.unwrap_or("")) {
+        if let Some(e) = ac.param("escaping").and_then(Escaping::parse) {
+            escaping = e;
+        }
+        let version = ac.param("version").unwrap_or("");
+        if ac.typ == "application"
+            && ac.sub == "vnd.google.protobuf"
+            && ac.param("proto") == Some("io.prometheus.client.MetricFamily")
+            && ac.param("encoding") == Some("delimited")
+        {
+            format = Format::Protobuf;
+            break;
+        }
+        if ac.typ == "text" && ac.sub == "plain" && (version == "0.0.4" || version.is_empty()) {
+            format = Format::Text;
+            break;
+        }
+        if openmetrics
+            && ac.typ == "application"
+            && ac.sub == "openmetrics-text"
+            && matches!(version, "" | "0.0.1" | "1.0.0")
+        {
+            format = Format::OpenMetrics(version == "1.0.0");
+            break;
         }
     }
-    Format::Text
+    Negotiated { format, escaping }
+}
+
+/// The format alone (OpenMetrics off), for callers that do not escape.
+pub fn negotiate(accept: Option<&str>) -> Format {
+    negotiate_with(accept, false).format
 }
 
 fn gzip_accepted(headers: &HeaderMap) -> bool {
@@ -143,8 +232,29 @@ fn header_of<'a>(name: &str, m: &'a Merged<'a>) -> (Option<&'a str>, MetricType)
     (help, first.mtype)
 }
 
-/// Renders the text exposition of a snapshot plus own families.
+/// The metrics of an entry with names escaped for `esc` (only for entries whose names need
+/// it, and only when the scraper does not accept UTF-8 names: the rare, slow path).
+fn escaped_metrics(e: &FamilyEntry, esc: Escaping) -> Vec<Metric> {
+    let mut metrics = e.metrics();
+    for m in &mut metrics {
+        for l in &mut m.label {
+            if let std::borrow::Cow::Owned(n) = escape_name(l.name(), esc) {
+                l.name = Some(n);
+            }
+        }
+    }
+    metrics
+}
+
+/// Renders the text exposition of a snapshot plus own families, names escaped as a scraper
+/// without UTF-8 support expects by default (`underscores`).
 pub fn render_text(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
+    render_text_with(own, snap, Escaping::Underscores)
+}
+
+/// Renders the text exposition with the negotiated name escaping. Entries whose names are all
+/// legacy names (nearly all) are copied as stored whatever the escaping.
+pub fn render_text_with(own: &[OwnFamily], snap: &Snapshot, esc: Escaping) -> Vec<u8> {
     let families = merged(own, snap);
     let mut size = 0;
     for (_, m) in &families {
@@ -157,7 +267,8 @@ pub fn render_text(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
     for (name, m) in &families {
         scratch.clear();
         let (help, t) = header_of(name, m);
-        text_encode::write_header(&mut scratch, name, help, t);
+        let out_name = escape_name(name, esc);
+        text_encode::write_header(&mut scratch, &out_name, help, t);
         if let Some(o) = m.own {
             for metric in &o.metrics {
                 let _ = text_encode::write_metric(&mut scratch, name, o.mtype, metric);
@@ -166,22 +277,39 @@ pub fn render_text(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
         out.extend_from_slice(scratch.as_bytes());
         if let Some(g) = m.stored {
             for e in g.values() {
-                e.write_text(&mut out);
+                if esc != Escaping::AllowUtf8 && e.needs_escaping {
+                    scratch.clear();
+                    for metric in escaped_metrics(e, esc) {
+                        let _ = text_encode::write_metric(&mut scratch, &out_name, t, &metric);
+                    }
+                    out.extend_from_slice(scratch.as_bytes());
+                } else {
+                    e.write_text(&mut out);
+                }
             }
         }
     }
     out
 }
 
-/// Renders the delimited protobuf exposition of a snapshot plus own families.
+/// Renders the delimited protobuf exposition with names escaped as by default.
 pub fn render_protobuf(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
+    render_protobuf_with(own, snap, Escaping::Underscores)
+}
+
+/// Renders the delimited protobuf exposition of a snapshot plus own families with the
+/// negotiated name escaping.
+pub fn render_protobuf_with(own: &[OwnFamily], snap: &Snapshot, esc: Escaping) -> Vec<u8> {
     let families = merged(own, snap);
     let mut out = Vec::new();
     let mut head = Vec::new();
+    let mut parts: Vec<std::borrow::Cow<'_, [u8]>> = Vec::new();
     for (name, m) in &families {
         head.clear();
+        parts.clear();
         let (help, t) = header_of(name, m);
-        prost::encoding::string::encode(1, &name.to_string(), &mut head);
+        let out_name = escape_name(name, esc);
+        prost::encoding::string::encode(1, &out_name.to_string(), &mut head);
         if let Some(h) = help {
             prost::encoding::string::encode(2, &h.to_string(), &mut head);
         }
@@ -191,18 +319,51 @@ pub fn render_protobuf(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
                 prost::encoding::message::encode(4, metric, &mut head);
             }
         }
-        let stored_len: usize = m
-            .stored
-            .map_or(0, |g| g.values().map(|e| e.proto_len()).sum());
-        delimited::write_varint(&mut out, (head.len() + stored_len) as u64);
-        out.extend_from_slice(&head);
         if let Some(g) = m.stored {
             for e in g.values() {
-                e.write_proto_metrics(&mut out);
+                if esc != Escaping::AllowUtf8 && e.needs_escaping {
+                    let mut buf = Vec::new();
+                    for metric in escaped_metrics(e, esc) {
+                        prost::encoding::message::encode(4, &metric, &mut buf);
+                    }
+                    parts.push(buf.into());
+                } else {
+                    parts.push(e.proto_metrics());
+                }
             }
+        }
+        let stored_len: usize = parts.iter().map(|p| p.len()).sum();
+        delimited::write_varint(&mut out, (head.len() + stored_len) as u64);
+        out.extend_from_slice(&head);
+        for p in &parts {
+            out.extend_from_slice(p);
         }
     }
     out
+}
+
+/// Renders OpenMetrics 1.0 (`--web.enable-openmetrics`), with exemplars and `_created`
+/// samples. Not pre-encoded: every entry is decoded and written (the flag is opt-in).
+pub fn render_openmetrics(own: &[OwnFamily], snap: &Snapshot, esc: Escaping) -> Vec<u8> {
+    let families = merged(own, snap);
+    let mut out = String::new();
+    for (name, m) in &families {
+        let (help, t) = header_of(name, m);
+        let out_name = escape_name(name, esc);
+        let mut metrics: Vec<Metric> = m.own.map(|o| o.metrics.clone()).unwrap_or_default();
+        if let Some(g) = m.stored {
+            for e in g.values() {
+                if esc != Escaping::AllowUtf8 && e.needs_escaping {
+                    metrics.extend(escaped_metrics(e, esc));
+                } else {
+                    metrics.extend(e.metrics());
+                }
+            }
+        }
+        exposition::openmetrics::write_family(&mut out, &out_name, help, None, t, &metrics);
+    }
+    out.push_str(exposition::openmetrics::EOF);
+    out.into_bytes()
 }
 
 /// GET on the telemetry path.
@@ -228,14 +389,18 @@ pub fn handle(app: &Arc<App>, headers: &HeaderMap) -> Resp {
     let accept = headers
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let (body, content_type) = match negotiate(accept) {
-        Format::Text => (render_text(&own, &snap), TEXT_CONTENT_TYPE),
-        Format::Protobuf => (render_protobuf(&own, &snap), delimited::CONTENT_TYPE),
+    let neg = negotiate_with(accept, app.cfg.formats.openmetrics_scrape);
+    let body = match neg.format {
+        Format::Text => render_text_with(&own, &snap, neg.escaping),
+        Format::Protobuf => render_protobuf_with(&own, &snap, neg.escaping),
+        Format::OpenMetrics(_) => render_openmetrics(&own, &snap, neg.escaping),
     };
+    let content_type = neg.content_type();
     drop(snap);
     let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        resp.headers_mut().insert(CONTENT_TYPE, v);
+    }
     let body = if gzip_accepted(headers) {
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(body.len() / 8),
@@ -255,6 +420,91 @@ pub fn handle(app: &Arc<App>, headers: &HeaderMap) -> Resp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ct(accept: &str, om: bool) -> String {
+        negotiate_with(Some(accept), om).content_type()
+    }
+
+    #[test]
+    fn escaping_negotiation_table() {
+        // prometheus/common v0.67.5 expfmt/encode_test.go (TestNegotiate*), with the
+        // protobuf text encodings left out (not served, as before).
+        let pb = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily";
+        let pb_ct = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+        let text = "text/plain; version=0.0.4; charset=utf-8";
+        assert_eq!(
+            ct(&format!("{pb};encoding=delimited"), false),
+            format!("{pb_ct}; escaping=underscores")
+        );
+        assert_eq!(
+            ct("text/plain;version=0.0.4", false),
+            format!("{text}; escaping=underscores")
+        );
+        assert_eq!(
+            ct(
+                &format!("{pb};encoding=delimited; escaping=allow-utf-8;"),
+                false
+            ),
+            format!("{pb_ct}; escaping=allow-utf-8")
+        );
+        assert_eq!(
+            ct("text/plain;version=0.0.4;", false),
+            format!("{text}; escaping=underscores")
+        );
+        assert_eq!(
+            ct("text/plain;version=0.0.4; escaping=values;", false),
+            format!("{text}; escaping=values")
+        );
+        assert_eq!(
+            ct("text/plain;version=0.0.4; escaping=dots", false),
+            format!("{text}; escaping=dots")
+        );
+        assert_eq!(
+            ct("text/plain;version=0.0.4; escaping=bogus", false),
+            format!("{text}; escaping=underscores")
+        );
+        assert_eq!(
+            negotiate_with(None, false).content_type(),
+            format!("{text}; escaping=underscores")
+        );
+        // OpenMetrics only when enabled.
+        assert_eq!(
+            ct("application/openmetrics-text;version=1.0.0", true),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+        );
+        assert_eq!(
+            ct("application/openmetrics-text", true),
+            "application/openmetrics-text; version=0.0.1; charset=utf-8; escaping=underscores"
+        );
+        assert_eq!(
+            ct("application/openmetrics-text;version=0.0.4", true),
+            format!("{text}; escaping=underscores")
+        );
+        assert_eq!(
+            ct("application/openmetrics-text;version=1.0.0", false),
+            format!("{text}; escaping=underscores")
+        );
+        // Prometheus 3's default Accept (scrape/scrape.go acceptHeader with
+        // DefaultScrapeProtocols) and its protobuf-first one (native histograms on).
+        let p3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(ct(p3, false), format!("{text}; escaping=allow-utf-8"));
+        assert_eq!(
+            ct(p3, true),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+        );
+        let p3pb = format!("{pb};encoding=delimited;q=0.7,{p3}");
+        assert_eq!(ct(&p3pb, false), format!("{pb_ct}; escaping=underscores"));
+        // Wildcards sort after concrete types of the same q (goautoneg's Less).
+        assert_eq!(
+            ct(&format!("*/*,{pb};encoding=delimited"), false),
+            format!("{pb_ct}; escaping=underscores")
+        );
+        // q=0 is not a refusal in expfmt.
+        assert_eq!(
+            negotiate(Some(&format!("{pb};encoding=delimited;q=0"))),
+            Format::Protobuf
+        );
+    }
 
     #[test]
     fn accept_negotiation() {

@@ -168,6 +168,9 @@ impl Telemetry {
             LabelPair::new("goos", std::env::consts::OS),
             LabelPair::new("goversion", build.go_version.clone()),
             LabelPair::new("revision", build.revision.clone()),
+            // client_golang v1.23's version collector: the Go build tags, `unknown` when the
+            // binary was built without any (as ours, not being a Go build).
+            LabelPair::new("tags", "unknown"),
             LabelPair::new("version", build.version.clone()),
         ];
         build_labels.sort_by(|a, b| a.name().cmp(b.name()));

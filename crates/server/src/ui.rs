@@ -546,7 +546,17 @@ fn metric_value(out: &mut String, t: MetricType, m: &Metric) {
             let Some(h) = m.histogram.as_ref() else {
                 return;
             };
+            // As upstream 1.9+ (resources/template.html): the native histogram in Prometheus'
+            // notation, then the classic buckets with count and sum (count and sum alone when
+            // there are neither).
             out.push_str("<table class=\"sub\">");
+            let native = exposition::native::view(h);
+            if let Some(v) = &native {
+                sub_row_start(out);
+                out.push_str("Native Histogram representation</th><td>");
+                exposition::native::write_string(out, v);
+                out.push_str("</td></tr>");
+            }
             for b in &h.bucket {
                 sub_row_start(out);
                 out.push_str("Sample values &le; ");
@@ -560,40 +570,22 @@ fn metric_value(out: &mut String, t: MetricType, m: &Metric) {
                 }
                 out.push_str("</td></tr>");
             }
-            if let Some(schema) = h.schema {
-                let spans = |s: &[exposition::pb::BucketSpan]| -> u64 {
-                    s.iter().map(|s| u64::from(s.length.unwrap_or(0))).sum()
-                };
+            if native.is_none() || !h.bucket.is_empty() {
                 sub_row_start(out);
-                let _ = write!(
-                    out,
-                    "Native buckets</th><td>schema {schema}, {} positive, {} negative, zero count ",
-                    spans(&h.positive_span),
-                    spans(&h.negative_span)
-                );
-                match h.zero_count_float.filter(|f| *f > 0.0) {
+                out.push_str("Total sample Count</th><td>");
+                match h.sample_count_float.filter(|f| *f > 0.0) {
                     Some(f) => push_value(out, f),
                     None => {
-                        let _ = write!(out, "{}", h.zero_count.unwrap_or(0));
+                        let _ = write!(out, "{}", h.sample_count.unwrap_or(0));
                     }
                 }
-                out.push_str(" (threshold ");
-                write_go_float(out, h.zero_threshold.unwrap_or(0.0));
-                out.push_str(")</td></tr>");
+                out.push_str("</td></tr>");
+                sub_row_start(out);
+                out.push_str("Sample Sum</th><td>");
+                push_value(out, h.sample_sum.unwrap_or(0.0));
+                out.push_str("</td></tr>");
             }
-            sub_row_start(out);
-            out.push_str("Total sample Count</th><td>");
-            match h.sample_count_float.filter(|f| *f > 0.0) {
-                Some(f) => push_value(out, f),
-                None => {
-                    let _ = write!(out, "{}", h.sample_count.unwrap_or(0));
-                }
-            }
-            out.push_str("</td></tr>");
-            sub_row_start(out);
-            out.push_str("Sample Sum</th><td>");
-            push_value(out, h.sample_sum.unwrap_or(0.0));
-            out.push_str("</td></tr></table>");
+            out.push_str("</table>");
         }
         MetricType::Counter => {
             push_value(out, m.counter.as_ref().and_then(|c| c.value).unwrap_or(0.0))
@@ -693,6 +685,7 @@ mod tests {
             expiry_period: std::time::Duration::from_secs(1),
             limits: Default::default(),
             web: None,
+            formats: Default::default(),
         }
     }
 

@@ -43,6 +43,7 @@ fn config(ttl: TtlPolicy, admin: bool) -> Config {
         expiry_period: Duration::from_millis(20),
         limits: Default::default(),
         web: None,
+        formats: Default::default(),
     }
 }
 

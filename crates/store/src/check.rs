@@ -53,7 +53,9 @@ pub fn check_metric(family: &str, t: MetricType, m: &Metric) -> Result<(), Strin
                 name
             ));
         }
-        if !is_valid_label_name(name) || name.starts_with("__") {
+        // Any non-empty UTF-8 name (client_golang v1.23 validates with
+        // model.NameValidationScheme, UTF-8 by default); escaped on scrape when needed.
+        if name.is_empty() || name.starts_with("__") {
             return Err(format!(
                 "collected metric {:?} {{ {}}} has a label with an invalid name: {}",
                 family,
@@ -78,6 +80,51 @@ pub fn check_metric(family: &str, t: MetricType, m: &Metric) -> Result<(), Strin
             ));
         }
         previous = name;
+    }
+    if m.label
+        .iter()
+        .any(|l| !exposition::names::is_legacy_name(l.name()))
+    {
+        check_escaped_labels(family, m)?;
+    }
+    Ok(())
+}
+
+/// Without `--push.enable-utf8-names`: every label name must be a legacy one (the rule and
+/// message of client_golang's `checkMetricConsistency` in 1.5.1).
+pub fn legacy_label_names(family: &str, m: &Metric) -> Result<(), String> {
+    match m.label.iter().find(|l| !is_valid_label_name(l.name())) {
+        Some(l) => Err(format!(
+            "collected metric {:?} {{ {}}} has a label with an invalid name: {}",
+            family,
+            metric_text(m),
+            l.name()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Two label names that become one after the default (`underscores`) escaping of a scrape
+/// (`a.b` and `a_b`) would make a scrape with a duplicate label: refused, naming both.
+fn check_escaped_labels(family: &str, m: &Metric) -> Result<(), String> {
+    use exposition::names::{escape_name, Escaping};
+    let mut escaped: Vec<(std::borrow::Cow<'_, str>, &str)> = m
+        .label
+        .iter()
+        .map(|l| (escape_name(l.name(), Escaping::Underscores), l.name()))
+        .collect();
+    escaped.sort();
+    for w in escaped.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(format!(
+                "collected metric {:?} {{ {}}} has label names {:?} and {:?} that are the same after escaping ({})",
+                family,
+                metric_text(m),
+                w[0].1,
+                w[1].1,
+                w[0].0
+            ));
+        }
     }
     Ok(())
 }

@@ -51,6 +51,9 @@ pub struct FamilyEntry {
     pub invalid: Option<Box<str>>,
     /// Grouping labels stored once per group instead of in every series ([`crate::shared`]).
     spliced: Option<Box<Spliced>>,
+    /// The family name or a label name is not a legacy name: a scrape that does not allow
+    /// UTF-8 names re-encodes this entry with escaped names (the stored text has them quoted).
+    pub needs_escaping: bool,
 }
 
 impl FamilyEntry {
@@ -65,11 +68,16 @@ impl FamilyEntry {
     ) -> FamilyEntry {
         let mut text = String::new();
         let mut proto = Vec::new();
-        // A protobuf push can carry any name; one the text format cannot express would break
-        // the scrape for every group (the official 1.5.1 accepts and exposes it verbatim).
-        let mut invalid =
-            (!metrics.is_empty() && !crate::check::is_valid_metric_name(&name)).then(|| {
-                format!("collected metric named {name:?} has an invalid name").into_boxed_str()
+        // A protobuf push can carry any non-empty UTF-8 name (upstream 1.11 accepts it and
+        // escapes it on scrape); an empty one cannot be exposed at all.
+        let mut invalid = (!metrics.is_empty() && name.is_empty()).then(|| {
+            format!("collected metric named {name:?} has an invalid name").into_boxed_str()
+        });
+        let needs_escaping = !exposition::names::is_legacy_name(&name)
+            || metrics.iter().any(|m| {
+                m.label
+                    .iter()
+                    .any(|l| !exposition::names::is_legacy_name(l.name()))
             });
         for m in metrics {
             if invalid.is_none() {
@@ -97,6 +105,7 @@ impl FamilyEntry {
             bytes: [text.as_bytes(), &proto[..]].concat().into_boxed_slice(),
             invalid,
             spliced: None,
+            needs_escaping,
         }
     }
 
@@ -158,6 +167,8 @@ impl FamilyEntry {
             }
             None => None,
         };
+        let needs_escaping =
+            !exposition::names::is_legacy_name(&name) || label_names_need_escaping(&proto)?;
         Ok(FamilyEntry {
             spliced,
             name,
@@ -168,6 +179,7 @@ impl FamilyEntry {
             text_len: text.len() as u32,
             bytes: [&text[..], &proto[..]].concat().into_boxed_slice(),
             invalid: invalid.map(Into::into),
+            needs_escaping,
         })
     }
 
@@ -309,13 +321,15 @@ impl FamilyEntry {
 
 /// The 64-bit identity of a series, as client_golang computes it for its uniqueness check
 /// (family name and sorted label pairs; the hash function differs, the semantics do not).
+/// Names are hashed as a scrape without UTF-8 support sees them (escaped with `underscores`),
+/// so that `{a.b="1"}` and `{a_b="1"}` are the same series.
 pub fn series_hash(family: &str, labels: &[LabelPair]) -> u64 {
     use std::hash::Hasher;
     let mut h = HASHER.build_hasher();
-    h.write(family.as_bytes());
+    h.write(escaped(family.as_bytes()).as_bytes());
     h.write_u8(0xff);
     for lp in labels {
-        h.write(lp.name().as_bytes());
+        h.write(escaped(lp.name().as_bytes()).as_bytes());
         h.write_u8(0xff);
         write_value(&mut h, lp.value().as_bytes());
         h.write_u8(0xff);
@@ -378,6 +392,44 @@ fn count_metrics(mut proto: &[u8]) -> Result<u32, String> {
     Ok(n)
 }
 
+/// A name as the default escaping (`underscores`) presents it; legacy names are borrowed.
+fn escaped(name: &[u8]) -> std::borrow::Cow<'_, str> {
+    let s = String::from_utf8_lossy(name);
+    match s {
+        std::borrow::Cow::Borrowed(b) => {
+            exposition::names::escape_name(b, exposition::names::Escaping::Underscores)
+        }
+        std::borrow::Cow::Owned(o) => std::borrow::Cow::Owned(
+            exposition::names::escape_name(&o, exposition::names::Escaping::Underscores)
+                .into_owned(),
+        ),
+    }
+}
+
+/// Whether any label name in concatenated `metric` fields is not a legacy name.
+fn label_names_need_escaping(mut proto: &[u8]) -> Result<bool, String> {
+    while !proto.is_empty() {
+        let (tag, mut metric) = next_field(&mut proto)?;
+        if tag != 4 {
+            continue;
+        }
+        while !metric.is_empty() {
+            let (tag, mut pair) = next_field(&mut metric)?;
+            if tag != 1 {
+                continue;
+            }
+            while !pair.is_empty() {
+                if let (1, b) = next_field(&mut pair)? {
+                    if !std::str::from_utf8(b).is_ok_and(exposition::names::is_legacy_name) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// The series identities of concatenated `metric` fields, computed like [`series_hash`]
 /// straight from the protobuf bytes.
 fn series_hashes_of(
@@ -393,7 +445,7 @@ fn series_hashes_of(
             continue;
         }
         let mut h = HASHER.build_hasher();
-        h.write(family.as_bytes());
+        h.write(escaped(family.as_bytes()).as_bytes());
         h.write_u8(0xff);
         while !metric.is_empty() {
             let (tag, mut pair) = next_field(&mut metric)?;
@@ -411,7 +463,7 @@ fn series_hashes_of(
             let real = shared
                 .filter(|_| value == PLACEHOLDER.as_bytes())
                 .and_then(|s| Some((s, s.index(std::str::from_utf8(name).ok()?)?)));
-            h.write(name);
+            h.write(escaped(name).as_bytes());
             h.write_u8(0xff);
             match real {
                 // The shared value's digest is computed once for the group.
@@ -918,36 +970,57 @@ mod tests {
     }
 
     #[test]
-    fn invalid_metric_name_from_protobuf_marks_the_entry_invalid() {
+    fn utf8_family_names_are_kept_and_marked_for_escaping() {
+        // Pushgateway 1.11 (client_golang v1.23, UTF-8 validation) accepts any non-empty
+        // name from a protobuf push and escapes it on scrape; only an empty one is invalid.
         let m = Metric {
             gauge: Some(Gauge { value: Some(1.0) }),
             ..Default::default()
         };
-        for bad in ["a\x17b", "1abc", "a-b", ""] {
-            let e = FamilyEntry::build(
-                bad.into(),
+        let build = |name: &str, m: &Metric| {
+            FamilyEntry::build(
+                name.into(),
                 None,
                 MetricType::Gauge,
-                std::slice::from_ref(&m),
+                std::slice::from_ref(m),
                 0,
-            );
-            assert!(
-                e.invalid
-                    .as_deref()
-                    .is_some_and(|i| i.contains("invalid name")),
-                "{bad:?}"
-            );
+            )
+        };
+        let e = build("", &m);
+        assert!(e
+            .invalid
+            .as_deref()
+            .is_some_and(|i| i.contains("invalid name")));
+        for utf8 in ["a\x17b", "1abc", "a-b", "my.metric"] {
+            let e = build(utf8, &m);
+            assert!(e.invalid.is_none() && e.needs_escaping, "{utf8:?}");
         }
         for good in ["a", "_a:b_1", "ns:sub:name"] {
-            let e = FamilyEntry::build(
-                good.into(),
-                None,
-                MetricType::Gauge,
-                std::slice::from_ref(&m),
-                0,
-            );
-            assert!(e.invalid.is_none(), "{good}");
+            let e = build(good, &m);
+            assert!(e.invalid.is_none() && !e.needs_escaping, "{good}");
         }
+        let labelled = Metric {
+            label: vec![LabelPair::new("my.label", "v")],
+            ..m.clone()
+        };
+        let e = build("a", &labelled);
+        assert!(e.invalid.is_none() && e.needs_escaping);
+        let back = FamilyEntry::from_parts(
+            e.name.clone(),
+            None,
+            e.mtype,
+            0,
+            e.proto_metrics().to_vec(),
+            e.text().to_vec(),
+            None,
+        )
+        .unwrap();
+        assert!(back.needs_escaping);
+        // Same series once escaped.
+        assert_eq!(
+            series_hash("a", &[LabelPair::new("my.label", "v")]),
+            series_hash("a", &[LabelPair::new("my_label", "v")])
+        );
     }
 
     #[test]

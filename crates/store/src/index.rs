@@ -47,6 +47,14 @@ pub(crate) struct Index {
     conflicted_names: usize,
     invalid_entries: usize,
     colliding_bases: HashSet<Arc<str>, ahash::RandomState>,
+    /// Family names that are not legacy names, by their escaped (`underscores`) form, with
+    /// the number of non-empty entries carrying each: a push whose names become the same as
+    /// another family's after escaping is refused.
+    escaped_names: HashMap<Box<str>, HashMap<Arc<str>, u32>, ahash::RandomState>,
+}
+
+fn escape(name: &str) -> std::borrow::Cow<'_, str> {
+    exposition::names::escape_name(name, exposition::names::Escaping::Underscores)
 }
 
 const SUFFIXES: [&str; 3] = ["_count", "_sum", "_bucket"];
@@ -139,6 +147,14 @@ impl Index {
         if e.metric_count == 0 {
             return;
         }
+        if let std::borrow::Cow::Owned(esc) = escape(&e.name) {
+            *self
+                .escaped_names
+                .entry(esc.into())
+                .or_default()
+                .entry(e.name.clone())
+                .or_insert(0) += 1;
+        }
         let t = e.mtype as usize;
         match self.names.get_mut(&*e.name) {
             // The name already has this type: neither conflicts nor collisions can change.
@@ -167,6 +183,19 @@ impl Index {
         }
         if e.metric_count == 0 {
             return;
+        }
+        if let std::borrow::Cow::Owned(esc) = escape(&e.name) {
+            if let Some(origs) = self.escaped_names.get_mut(esc.as_str()) {
+                if let Some(c) = origs.get_mut(&e.name) {
+                    *c -= 1;
+                    if *c == 0 {
+                        origs.remove(&e.name);
+                    }
+                }
+                if origs.is_empty() {
+                    self.escaped_names.remove(esc.as_str());
+                }
+            }
         }
         let t = e.mtype as usize;
         match self.names.get_mut(&*e.name) {
@@ -198,6 +227,54 @@ impl Index {
                 }
             }
         }
+    }
+
+    /// Family names that become the same after escaping (`a.b` and `a_b`): refused, naming
+    /// both, instead of serving two families of one name to scrapers without UTF-8 support.
+    fn check_escaped_names(
+        &self,
+        removed: &[&FamilyEntry],
+        added: &[&FamilyEntry],
+        present_after: &dyn Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        let collision = |a: &str, b: &str, esc: &str| {
+            format!(
+                "metric family {a:?} collides with metric family {b:?}: both are exposed as {esc:?} to scrapers that do not accept UTF-8 names"
+            )
+        };
+        let removed_count = |name: &str| {
+            removed
+                .iter()
+                .filter(|e| e.metric_count > 0 && &*e.name == name)
+                .count() as u32
+        };
+        // Among the pushed families.
+        let mut pushed: Vec<(std::borrow::Cow<'_, str>, &str)> = added
+            .iter()
+            .filter(|e| e.metric_count > 0)
+            .map(|e| (escape(&e.name), &*e.name))
+            .collect();
+        pushed.sort();
+        pushed.dedup();
+        for w in pushed.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(collision(w[0].1, w[1].1, &w[0].0));
+            }
+        }
+        for (esc, name) in &pushed {
+            let is_escaped = matches!(esc, std::borrow::Cow::Owned(_));
+            if is_escaped && present_after(esc) {
+                return Err(collision(name, esc, esc));
+            }
+            if let Some(origs) = self.escaped_names.get(&**esc) {
+                for (orig, count) in origs {
+                    if &**orig != *name && *count > removed_count(orig) {
+                        return Err(collision(name, orig, esc));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn update_conflicts(&mut self, name: &str, before: usize) {
@@ -340,6 +417,7 @@ impl Index {
                 }
             }
         }
+        self.check_escaped_names(removed, added, &present_after)?;
         // Duplicates against the rest of the store.
         for (h, ei, mi) in &pushed {
             let existing = if self.series.contains(h) {
@@ -384,6 +462,54 @@ mod tests {
             })
             .collect();
         FamilyEntry::build(Arc::from(name), None, t, &metrics, 0)
+    }
+
+    #[test]
+    fn names_that_collide_after_escaping_are_refused_naming_both() {
+        let mut ix = Index::new([]);
+        let dotted = entry("a.b", MetricType::Gauge, &[&[("job", "x")]]);
+        let plain = entry("a_b", MetricType::Gauge, &[&[("job", "y")]]);
+        let dashed = entry("a-b", MetricType::Gauge, &[&[("job", "z")]]);
+        // Within one push.
+        let e = ix.check(&[], &[&dotted, &plain]).unwrap_err();
+        assert!(e.contains("\"a.b\"") && e.contains("\"a_b\""), "{e}");
+        // Against the store, both ways round.
+        ix.add(&dotted);
+        let e = ix.check(&[], &[&plain]).unwrap_err();
+        assert!(e.contains("\"a_b\"") && e.contains("\"a.b\""), "{e}");
+        let e = ix.check(&[], &[&dashed]).unwrap_err();
+        assert!(e.contains("\"a-b\"") && e.contains("\"a.b\""), "{e}");
+        // Replacing the group that holds a.b is fine, and so is a.b again.
+        ix.check(&[&dotted], &[&plain]).unwrap();
+        ix.check(&[], &[&entry("a.b", MetricType::Gauge, &[&[("job", "w")]])])
+            .unwrap();
+        ix.remove(&dotted);
+        ix.add(&plain);
+        let e = ix.check(&[], &[&dotted]).unwrap_err();
+        assert!(e.contains("\"a.b\"") && e.contains("\"a_b\""), "{e}");
+        ix.remove(&plain);
+        ix.check(&[], &[&dotted]).unwrap();
+        // Label names that collide inside one metric.
+        let e = entry("m", MetricType::Gauge, &[&[("a.b", "1"), ("a_b", "2")]]);
+        let msg = e.invalid.as_deref().unwrap_or_default();
+        assert!(msg.contains("\"a.b\" and \"a_b\""), "{msg}");
+        // The same series once escaped, in two groups.
+        ix.add(&entry(
+            "m",
+            MetricType::Gauge,
+            &[&[("job", "1"), ("l.x", "v")]],
+        ));
+        let e = ix
+            .check(
+                &[],
+                &[&entry(
+                    "m",
+                    MetricType::Gauge,
+                    &[&[("job", "1"), ("l_x", "v")]],
+                )],
+            )
+            .unwrap_err();
+        assert!(e.contains("was collected before"), "{e}");
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct Store {
     /// How to undo the logged changes that are not durable yet (synchronous log only), in
     /// log order. Locked after `state` when both are held.
     undo: Mutex<std::collections::VecDeque<Undo>>,
+    /// `--push.enable-utf8-names`: label names of pushed metrics may be any UTF-8 (else they
+    /// must be legacy names, as in 1.5.1 and the text format without the flag).
+    utf8_label_names: AtomicBool,
 }
 
 /// The version of a group before a logged change (`None`: the group did not exist).
@@ -199,6 +202,7 @@ impl Store {
             quotas: cfg.quotas,
             gauge_names: [PUSH_TIME, PUSH_FAILURE_TIME, PUSH_EXPIRY_TIME].map(Arc::from),
             undo: Mutex::new(Default::default()),
+            utf8_label_names: AtomicBool::new(false),
         };
         // The same allocations as every restored or decoded group uses.
         for n in &store.gauge_names {
@@ -206,6 +210,13 @@ impl Store {
         }
         store.restore(recovered);
         Ok(store)
+    }
+
+    /// Allows UTF-8 label names in pushed metrics (`--push.enable-utf8-names`); without it a
+    /// label name that is not a legacy name makes the push inconsistent (400, recorded as a
+    /// failed push), as in 1.5.1. Family names may be UTF-8 either way.
+    pub fn allow_utf8_label_names(&self, on: bool) {
+        self.utf8_label_names.store(on, Ordering::Relaxed);
     }
 
     fn restore(&self, mut entries: Vec<(Vec<u8>, Vec<u8>)>) {
@@ -521,7 +532,7 @@ impl Store {
                     sanitize_labels_shared(m, &push.key, shared.as_deref());
                 }
                 let name = self.intern(&name);
-                let e = FamilyEntry::build_shared(
+                let mut e = FamilyEntry::build_shared(
                     name.clone(),
                     mf.help.as_deref(),
                     mf.metric_type(),
@@ -529,6 +540,13 @@ impl Store {
                     ts,
                     shared.as_ref(),
                 );
+                if e.invalid.is_none() && !self.utf8_label_names.load(Ordering::Relaxed) {
+                    e.invalid = mf
+                        .metric
+                        .iter()
+                        .find_map(|m| crate::check::legacy_label_names(&name, m).err())
+                        .map(String::into_boxed_str);
+                }
                 entries.insert(name, Arc::new(e));
             }
         }
@@ -1051,6 +1069,26 @@ mod tests {
             time,
             ttl_ms,
         }
+    }
+
+    #[tokio::test]
+    async fn utf8_label_names_only_when_allowed_family_names_always() {
+        let s = store(None);
+        let k = GroupKey::new([("job", "a")]);
+        let utf8 = |body: &str| Push {
+            key: k.clone(),
+            families: exposition::text_parse::parse_text_names(body.as_bytes(), true).unwrap(),
+            replace: true,
+            time: at(1000),
+            ttl_ms: 0,
+        };
+        let e = s.push(utf8("x{\"a.b\"=\"1\"} 1\n")).await.unwrap_err();
+        assert!(e.to_string().contains("invalid name: a.b"), "{e}");
+        s.push(utf8("{\"my.metric\"} 1\n")).await.unwrap();
+        s.allow_utf8_label_names(true);
+        s.push(utf8("x{\"a.b\"=\"1\"} 1\n")).await.unwrap();
+        let snap = s.snapshot();
+        assert!(snap.groups[&k].families["x"].needs_escaping);
     }
 
     #[tokio::test]
