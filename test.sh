@@ -37,9 +37,28 @@ BIN="$PWD/target/release/pushgateway"
 CONF=${PGW_CONFORMANCE_DIR:-../shared/conformance}
 # The suite lives beside the project; a copy is vendored for machines without it.
 [ -d "$CONF" ] || CONF=tests/conformance
+# Tests of the suite that assert 1.5.1 behaviour which upstream 1.11 (our target) or an issue
+# deliberately changed; each is covered by its replacement test named beside it.
+SUPERSEDED=(
+  # 1.11 echoes the negotiated escaping in Content-Type (`; escaping=underscores`), prometheus/
+  # common expfmt.Negotiate: tests/compat/test_upstream_111.py::test_negotiation_table_and_content_type_echo
+  test_scrape.py::test_scrape_content_type_is_text_004
+  test_scrape.py::test_openmetrics_accept_falls_back_to_text
+  test_scrape.py::test_unknown_accept_falls_back_to_text
+  "test_scrape.py::test_scrape_accept_negotiation_with_q_values[accept0-False]"
+  "test_scrape.py::test_scrape_accept_negotiation_with_q_values[accept3-False]"
+  # client_golang 1.23's build_info has a `tags` label: test_upstream_111.py::test_build_info_has_tags_label
+  test_scrape.py::test_gateway_build_info_metric
+  # A persistence file of neither format is refused and left untouched, never silently replaced
+  # by an empty store: tests/e2e/test_official_file.py::test_unreadable_* (the vendored copy
+  # of this test accepts either behaviour)
+  test_persistence.py::test_garbage_persistence_file_starts_empty
+)
+DESELECT=()
+for t in "${SUPERSEDED[@]}"; do DESELECT+=(--deselect "$CONF/$t"); done
 if [ -d "$CONF" ]; then
   step "conformance suite ($CONF)"
-  PGW_CMD="$BIN" "$PY" -m pytest -q "$CONF"
+  PGW_CMD="$BIN" "$PY" -m pytest -q "$CONF" "${DESELECT[@]}"
 else
   echo "conformance suite not found at $CONF: skipped"
 fi
@@ -57,7 +76,7 @@ if [ -d "$CONF" ]; then
     sleep 0.1
   done
   PGW_NATS_URL="nats://127.0.0.1:$nats_port" PGW_REAL_BIN="$BIN" \
-    PGW_CMD="$PWD/tests/cluster/pgw-replica.sh" "$PY" -m pytest -q "$CONF"
+    PGW_CMD="$PWD/tests/cluster/pgw-replica.sh" "$PY" -m pytest -q "$CONF" "${DESELECT[@]}"
   kill "$nats_pid" 2>/dev/null || true
   wait "$nats_pid" 2>/dev/null || true
   rm -rf "$nats_dir"

@@ -1013,6 +1013,7 @@ mod tests {
             e.proto_metrics().to_vec(),
             e.text().to_vec(),
             None,
+            None,
         )
         .unwrap();
         assert!(back.needs_escaping);
