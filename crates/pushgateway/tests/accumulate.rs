@@ -1,6 +1,10 @@
 //! Accumulating groups, end to end through the real binary: the `/accumulate` route prefix,
 //! the per-type rules, resets, idempotency keys (also across a restart) and the rules file.
 
+use exposition::pb::{
+    BucketSpan, Histogram, LabelPair, Metric, MetricFamily, MetricType, Timestamp,
+};
+use prost::Message;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +19,7 @@ struct Reply {
     status: u16,
     headers: String,
     body: String,
+    raw_body: Vec<u8>,
 }
 
 impl Reply {
@@ -30,6 +35,12 @@ impl Reply {
 
 impl Gw {
     fn start(args: &[&str]) -> Gw {
+        Gw::start_at(args, "")
+    }
+
+    /// Starts a gateway whose routes are under `prefix` (`--web.route-prefix`).
+    fn start_at(args: &[&str], prefix: &str) -> Gw {
+        let ready = format!("{prefix}/-/ready");
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -45,7 +56,7 @@ impl Gw {
                 .expect("start pushgateway");
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                if http(port, "GET", "/-/ready", &[], "").is_ok_and(|r| r.status == 200) {
+                if http(port, "GET", &ready, &[], b"").is_ok_and(|r| r.status == 200) {
                     return Gw { child, port };
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -57,7 +68,42 @@ impl Gw {
     }
 
     fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        http(self.port, method, path, headers, body).expect("request")
+        http(self.port, method, path, headers, body.as_bytes()).expect("request")
+    }
+
+    /// Pushes protobuf families.
+    fn push_pb(&self, method: &str, path: &str, families: &[MetricFamily]) -> Reply {
+        let mut body = Vec::new();
+        for f in families {
+            f.encode_length_delimited(&mut body).unwrap();
+        }
+        http(
+            self.port,
+            method,
+            path,
+            &[("Content-Type", exposition::delimited::CONTENT_TYPE)],
+            &body,
+        )
+        .expect("request")
+    }
+
+    /// Scrapes in protobuf and returns the family `name`'s metrics.
+    fn scrape_pb(&self, name: &str) -> Vec<Metric> {
+        let r = http(
+            self.port,
+            "GET",
+            "/metrics",
+            &[("Accept", exposition::delimited::CONTENT_TYPE)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        exposition::delimited::parse_delimited(&r.raw_body)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.name() == name)
+            .map(|f| f.metric)
+            .unwrap_or_default()
     }
 
     fn ok(&self, method: &str, path: &str, body: &str) {
@@ -96,7 +142,7 @@ fn http(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: &[u8],
 ) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -108,12 +154,18 @@ fn http(
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    req.push_str(body);
     s.write_all(req.as_bytes())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let raw_body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let body = String::from_utf8_lossy(&raw_body).to_string();
+    let (status, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
     Ok(Reply {
         status: status
             .split_whitespace()
@@ -121,7 +173,8 @@ fn http(
             .and_then(|c| c.parse().ok())
             .unwrap_or(0),
         headers: headers.to_string(),
-        body: body.to_string(),
+        body,
+        raw_body,
     })
 }
 
@@ -234,4 +287,292 @@ fn summary_count_and_sum_add_and_quantiles_are_dropped_with_a_warning() {
     // A plain push keeps its quantiles and says nothing.
     let r = gw.req("PUT", "/metrics/job/plain", &[], body);
     assert_eq!((r.status, r.header("Pushgateway-Warning")), (200, None));
+}
+
+#[test]
+fn classic_histogram_buckets_add_by_le_and_other_bounds_are_refused_naming_them() {
+    let gw = Gw::start(NO_PERSIST);
+    let h = |a: u32, b: u32, c: u32| {
+        format!(
+            "# TYPE d histogram\nd_bucket{{le=\"0.1\"}} {a}\nd_bucket{{le=\"1\"}} {b}\nd_bucket{{le=\"+Inf\"}} {c}\nd_sum 2.5\nd_count {c}\n"
+        )
+    };
+    gw.ok("POST", "/accumulate/metrics/job/h", &h(1, 2, 3));
+    gw.ok("POST", "/accumulate/metrics/job/h", &h(0, 4, 5));
+    let s = gw.scrape();
+    for line in [
+        "d_bucket{instance=\"\",job=\"h\",le=\"0.1\"} 1",
+        "d_bucket{instance=\"\",job=\"h\",le=\"1\"} 6",
+        "d_bucket{instance=\"\",job=\"h\",le=\"+Inf\"} 8",
+        "d_sum{instance=\"\",job=\"h\"} 5",
+        "d_count{instance=\"\",job=\"h\"} 8",
+    ] {
+        assert!(s.lines().any(|l| l == line), "{line} in {s}");
+    }
+    let other = "# TYPE d histogram\nd_bucket{le=\"0.5\"} 1\nd_bucket{le=\"+Inf\"} 1\nd_sum 0.2\nd_count 1\n";
+    let r = gw.req("POST", "/accumulate/metrics/job/h", &[], other);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("[0.5]") && r.body.contains("[0.1, 1]"),
+        "names both bounds: {}",
+        r.body
+    );
+    assert_eq!(
+        gw.value("d_count{instance=\"\",job=\"h\"}"),
+        Some(8.0),
+        "refused push changed nothing"
+    );
+}
+
+fn native(schema: i32, zero_threshold: f64, zero_count: u64, first: i32, deltas: &[i64]) -> Metric {
+    let total: i64 = deltas
+        .iter()
+        .scan(0i64, |c, d| {
+            *c += d;
+            Some(*c)
+        })
+        .sum();
+    Metric {
+        histogram: Some(Box::new(Histogram {
+            schema: Some(schema),
+            zero_threshold: Some(zero_threshold),
+            zero_count: Some(zero_count),
+            sample_count: Some(zero_count + total as u64),
+            sample_sum: Some(10.0),
+            positive_span: vec![BucketSpan {
+                offset: Some(first),
+                length: Some(deltas.len() as u32),
+            }],
+            positive_delta: deltas.to_vec(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn family(name: &str, t: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    MetricFamily {
+        name: Some(name.into()),
+        r#type: Some(t as i32),
+        metric: metrics,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn native_histograms_merge_to_the_coarser_schema_with_reconciled_zero_buckets() {
+    let gw = Gw::start(NO_PERSIST);
+    // Schema 1, buckets 1..=4 holding 1 each; zero threshold 0.
+    let a = native(1, 0.0, 0, 1, &[1, 0, 0, 0]);
+    // Schema 0, zero bucket [−1, 1] holding 2, bucket 2 ((2, 4]) holding 3.
+    let b = native(0, 1.0, 2, 2, &[3]);
+    for m in [a, b] {
+        let r = gw.push_pb(
+            "POST",
+            "/accumulate/metrics/job/n",
+            &[family("lat", MetricType::Histogram, vec![m])],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let got = gw.scrape_pb("lat");
+    let h = got[0].histogram.as_ref().unwrap();
+    assert_eq!(h.schema(), 0, "the coarser schema wins");
+    assert_eq!(h.zero_threshold(), 1.0);
+    // Schema-1 bucket 1 ((1, √2]) is inside (1, 2] at schema 0, not in the zero bucket:
+    // schema 1 buckets 1,2 → schema 0 bucket 1; 3,4 → bucket 2.
+    assert_eq!(h.zero_count(), 2);
+    assert_eq!(h.sample_count(), 4 + 5);
+    assert_eq!(h.sample_sum(), 20.0);
+    assert_eq!(h.positive_span[0].offset(), 1);
+    assert_eq!(h.positive_span[0].length(), 2);
+    assert_eq!(h.positive_delta, vec![2, 3], "bucket 1: 2, bucket 2: 2+3");
+    // A float histogram merges in too; the result is a float histogram.
+    let mut f = native(0, 1.0, 0, 1, &[]);
+    {
+        let fh = f.histogram.as_mut().unwrap();
+        fh.sample_count = None;
+        fh.sample_count_float = Some(1.5);
+        fh.zero_count = None;
+        fh.zero_count_float = Some(0.5);
+        fh.positive_span[0].length = Some(1);
+        fh.positive_count = vec![1.0];
+    }
+    let r = gw.push_pb(
+        "POST",
+        "/accumulate/metrics/job/n",
+        &[family("lat", MetricType::Histogram, vec![f])],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = gw.scrape_pb("lat")[0].histogram.clone().unwrap();
+    assert_eq!(h.sample_count_float(), 10.5);
+    assert_eq!(h.zero_count_float(), 2.5);
+    assert_eq!(h.positive_count, vec![3.0, 5.0]);
+}
+
+fn rules_file(dir: &tempfile::TempDir, text: &str) -> String {
+    let p = dir.path().join("rules.yml");
+    std::fs::write(&p, text).unwrap();
+    format!("--push.rules={}", p.display())
+}
+
+#[test]
+fn gauges_keep_the_last_value_by_default_and_rules_choose_sum_max_min() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        &dir,
+        "- match: '{job=\"sum\"}'\n  gauges: sum\n- match: '{job=\"max\"}'\n  gauges: max\n- match: '{job=\"min\"}'\n  gauges: min\n",
+    );
+    let gw = Gw::start(&["--persistence.file=", &rules]);
+    for (job, want) in [("last", 2.0), ("sum", 9.0), ("max", 7.0), ("min", 2.0)] {
+        for v in [7, 2] {
+            let body = format!("# TYPE g gauge\ng {v}\nu {v}\n");
+            gw.ok("POST", &format!("/accumulate/metrics/job/{job}"), &body);
+        }
+        for name in ["g", "u"] {
+            assert_eq!(
+                gw.value(&format!("{name}{{instance=\"\",job=\"{job}\"}}")),
+                Some(want),
+                "{name} in {job}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rules_file_accumulate_true_makes_plain_posts_add_and_a_put_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        &dir,
+        "- match: '{job=~\"lambda-.*\"}'\n  accumulate: true\n  ttl: 25h\n",
+    );
+    let gw = Gw::start(&["--persistence.file=", &rules]);
+    let c = |v: u32| format!("# TYPE n_total counter\nn_total {v}\n");
+    gw.ok("POST", "/metrics/job/lambda-a", &c(1));
+    gw.ok("POST", "/metrics/job/lambda-a", &c(2));
+    gw.ok("POST", "/metrics/job/other", &c(1));
+    gw.ok("POST", "/metrics/job/other", &c(2));
+    assert_eq!(
+        gw.value("n_total{instance=\"\",job=\"lambda-a\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        gw.value("n_total{instance=\"\",job=\"other\"}"),
+        Some(2.0),
+        "no rule: last push wins"
+    );
+    gw.ok("PUT", "/metrics/job/lambda-a", &c(10));
+    assert_eq!(
+        gw.value("n_total{instance=\"\",job=\"lambda-a\"}"),
+        Some(10.0)
+    );
+    // The rule's TTL applies as before.
+    assert!(gw
+        .scrape()
+        .contains("push_expiry_time_seconds{instance=\"\",job=\"lambda-a\"}"));
+}
+
+fn created(m: &Metric) -> Timestamp {
+    m.counter.as_ref().unwrap().created_timestamp.unwrap()
+}
+
+#[test]
+fn created_timestamp_is_the_first_contribution_and_resets_after_delete_and_expiry() {
+    let gw = Gw::start(NO_PERSIST);
+    let c = "# TYPE n_total counter\nn_total 1\n";
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    gw.ok("POST", "/accumulate/metrics/job/c", c);
+    let first = created(&gw.scrape_pb("n_total")[0]);
+    assert!(
+        first.seconds >= before && first.seconds <= before + 5,
+        "{first:?}"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    gw.ok("POST", "/accumulate/metrics/job/c", c);
+    assert_eq!(created(&gw.scrape_pb("n_total")[0]), first, "kept");
+    assert_eq!(gw.req("DELETE", "/metrics/job/c", &[], "").status, 202);
+    gw.ok("POST", "/accumulate/metrics/job/c", c);
+    let after_delete = created(&gw.scrape_pb("n_total")[0]);
+    assert!(after_delete != first, "reset by DELETE");
+    // Expiry: a 1 s TTL, then a push after the group is gone starts over.
+    let r = gw.req(
+        "POST",
+        "/accumulate/metrics/job/c",
+        &[("Pushgateway-TTL", "1s")],
+        c,
+    );
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.value("n_total{instance=\"\",job=\"c\"}").is_some() {
+        assert!(Instant::now() < deadline, "group did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw.ok("POST", "/accumulate/metrics/job/c", c);
+    let after_expiry = gw.scrape_pb("n_total");
+    assert_eq!(after_expiry[0].counter.as_ref().unwrap().value(), 1.0);
+    assert!(created(&after_expiry[0]) != after_delete, "reset by expiry");
+}
+
+#[test]
+fn unmentioned_series_keep_their_values_and_type_conflicts_are_refused() {
+    let gw = Gw::start(NO_PERSIST);
+    gw.ok(
+        "POST",
+        "/accumulate/metrics/job/u",
+        "# TYPE a_total counter\na_total{k=\"1\"} 1\na_total{k=\"2\"} 1\n# TYPE b gauge\nb 5\n",
+    );
+    gw.ok(
+        "POST",
+        "/accumulate/metrics/job/u",
+        "# TYPE a_total counter\na_total{k=\"2\"} 3\n",
+    );
+    assert_eq!(
+        gw.value("a_total{instance=\"\",job=\"u\",k=\"1\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        gw.value("a_total{instance=\"\",job=\"u\",k=\"2\"}"),
+        Some(4.0)
+    );
+    assert_eq!(gw.value("b{instance=\"\",job=\"u\"}"), Some(5.0));
+    let r = gw.req(
+        "POST",
+        "/accumulate/metrics/job/u",
+        &[],
+        "# TYPE a_total gauge\na_total{k=\"2\"} 3\n",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("stored as COUNTER"), "{}", r.body);
+    assert_eq!(
+        gw.value("a_total{instance=\"\",job=\"u\",k=\"2\"}"),
+        Some(4.0)
+    );
+    assert!(gw
+        .scrape()
+        .lines()
+        .any(|l| l.starts_with("push_failure_time_seconds{instance=\"\",job=\"u\"} 1")));
+}
+
+#[test]
+fn accumulate_prefix_follows_the_route_prefix_and_base64_keys() {
+    let gw = Gw::start_at(&["--persistence.file=", "--web.route-prefix=/gw"], "/gw");
+    let c = "# TYPE n_total counter\nn_total 2\n";
+    for _ in 0..2 {
+        let r = gw.req("POST", "/gw/accumulate/metrics/job@base64/YS9i/x/1", &[], c);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = gw.req("GET", "/gw/metrics", &[], "");
+    assert!(
+        r.body
+            .contains("n_total{instance=\"\",job=\"a/b\",x=\"1\"} 4\n"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        gw.req("POST", "/accumulate/metrics/job/a", &[], c).status,
+        404,
+        "only under the route prefix"
+    );
 }
