@@ -1,9 +1,7 @@
 //! Accumulating groups, end to end through the real binary: the `/accumulate` route prefix,
 //! the per-type rules, resets, idempotency keys (also across a restart) and the rules file.
 
-use exposition::pb::{
-    BucketSpan, Histogram, LabelPair, Metric, MetricFamily, MetricType, Timestamp,
-};
+use exposition::pb::{BucketSpan, Histogram, Metric, MetricFamily, MetricType, Timestamp};
 use prost::Message;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
