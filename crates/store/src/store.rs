@@ -649,7 +649,7 @@ impl Store {
         )?;
         Ok(FamilyEntry::build(
             new.name.clone(),
-            new.help.as_deref(),
+            new.help.as_deref().or(old.help.as_deref()),
             new.mtype,
             &merged,
             p.ts,
@@ -1018,6 +1018,63 @@ mod tests {
         let s = store(Some(path));
         assert!(s.snapshot().groups.is_empty());
         s.close().unwrap();
+    }
+
+    fn counter_value(s: &Store, k: &GroupKey, name: &str) -> f64 {
+        let g = s.snapshot().groups[k].clone();
+        g.families[name].metrics()[0]
+            .counter
+            .as_ref()
+            .unwrap()
+            .value()
+    }
+
+    #[tokio::test]
+    async fn accumulating_push_replanned_against_a_newer_version_merges_with_it() {
+        let s = store(None);
+        let k = GroupKey::new([("job", "a")]);
+        let acc = |body: &str, key: Option<&str>| Push {
+            accumulate: Some(Accumulate::default()),
+            idempotency_key: key.map(Into::into),
+            replace: false,
+            ..push(&k, at(1000), 0, body)
+        };
+        let p = s.prepare(acc("# TYPE c_total counter\nc_total 1\n", Some("k1")));
+        let Plan::Accept(first) = s.plan(&p).1 else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            first.families["c_total"].metrics()[0]
+                .counter
+                .as_ref()
+                .unwrap()
+                .value(),
+            1.0
+        );
+        // Another push lands first (as another replica's write would): planning again
+        // merges with the newer version instead of overwriting it.
+        s.push(acc("# TYPE c_total counter\nc_total 5\n", None))
+            .await
+            .unwrap();
+        let Plan::Accept(second) = s.plan(&p).1 else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            second.families["c_total"].metrics()[0]
+                .counter
+                .as_ref()
+                .unwrap()
+                .value(),
+            6.0
+        );
+        s.apply_replicated(&k, Some(second));
+        assert_eq!(counter_value(&s, &k, "c_total"), 6.0);
+        // The key is in the applied version: the same push again changes nothing.
+        assert!(matches!(s.plan(&p).1, Plan::Unchanged));
+        s.push(acc("# TYPE c_total counter\nc_total 1\n", Some("k1")))
+            .await
+            .unwrap();
+        assert_eq!(counter_value(&s, &k, "c_total"), 6.0);
     }
 
     #[tokio::test]
