@@ -445,11 +445,18 @@ impl Store {
                         accumulate::normalize(mf.metric_type(), &mut mf.metric, ts);
                 }
                 let name = self.intern(&name);
+                // An accumulating family is encoded when it is planned (merged with the
+                // stored one, or alone); here only its header is kept.
+                let encode = if push.accumulate.is_some() {
+                    &[][..]
+                } else {
+                    &mf.metric[..]
+                };
                 let e = FamilyEntry::build(
                     name.clone(),
                     mf.help.as_deref(),
                     mf.metric_type(),
-                    &mf.metric,
+                    encode,
                     ts,
                 );
                 entries.insert(name.clone(), Arc::new(e));
@@ -579,7 +586,13 @@ impl Store {
                     }
                     Err(msg) => return failure(StoreError::Accumulate(msg)),
                 },
-                _ => {
+                (Some(_), None) => {
+                    let pushed = p.pushed.get(n).map_or(&[][..], |v| &v[..]);
+                    let built =
+                        FamilyEntry::build(n.clone(), e.help.as_deref(), e.mtype, pushed, p.ts);
+                    group.families.insert(n.clone(), Arc::new(built));
+                }
+                (None, _) => {
                     group.families.insert(n.clone(), e.clone());
                 }
             }
