@@ -8,7 +8,7 @@ GOPATH mode, offline) pushing with push.New(...).Add(). Every push carries an
 Idempotency-Key and is retried with it on failure, as the docs recommend. A real Prometheus
 must see exactly the sums; after a SIGKILL and a restart on the same --persistence.file
 the sums are unchanged. Then the same against three replicas on one NATS JetStream bucket:
-exact sums on every replica.
+exact sums on every replica, and an Idempotency-Key retried on another replica counts once.
 
 Amounts are multiples of 1/4 so that float sums are exact in any order.
 """
@@ -260,3 +260,16 @@ def test_three_replicas_on_nats_add_up_exactly(nats_bin, gateway_factory, go_cli
                   timeout=20, interval=0.2)
         if not ok:
             assert_sums(scraped(g), totals)
+
+    # An Idempotency-Key seen by one replica is honoured by the others (it is part of the
+    # group's compare-and-set record): a retry sent to another replica adds nothing.
+    body = "# TYPE acc_requests_total counter\nacc_requests_total 0.5\n"
+    for g in gws:
+        r = g.session.post(g.url("/accumulate/metrics/job/%s" % JOB), data=body,
+                           headers={"Idempotency-Key": "retried-everywhere"}, timeout=10)
+        assert r.status_code == 200, r.text
+    totals.counter += 0.5
+    for g in gws:
+        ok = poll(lambda: scraped(g).get(_key("acc_requests_total", None)) == totals.counter,
+                  timeout=20, interval=0.2)
+        assert ok, (scraped(g).get(_key("acc_requests_total", None)), totals.counter)

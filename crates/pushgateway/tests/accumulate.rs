@@ -574,3 +574,18 @@ fn accumulate_prefix_follows_the_route_prefix_and_base64_keys() {
         "only under the route prefix"
     );
 }
+
+#[test]
+fn wipe_resets_accumulated_sums_and_start_times() {
+    let gw = Gw::start(&["--persistence.file=", "--web.enable-admin-api"]);
+    let c = "# TYPE n_total counter\nn_total 3\n";
+    gw.ok("POST", "/accumulate/metrics/job/w", c);
+    gw.ok("POST", "/accumulate/metrics/job/w", c);
+    let before = created(&gw.scrape_pb("n_total")[0]);
+    assert_eq!(gw.req("PUT", "/api/v1/admin/wipe", &[], "").status, 202);
+    std::thread::sleep(Duration::from_millis(20));
+    gw.ok("POST", "/accumulate/metrics/job/w", c);
+    let m = gw.scrape_pb("n_total");
+    assert_eq!(m[0].counter.as_ref().unwrap().value(), 3.0);
+    assert!(created(&m[0]) != before, "start time reset by the wipe");
+}
