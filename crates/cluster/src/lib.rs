@@ -79,8 +79,10 @@ pub struct Cluster {
     revs: Mutex<HashMap<GroupKey, Rev>>,
     /// Grouping keys of hashed bucket keys, learnt from their values (for delete markers).
     hashed: Mutex<HashMap<String, GroupKey>>,
-    /// Groups being pushed from this replica (see [`Turn`]).
-    pushing: PushTurns,
+    /// Groups being pushed from this replica: pushes to one group take turns instead of
+    /// racing each other's compare-and-set (with many concurrent pushes to one group, e.g.
+    /// accumulating ones, the losers would otherwise run out of attempts). Only replicas race.
+    pushing: store::turn::Turns,
     synced: AtomicBool,
     timeout: Duration,
     urls: String,
@@ -238,7 +240,7 @@ impl Cluster {
             kv: Mutex::new(None),
             revs: Mutex::new(HashMap::new()),
             hashed: Mutex::new(HashMap::new()),
-            pushing: PushTurns::default(),
+            pushing: Default::default(),
             synced: AtomicBool::new(false),
             timeout: cfg.timeout,
             urls: cfg.urls.join(","),
@@ -505,42 +507,6 @@ async fn follow_once(
     }
 }
 
-type PushTurns = Arc<Mutex<HashMap<GroupKey, Arc<tokio::sync::Mutex<()>>>>>;
-
-/// A push's turn on its group: pushes to one group from this replica take turns instead of
-/// racing each other's compare-and-set (with many concurrent pushes to one group, e.g.
-/// accumulating ones, the losers would otherwise run out of attempts). Only replicas race.
-struct Turn {
-    turns: PushTurns,
-    key: GroupKey,
-    lock: Arc<tokio::sync::Mutex<()>>,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl Turn {
-    async fn take(turns: &PushTurns, key: &GroupKey) -> Turn {
-        let lock = turns.lock().entry(key.clone()).or_default().clone();
-        let guard = Some(lock.clone().lock_owned().await);
-        Turn {
-            turns: turns.clone(),
-            key: key.clone(),
-            lock,
-            guard,
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut turns = self.turns.lock();
-        // Held only by the map and this turn: nobody waits, forget the group.
-        if Arc::strong_count(&self.lock) == 2 {
-            turns.remove(&self.key);
-        }
-    }
-}
-
 async fn last_revision(kv: &kv::Store) -> Result<u64, String> {
     let status = tokio::time::timeout(Duration::from_secs(5), kv.status())
         .await
@@ -555,7 +521,7 @@ impl Writer for Cluster {
             let kv = self.bucket()?;
             let p = self.store.prepare(push);
             let k = kv_key(&p.key);
-            let _turn = Turn::take(&self.pushing, &p.key).await;
+            let _turn = self.pushing.take(&p.key).await;
             for _ in 0..MAX_ATTEMPTS {
                 let rev = self.revs.lock().get(&p.key).copied();
                 let (_, plan) = self.store.plan(&p);

@@ -20,6 +20,7 @@ pub mod key;
 pub mod matcher;
 pub mod store;
 pub mod ttl;
+pub mod turn;
 pub mod wal;
 pub mod writer;
 

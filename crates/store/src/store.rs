@@ -103,6 +103,13 @@ pub struct Prepared {
     pub dropped_quantiles: u64,
 }
 
+/// An accumulating push's families merged with one version of its group (`old`), outside
+/// the store lock.
+struct Premerged {
+    old: Arc<Group>,
+    entries: BTreeMap<Arc<str>, Result<Arc<FamilyEntry>, String>>,
+}
+
 /// What a push does to its group.
 pub enum Plan {
     /// The new version of the group.
@@ -170,6 +177,8 @@ pub struct Store {
     expired: AtomicU64,
     /// Summary quantiles dropped from accumulating pushes.
     dropped_quantiles: AtomicU64,
+    /// Accumulating pushes to one group take turns (see [`Store::push`]).
+    turns: crate::turn::Turns,
     quotas: Quotas,
     /// The gateway's own per-group gauges, interned once: push time, failure time, expiry.
     gauge_names: [Arc<str>; 3],
@@ -210,6 +219,7 @@ impl Store {
             wal,
             expired: AtomicU64::new(0),
             dropped_quantiles: AtomicU64::new(0),
+            turns: Default::default(),
             quotas: cfg.quotas,
             gauge_names: [PUSH_TIME, PUSH_FAILURE_TIME, PUSH_EXPIRY_TIME].map(Arc::from),
         };
@@ -492,12 +502,21 @@ impl Store {
 
     /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
     /// of the group (created if missing), as the official gateway does.
+    ///
+    /// An accumulating push takes its group's turn (accumulating pushes to one group take
+    /// turns), merges with the stored group outside the store lock, and under the lock uses
+    /// that merge if the group did not change meanwhile (else merges again there).
     pub async fn push(&self, push: Push) -> Result<(), StoreError> {
         let p = self.prepare(push);
+        let _turn = match p.accumulate {
+            Some(_) => Some(self.turns.take(&p.key).await),
+            None => None,
+        };
+        let pre = self.premerge(&p);
         let (ticket, result) = {
             let mut st = self.state.lock();
             let old = st.snap.groups.get(&p.key).cloned();
-            match self.plan_locked(&st, &p, old.as_deref()) {
+            match self.plan_locked(&st, &p, old.as_ref(), pre.as_ref()) {
                 Plan::Accept(group) => {
                     let group = Arc::new(group);
                     Self::insert_group(&mut st, group.clone(), old.as_deref());
@@ -522,14 +541,50 @@ impl Store {
     /// What a prepared push would do to the current version of its group (replicated mode:
     /// the caller writes the outcome to the shared log, then applies it).
     pub fn plan(&self, p: &Prepared) -> (Option<Arc<Group>>, Plan) {
+        let pre = self.premerge(p);
         let st = self.state.lock();
         let old = st.snap.groups.get(&p.key).cloned();
-        let plan = self.plan_locked(&st, p, old.as_deref());
+        let plan = self.plan_locked(&st, p, old.as_ref(), pre.as_ref());
         (old, plan)
     }
 
-    /// Builds the new version of the group and checks it (quotas, consistency).
-    fn plan_locked(&self, st: &State, p: &Prepared, old: Option<&Group>) -> Plan {
+    /// An accumulating push merged with the current version of its group, outside the store
+    /// lock (the merge costs O(size of the touched families)); `None` for other pushes and
+    /// new groups.
+    fn premerge(&self, p: &Prepared) -> Option<Premerged> {
+        let acc = p.accumulate?;
+        let old = self.state.lock().snap.groups.get(&p.key).cloned()?;
+        if p.idempotency
+            .as_ref()
+            .is_some_and(|d| old.seen_keys.contains(d, 0))
+        {
+            return None; // answered from the key, nothing to merge
+        }
+        let entries = p
+            .entries
+            .iter()
+            .filter_map(|(n, e)| {
+                let o = old
+                    .families
+                    .get(n)
+                    .filter(|o| o.metric_count > 0 && !old.is_gateway_family(n))?;
+                Some((n.clone(), Self::merge_entry(p, acc, o, e).map(Arc::new)))
+            })
+            .collect();
+        Some(Premerged { old, entries })
+    }
+
+    /// Builds the new version of the group and checks it (quotas, consistency). `pre`: the
+    /// push already merged with some version of the group; used if that is still `old`.
+    fn plan_locked(
+        &self,
+        st: &State,
+        p: &Prepared,
+        old_arc: Option<&Arc<Group>>,
+        pre: Option<&Premerged>,
+    ) -> Plan {
+        let old = old_arc.map(|g| &**g);
+        let pre = pre.filter(|pre| old_arc.is_some_and(|o| Arc::ptr_eq(o, &pre.old)));
         let [pt_name, pft_name, exp_name] = &self.gauge_names;
         let failure = |err: StoreError| {
             let mut group = match old {
@@ -580,12 +635,18 @@ impl Store {
                 .get(n)
                 .filter(|o| o.metric_count > 0 && !group.is_gateway_family(n));
             match (p.accumulate, stored) {
-                (Some(acc), Some(o)) => match Self::merge_entry(p, acc, o, e) {
-                    Ok(merged) => {
-                        group.families.insert(n.clone(), Arc::new(merged));
+                (Some(acc), Some(o)) => {
+                    let merged = match pre.and_then(|pre| pre.entries.get(n)) {
+                        Some(done) => done.clone(),
+                        None => Self::merge_entry(p, acc, o, e).map(Arc::new),
+                    };
+                    match merged {
+                        Ok(merged) => {
+                            group.families.insert(n.clone(), merged);
+                        }
+                        Err(msg) => return failure(StoreError::Accumulate(msg)),
                     }
-                    Err(msg) => return failure(StoreError::Accumulate(msg)),
-                },
+                }
                 (Some(_), None) => {
                     let pushed = p.pushed.get(n).map_or(&[][..], |v| &v[..]);
                     let built =
@@ -1088,6 +1149,39 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(counter_value(&s, &k, "c_total"), 6.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_accumulating_pushes_to_one_group_add_up_exactly() {
+        let s = Arc::new(store(None));
+        let k = GroupKey::new([("job", "hot")]);
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let (s, k) = (s.clone(), k.clone());
+                tokio::spawn(async move {
+                    for i in 0..100 {
+                        // Replacing pushes of another family interleave: the merge made
+                        // outside the lock is then stale and done again under it.
+                        let body = if i % 10 == 0 {
+                            format!("# TYPE g gauge\ng {t}\n")
+                        } else {
+                            "# TYPE c_total counter\nc_total 0.25\n".to_string()
+                        };
+                        let p = Push {
+                            accumulate: (i % 10 != 0).then(Accumulate::default),
+                            replace: false,
+                            ..push(&k, at(1000), 0, &body)
+                        };
+                        s.push(p).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(counter_value(&s, &k, "c_total"), 8.0 * 90.0 * 0.25);
+        assert!(s.turns.is_empty());
     }
 
     #[tokio::test]
