@@ -547,6 +547,18 @@ fn unmentioned_series_keep_their_values_and_type_conflicts_are_refused() {
         gw.value("a_total{instance=\"\",job=\"u\",k=\"2\"}"),
         Some(4.0)
     );
+    let r = gw.req(
+        "POST",
+        "/accumulate/metrics/job/u",
+        &[],
+        "# TYPE a_total counter\na_total{k=\"2\"} -1\n",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("must not be negative"), "{}", r.body);
+    assert_eq!(
+        gw.value("a_total{instance=\"\",job=\"u\",k=\"2\"}"),
+        Some(4.0)
+    );
     assert!(gw
         .scrape()
         .lines()

@@ -120,6 +120,24 @@ pub fn normalize(mtype: MetricType, metrics: &mut [Metric], now_ns: i64) -> u64 
     dropped
 }
 
+/// Refuses what cannot be an increment: a negative or NaN counter value (it would make the
+/// sum go down, which Prometheus reads as a reset).
+pub fn validate(name: &str, mtype: MetricType, pushed: &[Metric]) -> Result<(), String> {
+    if mtype != MetricType::Counter {
+        return Ok(());
+    }
+    for m in pushed {
+        let v = m.counter.as_ref().map_or(0.0, |c| c.value());
+        if v.is_nan() || v < 0.0 {
+            return Err(format!(
+                "cannot accumulate counter {name:?} {{ {}}}: an increment must not be negative or NaN",
+                labels_text(m)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The identity of a series within its family: its (sorted) labels.
 fn series_key(m: &Metric) -> String {
     let mut k = String::new();

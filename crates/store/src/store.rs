@@ -649,6 +649,9 @@ impl Store {
                 }
                 (Some(_), None) => {
                     let pushed = p.pushed.get(n).map_or(&[][..], |v| &v[..]);
+                    if let Err(msg) = accumulate::validate(n, e.mtype, pushed) {
+                        return failure(StoreError::Accumulate(msg));
+                    }
                     let built =
                         FamilyEntry::build(n.clone(), e.help.as_deref(), e.mtype, pushed, p.ts);
                     group.families.insert(n.clone(), Arc::new(built));
@@ -713,6 +716,7 @@ impl Store {
             ));
         }
         let pushed = p.pushed.get(&new.name).map_or(&[][..], |v| &v[..]);
+        accumulate::validate(&new.name, new.mtype, pushed)?;
         let merged = accumulate::merge_family(
             &new.name,
             new.mtype,
