@@ -19,6 +19,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("delimited_protobuf", delimited_protobuf),
     ("grouping_path", grouping_path),
     ("store_push", store_push),
+    ("store_persist", store_persist),
     ("web_config", web_config),
 ];
 
@@ -350,7 +351,7 @@ fn check_router(sel: u8, path: &str) {
                     assert_ne!(target, p, "redirect to itself");
                     p = target;
                 }
-                Dispatch::Handle(Route::Push { base64, rest }) => {
+                Dispatch::Handle(Route::Push { base64, rest, .. }) => {
                     assert!(rest.starts_with('/'), "push rest {rest:?}");
                     check_key(base64, &rest);
                     break;
@@ -405,9 +406,9 @@ fn stored_state(snap: &store::Snapshot) -> Vec<u8> {
             out.push(0);
             out.extend_from_slice(e.help.as_deref().unwrap_or("").as_bytes());
             out.push(e.mtype as u8);
-            out.extend_from_slice(e.text());
+            out.extend_from_slice(&e.text());
             out.push(0);
-            out.extend_from_slice(e.proto_metrics());
+            out.extend_from_slice(&e.proto_metrics());
             out.push(0);
         }
     }
@@ -451,28 +452,30 @@ pub fn store_push(data: &[u8]) {
         return;
     };
     let checked = mode & 1 == 0;
+    let quotas = match (mode >> 1) & 3 {
+        0 => store::store::Quotas::default(),
+        1 => store::store::Quotas {
+            max_series_per_group: 3,
+            ..Default::default()
+        },
+        2 => store::store::Quotas {
+            max_groups: 2,
+            ..Default::default()
+        },
+        _ => store::store::Quotas {
+            max_total_series: 5,
+            ..Default::default()
+        },
+    };
     let st = store::Store::open(store::StoreConfig {
         checked,
         own_families: server::telemetry::OWN_FAMILIES
             .iter()
+            .chain(server::telemetry::EXTRA_FAMILIES)
             .map(|(n, t, _)| (n.to_string(), *t))
             .collect(),
         persistence: None,
-        quotas: match (mode >> 1) & 3 {
-            0 => store::store::Quotas::default(),
-            1 => store::store::Quotas {
-                max_series_per_group: 3,
-                ..Default::default()
-            },
-            2 => store::store::Quotas {
-                max_groups: 2,
-                ..Default::default()
-            },
-            _ => store::store::Quotas {
-                max_total_series: 5,
-                ..Default::default()
-            },
-        },
+        quotas,
     })
     .expect("in-memory store");
     let keys = keys();
@@ -498,13 +501,22 @@ pub fn store_push(data: &[u8]) {
         };
         let Some(families) = families else { continue };
         clock += 1;
-        push_one(&st, checked, key, families, h & 4 != 0, clock);
+        push_one(
+            &st,
+            checked,
+            quotas.max_groups,
+            key,
+            families,
+            h & 4 != 0,
+            clock,
+        );
     }
 }
 
 fn push_one(
     st: &store::Store,
     checked: bool,
+    max_groups: u64,
     key: store::GroupKey,
     families: Vec<MetricFamily>,
     replace: bool,
@@ -519,6 +531,8 @@ fn push_one(
         replace,
         time: UNIX_EPOCH + Duration::from_secs(clock),
         ttl_ms: 0,
+        accumulate: None,
+        idempotency_key: None,
     };
     let result = now_or_never(st.push(push));
     let after = st.snapshot();
@@ -567,7 +581,9 @@ fn push_one(
                 "a rejected push ({e}) changed the stored families"
             );
             let mut groups_before: Vec<_> = before.groups.keys().cloned().collect();
-            if !before.groups.contains_key(&key) {
+            // The failure is recorded in a new group only if the group quota has room.
+            let room = max_groups == 0 || (before.groups.len() as u64) < max_groups;
+            if !before.groups.contains_key(&key) && room {
                 groups_before.push(key.clone());
                 groups_before.sort();
             }
@@ -578,7 +594,7 @@ fn push_one(
             );
             for (k, g) in after.groups.iter() {
                 let old = before.groups.get(k);
-                if *k == key {
+                if *k == key && (old.is_some() || room) {
                     assert_eq!(g.push_failure_time, clock as f64);
                     assert_eq!(g.push_time, old.map_or(0.0, |o| o.push_time));
                 } else {
@@ -698,4 +714,186 @@ pub fn web_config(data: &[u8]) {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// store_persist
+// ---------------------------------------------------------------------------------------------
+
+/// Drives a future to completion on this thread (the store's futures only wait for the log's
+/// writer thread).
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut f = std::pin::pin!(f);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a store operation hung"
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+/// Everything a client can observe of the store: per group, its header and every family in
+/// both encodings.
+fn visible(st: &store::Store) -> Vec<Vec<u8>> {
+    let snap = st.snapshot();
+    let mut out = Vec::new();
+    for (k, g) in snap.groups.iter() {
+        let mut v = k.canonical().to_vec();
+        v.extend_from_slice(&g.push_time.to_le_bytes());
+        v.extend_from_slice(&g.push_failure_time.to_le_bytes());
+        v.extend_from_slice(&g.ttl_ms.to_le_bytes());
+        v.extend_from_slice(&g.expires_at.to_le_bytes());
+        for (n, e) in &g.families {
+            v.extend_from_slice(n.as_bytes());
+            v.push(0);
+            v.extend_from_slice(e.help.as_deref().unwrap_or("").as_bytes());
+            v.push(e.mtype as u8);
+            v.extend_from_slice(&e.timestamp_ns.to_le_bytes());
+            v.extend_from_slice(&e.text());
+            v.push(0);
+            v.extend_from_slice(&e.proto_metrics());
+        }
+        out.push(v);
+    }
+    out
+}
+
+/// Push, delete, wipe, expiry, compaction and restart sequences on a store with a persistence
+/// file whose writes fail on demand (as on a full disk). The first byte picks the mode (bit 0:
+/// consistency check off); then each operation is an opcode byte and two argument bytes:
+///
+/// * `op % 8`: 0 PUT, 1 POST (key `a % 4`, body from `b`), 2 DELETE, 3 wipe, 4 make the next
+///   `a % 3` writes fail, 5 compact, 6 restart (close and reopen the file), 7 expire groups
+///   due at `1000 + a` seconds.
+/// * Bodies: family `["x", "y", "x_count"][b % 3]` of type `[gauge, counter, untyped,
+///   summary][b / 3 % 4]`, label value `a`, a sample timestamp when `b & 0x40`; TTL `a % 3` s.
+/// * Keys include one with a grouping value long enough to be shared ([`store::shared`]).
+///
+/// Checked: what is visible always equals what was acknowledged. A change refused because its
+/// write failed leaves the visible state exactly as it was; any other outcome (accepted, or a
+/// failure recorded by the consistency check) is the new acknowledged state; after a restart
+/// the store shows exactly the last acknowledged state.
+pub fn store_persist(data: &[u8]) {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some((&mode, ops)) = data.split_first() else {
+        return;
+    };
+    // On tmpfs when there is one: fsyncs are free there, so the fuzzer runs many more ops.
+    let base = match std::path::Path::new("/dev/shm") {
+        p if p.is_dir() => p.to_path_buf(),
+        _ => std::env::temp_dir(),
+    };
+    let dir = base.join(format!(
+        "pgw-fuzz-persist-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let open = || {
+        store::Store::open(store::StoreConfig {
+            checked: mode & 1 == 0,
+            own_families: Vec::new(),
+            persistence: Some(store::PersistConfig {
+                path: dir.join("p.db"),
+                sync: store::wal::SyncMode::Always,
+            }),
+            quotas: Default::default(),
+        })
+        .expect("open the persistence file")
+    };
+    let long = "L".repeat(80);
+    let keys = [
+        store::GroupKey::new([("job", "a")]),
+        store::GroupKey::new([("job", "b"), ("instance", "i")]),
+        store::GroupKey::new([("job", "c"), ("long", long.as_str())]),
+        store::GroupKey::new([("job", long.as_str())]),
+    ];
+    let mut st = open();
+    let mut acked = visible(&st);
+    for op in ops.chunks_exact(3).take(64) {
+        let (code, a, b) = (op[0] % 8, op[1], op[2]);
+        let key = &keys[(a % 4) as usize];
+        let time = UNIX_EPOCH + Duration::from_secs(1000 + u64::from(a));
+        let result = match code {
+            0 | 1 => {
+                let name = ["x", "y", "x_count"][(b % 3) as usize];
+                let t = ["gauge", "counter", "untyped", "summary"][(b / 3 % 4) as usize];
+                let ts = if b & 0x40 != 0 { " 7" } else { "" };
+                let body = if t == "summary" {
+                    format!("# TYPE {name} {t}\n{name}{{l=\"{a}\",quantile=\"0.5\"}} 1{ts}\n{name}_sum{{l=\"{a}\"}} 1\n{name}_count{{l=\"{a}\"}} 1\n")
+                } else {
+                    format!(
+                        "# HELP {name} help {b}\n# TYPE {name} {t}\n{name}{{l=\"{a}\"}} {b}{ts}\n"
+                    )
+                };
+                let families = text_parse::parse_text(body.as_bytes()).expect("valid body");
+                block_on(st.push(store::Push {
+                    key: key.clone(),
+                    families,
+                    replace: code == 0,
+                    time,
+                    ttl_ms: u64::from(a % 3) * 1000,
+                    accumulate: None,
+                    idempotency_key: None,
+                }))
+            }
+            2 => block_on(st.delete(key)),
+            3 => block_on(st.wipe()),
+            4 => {
+                st.inject_write_failures(u64::from(a % 3));
+                continue;
+            }
+            5 => {
+                st.maybe_compact(true);
+                continue;
+            }
+            6 => {
+                st.inject_write_failures(0);
+                st.close().expect("close");
+                drop(st);
+                st = open();
+                assert!(
+                    visible(&st) == acked,
+                    "after a restart the store differs from what was acknowledged"
+                );
+                continue;
+            }
+            _ => block_on(st.expire_due(time)).map(|_| ()),
+        };
+        let now = visible(&st);
+        match result {
+            Err(store::StoreError::Persist(e)) => {
+                assert!(now == acked, "a change whose write failed ({e}) is visible")
+            }
+            _ => acked = now,
+        }
+    }
+    st.inject_write_failures(0);
+    st.close().expect("close");
+    drop(st);
+    let st = open();
+    assert!(
+        visible(&st) == acked,
+        "after a restart the store differs from what was acknowledged"
+    );
+    st.close().expect("close");
 }

@@ -10,29 +10,36 @@
 //!   drops a concurrent update. DELETE, wipe and bulk deletes publish KV delete markers;
 //!   expiry deletes with the expected revision, so exactly one replica expires a group. Every
 //!   change is answered only after JetStream acknowledged it (with an R3 bucket: a quorum has
-//!   it), and is applied to the local mirror at once (read-your-writes on this replica).
+//!   it) and the local mirror has applied it in the bucket's order (read-your-writes on this
+//!   replica). Transient JetStream failures (a stream leader change after a NATS node died, a
+//!   client reconnecting to another node) are retried within `--cluster.timeout`.
 //! * **reads** from an in-memory mirror (the ordinary [`store::Store`]), fed by a KV watch
-//!   from the start of the bucket. Entries carry revisions; the mirror applies a key's
-//!   versions in revision order, so every replica converges to the same state.
+//!   from the start of the bucket. Entries carry revisions; the mirror applies them in
+//!   revision order, so every replica converges to the same state.
 //! * is **ready** only while connected and caught up with the bucket. Without NATS, changes
 //!   fail at once with 503 and scrapes keep serving the last mirror.
 //!
-//! Conflicting pushes accepted by two replicas at the same moment (each consistent with its
-//! own mirror, inconsistent together) both land; every replica then holds the same
-//! inconsistent state and scrapes answer 500 everywhere, as an unchecked official gateway
-//! would, until one group is fixed or deleted. The outcome is the same on all replicas.
+//! Conflicting pushes at the same moment on two replicas (each consistent with its own
+//! mirror, inconsistent together, e.g. one metric name as a counter in group A and as a gauge
+//! in group B): both are written, but once caught up every mirror applies a new group version
+//! only if it is consistent with the versions before it in the bucket's order. All replicas
+//! see the same order, so all take the same decision: the first wins, the later one is left
+//! out everywhere. Its writer, waiting for its own revision, sees the refusal, plans the push
+//! again against the winner (which records `push_failure_time_seconds`, as a refused push
+//! does) and answers 400. Scrapes stay consistent on every replica.
 
 use async_nats::jetstream::{self, kv};
 use base64::Engine;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use store::writer::{BoxFuture, Selector, Writer};
 use store::{Group, GroupKey, Plan, Push, Store, StoreError};
+use tokio::time::Instant;
 
 /// How to reach NATS and which bucket to use.
 #[derive(Clone, Debug)]
@@ -86,11 +93,40 @@ pub struct Cluster {
     synced: AtomicBool,
     timeout: Duration,
     urls: String,
+    /// The highest revision the watch has applied to the mirror.
+    applied: tokio::sync::watch::Sender<u64>,
+    /// Revisions the mirror refused (inconsistent with earlier ones), with the reason, until
+    /// their writer picks them up.
+    rejected: Mutex<BTreeMap<u64, String>>,
+    /// Whether new versions are checked as they are applied (from the first catch-up on).
+    checking: AtomicBool,
+    /// The highest revision a local change waits for the watch to apply.
+    wanted: AtomicU64,
+}
+
+/// Why a change was not confirmed by the local mirror.
+enum Unconfirmed {
+    /// The mirror refused the version (a conflicting earlier version from another replica).
+    Refused,
+    /// The watch did not get there in time.
+    TimedOut,
+}
+
+/// The outcome of a JetStream write that did not succeed.
+enum WriteFailed {
+    /// Compare-and-set lost: the key changed meanwhile.
+    Conflict,
+    Failed(StoreError),
 }
 
 const KV_OPERATION: &str = "KV-Operation";
 const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
 const MAX_ATTEMPTS: usize = 32;
+/// Refused revisions remembered for their writers.
+const MAX_REJECTED: usize = 10_000;
+/// How long a change waits for a client that lost its NATS server to reconnect to another
+/// one before it fails (a dead server is usually replaced in milliseconds).
+const RECONNECT_GRACE: Duration = Duration::from_millis(750);
 
 /// Longest bucket key spelled out; longer grouping keys are named by their hash (NATS
 /// subjects must stay well below the server's control-line limit).
@@ -244,6 +280,10 @@ impl Cluster {
             synced: AtomicBool::new(false),
             timeout: cfg.timeout,
             urls: cfg.urls.join(","),
+            applied: tokio::sync::watch::channel(0).0,
+            rejected: Mutex::new(BTreeMap::new()),
+            checking: AtomicBool::new(false),
+            wanted: AtomicU64::new(0),
         });
         tokio::spawn(follow(cluster.clone(), cfg.replicas.max(1)));
         Ok(cluster)
@@ -251,6 +291,26 @@ impl Cluster {
 
     fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Whether the client is connected, after waiting (until `deadline`, at most
+    /// [`RECONNECT_GRACE`]) for it to reconnect if it is not.
+    async fn wait_connected(&self, deadline: Instant) -> bool {
+        let until = deadline.min(Instant::now() + RECONNECT_GRACE);
+        while !self.connected() {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// The bucket, once connected (waiting briefly for a reconnect) and set up; otherwise
+    /// the 503 reason.
+    async fn bucket_by(&self, deadline: Instant) -> Result<kv::Store, StoreError> {
+        self.wait_connected(deadline).await;
+        self.bucket()
     }
 
     /// The bucket, if connected and set up; otherwise the 503 reason.
@@ -279,7 +339,86 @@ impl Cluster {
                 live: group.is_some(),
             },
         );
-        self.store.apply_replicated(key, group);
+        match group {
+            Some(g) if self.checking.load(Ordering::Acquire) => {
+                if let Err(e) = self.store.apply_replicated_checked(key, g) {
+                    let why = match e {
+                        StoreError::Inconsistent(m) => m,
+                        e => e.to_string(),
+                    };
+                    tracing::info!(group = ?key, revision, err = %why,
+                        "replicated change left out: inconsistent with an earlier one");
+                    let mut rejected = self.rejected.lock();
+                    rejected.insert(revision, why);
+                    while rejected.len() > MAX_REJECTED {
+                        rejected.pop_first();
+                    }
+                }
+            }
+            g => self.store.apply_replicated(key, g),
+        }
+    }
+
+    /// Records that the watch has applied everything up to `revision`.
+    fn mark_applied(&self, revision: u64) {
+        self.applied.send_if_modified(|v| {
+            let newer = revision > *v;
+            if newer {
+                *v = revision;
+            }
+            newer
+        });
+    }
+
+    /// Waits (until `deadline`) for the watch to apply `revision` to the mirror, and says
+    /// whether the mirror took it.
+    async fn confirmed(&self, revision: u64, deadline: Instant) -> Result<(), Unconfirmed> {
+        self.wanted.fetch_max(revision, Ordering::AcqRel);
+        let mut rx = self.applied.subscribe();
+        match tokio::time::timeout_at(deadline, rx.wait_for(|v| *v >= revision)).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(Unconfirmed::TimedOut),
+        }
+        match self.rejected.lock().remove(&revision) {
+            Some(_) => Err(Unconfirmed::Refused),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one JetStream write (`op` returns `Err((lost compare-and-set, error))`),
+    /// retrying transient failures until `deadline`: a stream leader change after a NATS
+    /// node died ("no stream found for given subject", no responders, timeouts) or a client
+    /// reconnecting to another node. A retried write that had in fact landed shows up as a
+    /// lost compare-and-set, and is planned again like any.
+    async fn write_retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        mut op: F,
+    ) -> Result<T, WriteFailed>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, (bool, String)>>,
+    {
+        let mut backoff = Duration::from_millis(25);
+        loop {
+            let now = Instant::now();
+            // One attempt may not use up the whole budget: leave time for a retry.
+            let attempt = (deadline.saturating_duration_since(now))
+                .min((self.timeout / 2).max(Duration::from_millis(500)));
+            let err = match tokio::time::timeout(attempt, op()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err((true, _))) => return Err(WriteFailed::Conflict),
+                Ok(Err((false, e))) => e,
+                Err(_) => "timed out".to_string(),
+            };
+            if Instant::now() + backoff >= deadline || !self.wait_connected(deadline).await {
+                return Err(WriteFailed::Failed(unavailable(what, err)));
+            }
+            tracing::debug!(%err, "NATS write failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(400));
+        }
     }
 
     fn apply_entry(&self, e: &kv::Entry) -> Option<GroupKey> {
@@ -308,14 +447,30 @@ impl Cluster {
         }
     }
 
-    /// Re-reads one key from the bucket into the mirror (after losing a compare-and-set).
-    async fn refresh(&self, kv: &kv::Store, key: &GroupKey) -> Result<(), StoreError> {
-        let entry = tokio::time::timeout(self.timeout, kv.entry(kv_key(key)))
+    /// After losing a compare-and-set: reads the key's current revision and waits until the
+    /// mirror has applied it (in the bucket's order, via the watch).
+    async fn refresh(
+        &self,
+        kv: &kv::Store,
+        key: &GroupKey,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let k = kv_key(key);
+        let entry = self
+            .write_retrying("read", deadline, || async {
+                kv.entry(k.clone())
+                    .await
+                    .map_err(|e| (false, e.to_string()))
+            })
             .await
-            .map_err(|_| unavailable("read", "timed out"))?
-            .map_err(|e| unavailable("read", e))?;
+            .map_err(|e| match e {
+                WriteFailed::Failed(e) => e,
+                WriteFailed::Conflict => unavailable("read", "conflict"),
+            })?;
         if let Some(e) = entry {
-            self.apply_entry(&e);
+            if let Err(Unconfirmed::TimedOut) = self.confirmed(e.revision, deadline).await {
+                return Err(unavailable("read", "the mirror did not catch up in time"));
+            }
         }
         Ok(())
     }
@@ -339,17 +494,43 @@ impl Cluster {
             .map_err(|e| unavailable("delete", e))
     }
 
-    /// Deletes keys (pipelined), applying each acknowledged delete to the mirror.
-    async fn delete_keys(&self, keys: &[GroupKey]) -> Result<(), StoreError> {
-        self.bucket()?;
+    /// Deletes keys (pipelined; a failed one is retried on its own until `deadline`), then
+    /// waits until the mirror has applied the deletes.
+    async fn delete_keys(&self, keys: &[GroupKey], deadline: Instant) -> Result<(), StoreError> {
+        self.bucket_by(deadline).await?;
         let mut pending = Vec::with_capacity(keys.len());
         for k in keys {
-            pending.push((k, self.publish_delete(k, None).await?));
+            pending.push((k, self.publish_delete(k, None).await));
         }
+        let mut last = 0;
         for (k, ack) in pending {
-            let ack = ack.await.map_err(|e| unavailable("delete", e))?;
-            self.apply(k, None, ack.sequence);
+            let acked = match ack {
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let seq = match acked {
+                Ok(a) => a.sequence,
+                Err(_) => self
+                    .write_retrying("delete", deadline, || async {
+                        let ack = self
+                            .publish_delete(k, None)
+                            .await
+                            .map_err(|e| (false, e.to_string()))?;
+                        ack.await
+                            .map(|a| a.sequence)
+                            .map_err(|e| (false, e.to_string()))
+                    })
+                    .await
+                    .map_err(|e| match e {
+                        WriteFailed::Failed(e) => e,
+                        WriteFailed::Conflict => unavailable("delete", "conflict"),
+                    })?,
+            };
+            last = last.max(seq);
         }
+        // A delete cannot be refused: it is done once acknowledged; this only keeps
+        // read-your-writes on this replica.
+        let _ = self.confirmed(last, deadline).await;
         Ok(())
     }
 }
@@ -371,19 +552,20 @@ impl Cluster {
     /// have yet (existing keys win). Returns `(imported, already present)`.
     pub async fn import(&self, groups: Vec<Arc<Group>>) -> Result<(usize, usize), StoreError> {
         let kv = self.bucket()?;
-        let (mut imported, mut present) = (0, 0);
+        let (mut imported, mut present, mut last) = (0, 0, 0);
         for g in groups {
             let value = bytes::Bytes::from(encode_value(&g.encode_record()));
             match tokio::time::timeout(self.timeout, kv.create(kv_key(&g.key), value)).await {
                 Err(_) => return Err(unavailable("import", "timed out")),
                 Ok(Ok(revision)) => {
-                    self.apply(&g.key, Some((*g).clone()), revision);
+                    last = revision;
                     imported += 1;
                 }
                 Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => present += 1,
                 Ok(Err(e)) => return Err(unavailable("import", e)),
             }
         }
+        let _ = self.confirmed(last, Instant::now() + self.timeout).await;
         Ok((imported, present))
     }
 }
@@ -409,11 +591,14 @@ async fn follow(c: Arc<Cluster>, replicas: usize) {
     }
 }
 
-/// How often the watch is checked against the bucket's last revision, and how many checks
-/// without progress (while the bucket is ahead) count as a stalled watch. After a NATS node
-/// dies, a watch served by it can stop delivering without an error; this restarts it.
-const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
-const WATCHDOG_STALLS: u32 = 3;
+/// The watchdog: after a NATS node dies, a watch served by it can stop delivering without
+/// an error; this restarts it. Every tick it compares the watch with the revisions local
+/// changes wait for (at once) and, every few ticks, with the bucket's last revision; a watch
+/// behind either without progress for the given time is restarted.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(250);
+const WATCHDOG_STATUS_EVERY: u32 = 4;
+const STALL_LOCAL_WAITER: Duration = Duration::from_secs(1);
+const STALL_BUCKET: Duration = Duration::from_secs(3);
 
 async fn follow_once(
     c: &Arc<Cluster>,
@@ -459,6 +644,10 @@ async fn follow_once(
             }
         }
         c.synced.store(true, Ordering::Release);
+        // From now on versions are checked as they arrive, in the bucket's order. (The
+        // first replay is not: it holds only each key's latest version, and a local
+        // persistence file may still hold groups the bucket no longer has.)
+        c.checking.store(true, Ordering::Release);
         tracing::info!(bucket = %c.bucket, revision = last, "caught up with the NATS bucket");
     };
     if last == 0 || resume.is_some_and(|r| r >= last) {
@@ -467,15 +656,18 @@ async fn follow_once(
     }
     let mut tick = tokio::time::interval(WATCHDOG_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut progress_at_tick = *seen_rev;
-    let mut stalls = 0;
+    let mut ticks = 0u32;
+    // Since when the watch has been seen behind without delivering anything.
+    let mut behind_since: Option<(Instant, Duration)> = None;
     loop {
         tokio::select! {
             entry = watch.next() => {
                 let Some(entry) = entry else { return Ok(()) };
                 let e = entry.map_err(|e| format!("watch: {e}"))?;
                 *seen_rev = Some(seen_rev.map_or(e.revision, |r| r.max(e.revision)));
+                behind_since = None;
                 let key = c.apply_entry(&e);
+                c.mark_applied(e.revision);
                 if let (Some(s), Some(k)) = (seen.as_mut(), key) {
                     s.insert(k);
                 }
@@ -485,23 +677,34 @@ async fn follow_once(
                 }
             }
             _ = tick.tick() => {
+                ticks = ticks.wrapping_add(1);
                 if !c.connected() {
                     continue;
                 }
-                let Ok(bucket_last) = last_revision(&kv).await else { continue };
-                let behind = seen_rev.unwrap_or(0) < bucket_last;
-                if behind && progress_at_tick == *seen_rev {
-                    stalls += 1;
-                    if stalls >= WATCHDOG_STALLS {
-                        return Err(format!(
-                            "watch stalled at revision {} while the bucket is at {bucket_last}",
-                            seen_rev.unwrap_or(0)
-                        ));
+                let seen = seen_rev.unwrap_or(0);
+                let wanted = c.wanted.load(Ordering::Acquire);
+                let behind = if wanted > seen {
+                    Some((wanted, STALL_LOCAL_WAITER))
+                } else if ticks.is_multiple_of(WATCHDOG_STATUS_EVERY) {
+                    match last_revision(&kv).await {
+                        Ok(last) if last > seen => Some((last, STALL_BUCKET)),
+                        Ok(_) => None,
+                        Err(_) => continue,
                     }
                 } else {
-                    stalls = 0;
+                    continue;
+                };
+                match (behind, behind_since) {
+                    (None, _) => behind_since = None,
+                    (Some((_, limit)), None) => behind_since = Some((Instant::now(), limit)),
+                    (Some((target, limit)), Some((since, _))) => {
+                        if since.elapsed() >= limit {
+                            return Err(format!(
+                                "watch stalled at revision {seen} while revision {target} exists"
+                            ));
+                        }
+                    }
                 }
-                progress_at_tick = *seen_rev;
             }
         }
     }
@@ -518,7 +721,8 @@ async fn last_revision(kv: &kv::Store) -> Result<u64, String> {
 impl Writer for Cluster {
     fn push(&self, push: Push) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let kv = self.bucket()?;
+            let deadline = Instant::now() + self.timeout;
+            let kv = self.bucket_by(deadline).await?;
             let p = self.store.prepare(push);
             let k = kv_key(&p.key);
             let _turn = self.pushing.take(&p.key).await;
@@ -540,18 +744,18 @@ impl Writer for Cluster {
                         max: max as u64,
                     }));
                 }
-                let write = async {
+                let write = || async {
                     match rev {
                         Some(Rev {
                             revision,
                             live: true,
-                        }) => kv.update(&k, value, revision).await.map_err(|e| {
+                        }) => kv.update(&k, value.clone(), revision).await.map_err(|e| {
                             (
                                 e.kind() == kv::UpdateErrorKind::WrongLastRevision,
                                 e.to_string(),
                             )
                         }),
-                        _ => kv.create(&k, value).await.map_err(|e| {
+                        _ => kv.create(&k, value.clone()).await.map_err(|e| {
                             (
                                 e.kind() == kv::CreateErrorKind::AlreadyExists,
                                 e.to_string(),
@@ -559,15 +763,25 @@ impl Writer for Cluster {
                         }),
                     }
                 };
-                match tokio::time::timeout(self.timeout, write).await {
-                    Err(_) => return Err(unavailable("write", "timed out")),
-                    Ok(Ok(revision)) => {
-                        self.apply(&p.key, Some(group), revision);
-                        return result;
-                    }
+                match self.write_retrying("write", deadline, write).await {
+                    // Answered once this replica's mirror has applied it in the bucket's order.
+                    Ok(revision) => match self.confirmed(revision, deadline).await {
+                        Ok(()) => return result,
+                        // A conflicting change from another replica came first in the
+                        // bucket: plan again against it (it records the failure; the client
+                        // gets the 400).
+                        Err(Unconfirmed::Refused) => {}
+                        Err(Unconfirmed::TimedOut) => {
+                            return Err(unavailable(
+                                "write",
+                                "written, but not yet applied by this replica's mirror \
+                                 within --cluster.timeout",
+                            ))
+                        }
+                    },
                     // Another replica changed the group first: read its version and re-plan.
-                    Ok(Err((true, _))) => self.refresh(&kv, &p.key).await?,
-                    Ok(Err((false, e))) => return Err(unavailable("write", e)),
+                    Err(WriteFailed::Conflict) => self.refresh(&kv, &p.key, deadline).await?,
+                    Err(WriteFailed::Failed(e)) => return Err(e),
                 }
             }
             Err(unavailable(
@@ -579,16 +793,15 @@ impl Writer for Cluster {
 
     fn delete<'a>(&'a self, key: &'a GroupKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            tokio::time::timeout(self.timeout, self.delete_keys(std::slice::from_ref(key)))
-                .await
-                .map_err(|_| unavailable("delete", "timed out"))?
+            let deadline = Instant::now() + self.timeout;
+            self.delete_keys(std::slice::from_ref(key), deadline).await
         })
     }
 
     fn wipe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let keys: Vec<GroupKey> = self.store.snapshot().groups.keys().cloned().collect();
-            self.delete_keys(&keys).await
+            self.delete_keys(&keys, Instant::now() + self.timeout).await
         })
     }
 
@@ -608,7 +821,8 @@ impl Writer for Cluster {
                 .collect();
             if !dry_run {
                 let keys: Vec<GroupKey> = picked.iter().map(|g| g.key.clone()).collect();
-                self.delete_keys(&keys).await?;
+                self.delete_keys(&keys, Instant::now() + self.timeout)
+                    .await?;
             }
             Ok(picked)
         })
@@ -628,13 +842,14 @@ impl Writer for Cluster {
                 };
                 // Only if nobody pushed (or expired) it meanwhile: one replica wins.
                 let ack = self.publish_delete(&k, Some(rev.revision)).await?;
+                let deadline = Instant::now() + self.timeout;
                 match tokio::time::timeout(self.timeout, ack).await {
                     Ok(Ok(ack)) => {
                         tracing::info!(group = ?k, "group expired");
-                        self.apply(&k, None, ack.sequence);
+                        let _ = self.confirmed(ack.sequence, deadline).await;
                         n += 1;
                     }
-                    Ok(Err(_)) => self.refresh(&kv, &k).await?,
+                    Ok(Err(_)) => self.refresh(&kv, &k, deadline).await?,
                     Err(_) => return Err(unavailable("expire", "timed out")),
                 }
             }

@@ -7,6 +7,7 @@
 //!   the Go `expfmt.TextParser` used by Pushgateway 1.5.1 does, with the same error messages
 //!   (`text format parsing error in line N: ...`).
 //! * [`delimited`]: varint-length-delimited protobuf streams of `MetricFamily` messages.
+//! * [`limits`]: labels-per-series and label-value-length limits applied while parsing.
 //! * [`float`]: Go's shortest `'g'` float formatting (`1e+06`, `+Inf`, `NaN`).
 //! * [`text_encode`]: the text format writer, used to pre-encode a family's samples once, at
 //!   push time, so that a scrape only concatenates bytes.
@@ -15,6 +16,7 @@
 
 pub mod delimited;
 pub mod float;
+pub mod limits;
 pub mod pb;
 pub mod text_encode;
 pub mod text_parse;

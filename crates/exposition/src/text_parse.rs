@@ -29,6 +29,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::limits::{LimitExceeded, ParseLimits};
 use crate::pb::{
     Bucket, Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Quantile, Untyped,
 };
@@ -49,6 +50,30 @@ pub fn parse_text(body: &[u8]) -> Result<Vec<MetricFamily>, TextParseError> {
     let mut parser = Parser::new(body);
     parser.run()?;
     Ok(parser.finish())
+}
+
+/// A body refused by [`parse_text_limited`]: a syntax error, or a limit crossed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitedParseError {
+    Syntax(TextParseError),
+    Limit(LimitExceeded),
+}
+
+/// [`parse_text`] that stops at the first series crossing `limits` (a series with too many
+/// labels is refused at its first extra label, not after reading all of them).
+pub fn parse_text_limited(
+    body: &[u8],
+    limits: ParseLimits,
+) -> Result<Vec<MetricFamily>, LimitedParseError> {
+    let mut parser = Parser::new(body);
+    parser.limits = limits;
+    match parser.run() {
+        Ok(()) => Ok(parser.finish()),
+        Err(e) => Err(match parser.limit_hit.take() {
+            Some(l) => LimitedParseError::Limit(l),
+            None => LimitedParseError::Syntax(e),
+        }),
+    }
 }
 
 /// Go's `strconv.ParseFloat(s, 64)` as expfmt uses it: no hex floats, no `_` separators
@@ -230,6 +255,10 @@ struct Parser<'a> {
     key: Vec<u8>,
     /// Reused buffer for the labels of the current line.
     scratch_labels: Vec<RawLabel<'a>>,
+    /// Limits checked while parsing (off for [`parse_text`]).
+    limits: ParseLimits,
+    /// The limit that stopped the parse, if one did.
+    limit_hit: Option<LimitExceeded>,
 }
 
 /// A label as read from the line: the name, and the value (borrowed unless it had escapes).
@@ -262,7 +291,16 @@ impl<'a> Parser<'a> {
             last_key: Vec::new(),
             key: Vec::new(),
             scratch_labels: Vec::new(),
+            limits: ParseLimits::default(),
+            limit_hit: None,
         }
+    }
+
+    /// Stops the parse because a limit was crossed (`parse_text_limited` reports `hit`).
+    #[cold]
+    fn limit(&mut self, hit: LimitExceeded) -> TextParseError {
+        self.limit_hit = Some(hit);
+        self.error("limit exceeded".to_owned())
     }
 
     fn finish(self) -> Vec<MetricFamily> {
@@ -588,6 +626,9 @@ impl<'a> Parser<'a> {
         labels: &mut Vec<RawLabel<'a>>,
         special: &mut f64,
     ) -> PResult<()> {
+        // Names seen so far, once a line has enough labels that scanning them for the
+        // duplicate check would make a long label set quadratic.
+        let mut seen: Option<std::collections::HashSet<&'a [u8], ahash::RandomState>> = None;
         loop {
             self.skip_blanks()?;
             if self.cur == b'}' {
@@ -615,7 +656,11 @@ impl<'a> Parser<'a> {
                     go_quote_byte(self.cur)
                 )));
             }
-            if !is_special && labels.iter().any(|l| l.0.as_bytes() == name) {
+            let duplicate = match &mut seen {
+                Some(set) => set.contains(name),
+                None => labels.iter().any(|l| l.0.as_bytes() == name),
+            };
+            if !is_special && duplicate {
                 return Err(self.error(format!(
                     "duplicate label names for metric {}",
                     go_quote(self.families[fi].name.as_bytes())
@@ -629,6 +674,14 @@ impl<'a> Parser<'a> {
                 )));
             }
             let value = self.label_value()?;
+            if self.limits.value_too_long(value.len()) {
+                let hit = LimitExceeded::LabelValueLength {
+                    label: String::from_utf8_lossy(name).into_owned(),
+                    len: value.len(),
+                    max: self.limits.max_label_value_bytes,
+                };
+                return Err(self.limit(hit));
+            }
             if is_special {
                 *special = match parse_go_float_bytes(value.as_bytes()) {
                     Some(v) => v,
@@ -659,6 +712,22 @@ impl<'a> Parser<'a> {
             if !is_special {
                 // Label names are ASCII by construction.
                 labels.push((std::str::from_utf8(name).unwrap_or_default(), value));
+                if self.limits.too_many_labels(labels.len()) {
+                    let hit = LimitExceeded::LabelsPerSeries {
+                        family: self.families[fi].name.to_owned(),
+                        max: self.limits.max_labels_per_series,
+                    };
+                    return Err(self.limit(hit));
+                }
+                match &mut seen {
+                    Some(set) => {
+                        set.insert(name);
+                    }
+                    None if labels.len() >= 16 => {
+                        seen = Some(labels.iter().map(|l| l.0.as_bytes()).collect());
+                    }
+                    None => {}
+                }
             }
             if end {
                 return self.skip_blanks();

@@ -167,8 +167,8 @@ pub struct Flags {
     #[arg(long = "cluster.import-file", default_value = "")]
     pub cluster_import_file: String,
 
-    /// Longest a change waits for NATS before it fails with 503.
-    #[arg(long = "cluster.timeout", default_value = "5s", value_parser = store::ttl::parse_duration)]
+    /// Longest a change waits for NATS before it fails with 503 (transient failures, such as a stream leader change after a NATS node died, are retried within it).
+    #[arg(long = "cluster.timeout", default_value = "10s", value_parser = store::ttl::parse_duration)]
     pub cluster_timeout: Duration,
 
     /// Only log messages with the given severity or above. One of: [debug, info, warn, error]

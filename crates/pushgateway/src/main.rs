@@ -107,6 +107,10 @@ fn main() -> Result<()> {
     // Read the local offset before any thread exists (the time crate requires it).
     let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     init_logging(&flags);
+    // As Go's runtime does: the soft descriptor limit (often 1,024) up to the hard one.
+    if let Some((old, new)) = server::conns::raise_fd_limit() {
+        tracing::debug!(old, new, "raised the open files soft limit (RLIMIT_NOFILE)");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -392,8 +396,10 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             },
         })
     };
+    // The lazily created ones are reserved from the start too.
     let own_families = server::telemetry::OWN_FAMILIES
         .iter()
+        .chain(server::telemetry::EXTRA_FAMILIES)
         .map(|(n, t, _)| (n.to_string(), *t))
         .collect();
     let store = Arc::new(

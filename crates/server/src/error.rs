@@ -52,7 +52,9 @@ impl From<StoreError> for HttpError {
                 HttpError::Rejected(e.to_string())
             }
             StoreError::Accumulate(why) => HttpError::BadRequest(why),
-            StoreError::Persist(_) => HttpError::Internal(e.to_string()),
+            // The change was undone; a full disk is a transient outage of writes (reads
+            // keep working and the next write tries again).
+            StoreError::Persist(_) => HttpError::Unavailable(e.to_string()),
             StoreError::Quota(
                 q @ (QuotaExceeded::SeriesPerGroup { .. } | QuotaExceeded::RecordSize { .. }),
             ) => HttpError::TooLarge(q.to_string()),

@@ -7,12 +7,16 @@
 //! * [`scrape`]: the merged exposition, text or protobuf, plain or gzip.
 //! * [`api`]: `/api/v1/status` and `/api/v1/metrics` JSON.
 //! * [`lifecycle`]: push TTLs, the expiry loop, group listing and bulk deletes.
+//! * [`conns`]: open connections; idle ones are shed when file descriptors run out.
+//! * [`cpu`]: long CPU work (big push bodies) kept off the runtime's worker threads.
 //! * [`limits`]: request limits, the per-client push rate, and the rejection counters.
 //! * [`ui`]: the server-rendered web UI with embedded assets.
 //! * [`telemetry`]: `pushgateway_*` and `process_*` metrics.
 //! * [`error`]: the single mapping from errors to HTTP responses.
 
 pub mod api;
+pub mod conns;
+pub mod cpu;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
@@ -144,11 +148,13 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
         n => n,
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(max_conns));
+    let conns = conns::Conns::new(conns::fd_soft_limit());
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let app = app.clone();
         let graceful = graceful.clone();
         let permits = permits.clone();
+        let conns = conns.clone();
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 let permit = tokio::select! {
@@ -158,30 +164,41 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
                         Err(_) => break,
                     },
                 };
+                conns.make_room();
                 tokio::select! {
                     _ = app.shutdown_requested() => break,
                     res = listener.accept() => {
                         let (stream, remote) = match res {
                             Ok(x) => x,
                             Err(e) => {
-                                tracing::warn!(err = %e, "accept failed");
-                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                                // Out of descriptors: idle connections are shed and the
+                                // accept retried; otherwise wait a little.
+                                if conns.accept_failed(&e) {
+                                    tokio::task::yield_now().await;
+                                } else {
+                                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                                }
                                 continue;
                             }
                         };
+                        let conn = conns.register();
                         let _ = stream.set_nodelay(true);
                         let tls = app.cfg.web.as_ref().and_then(|w| w.current().tls());
                         let app = app.clone();
                         let graceful = graceful.clone();
                         tokio::spawn(async move {
                             match tls {
-                                None => serve_connection(app, &graceful, stream, remote, None).await,
+                                None => serve_connection(app, &graceful, stream, remote, None, conn).await,
                                 Some(tls) => {
                                     // Certificates are taken per connection, so a rotated
                                     // certificate applies to the next handshake.
                                     let acceptor = webconfig::tokio_rustls::TlsAcceptor::from(tls);
                                     let limit = handshake_timeout(&app);
-                                    let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                    let handshake = tokio::time::timeout(limit, acceptor.accept(stream));
+                                    let stream = match tokio::select! {
+                                        r = handshake => r,
+                                        _ = conn.shed.notified() => return,
+                                    } {
                                         Ok(Ok(s)) => s,
                                         Ok(Err(e)) => {
                                             tracing::debug!(%remote, err = %e, "TLS handshake failed");
@@ -199,7 +216,7 @@ pub async fn serve(app: Arc<App>, listeners: Vec<TcpListener>) {
                                         .and_then(|c| c.first())
                                         .and_then(|c| webconfig::ClientIdentity::from_der(c.as_ref()).ok())
                                         .map(Arc::new);
-                                    serve_connection(app, &graceful, stream, remote, peer).await
+                                    serve_connection(app, &graceful, stream, remote, peer, conn).await
                                 }
                             }
                             drop(permit);
@@ -235,21 +252,37 @@ async fn serve_connection<I>(
     io: I,
     remote: SocketAddr,
     peer: Option<Arc<webconfig::ClientIdentity>>,
+    conn: conns::ConnHandle,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = app.cfg.limits.read_header_timeout;
+    let conn = Arc::new(conn);
+    let shed = conn.shed.clone();
     let svc = hyper::service::service_fn(move |req| {
         let app = app.clone();
         let peer = peer.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(app, req, remote, peer.as_deref()).await) }
+        // Not shed while a request is in flight.
+        let in_flight = conn.request();
+        async move {
+            let resp = handle(app, req, remote, peer.as_deref()).await;
+            drop(in_flight);
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(hyper_util::rt::TokioTimer::new());
     // hyper applies this to every request head, keep-alive idle included.
     builder.header_read_timeout((!header_timeout.is_zero()).then_some(header_timeout));
+    // A client may send a whole request and then shut down its write side (half-close):
+    // the request is still processed and answered, as Go's server does.
+    builder.half_close(true);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
-    let _ = graceful.watch(conn).await;
+    // Dropping the connection when it is shed closes it.
+    tokio::select! {
+        _ = graceful.watch(conn) => {}
+        _ = shed.notified() => {}
+    }
 }
 
 /// What a route asks of the caller's role (`--web.config.file` access section).

@@ -115,17 +115,36 @@ pub fn check_push(
         }
     }
     let mut series = 0usize;
+    let grouping = key.labels();
     for f in families {
         series += f.metric.len();
         for m in &f.metric {
-            if limits.max_labels_per_series != 0 && m.label.len() > limits.max_labels_per_series {
+            // The stored series carries the grouping labels too (a pushed label of the same
+            // name is replaced, not added). Grouping labels are sorted by name.
+            let labels = if limits.max_labels_per_series == 0 {
+                0
+            } else if m.label.len() > limits.max_labels_per_series {
+                m.label.len()
+            } else {
+                let overlap = m
+                    .label
+                    .iter()
+                    .filter(|l| {
+                        grouping
+                            .binary_search_by(|(n, _)| (**n).cmp(l.name()))
+                            .is_ok()
+                    })
+                    .count();
+                m.label.len() + grouping.len() - overlap
+            };
+            if labels > limits.max_labels_per_series {
                 return Err((
                     Reason::LabelsPerSeries,
                     HttpError::BadRequest(format!(
-                        "limit exceeded: a series of {} has {} labels, more than the {} allowed \
-                         (--limits.max-labels-per-series)",
+                        "limit exceeded: a series of {} has {} labels with the grouping labels, \
+                         more than the {} allowed (--limits.max-labels-per-series)",
                         f.name(),
-                        m.label.len(),
+                        labels,
                         limits.max_labels_per_series
                     )),
                 ));
@@ -148,6 +167,27 @@ pub fn check_push(
         ));
     }
     Ok(())
+}
+
+/// The refusal for a limit crossed while parsing, worded as [`check_push`] words it.
+pub fn parse_limit_error(
+    limits: &Limits,
+    hit: exposition::limits::LimitExceeded,
+) -> (Option<Reason>, HttpError) {
+    use exposition::limits::LimitExceeded as L;
+    let (r, e) = match hit {
+        L::LabelsPerSeries { family, max } => (
+            Reason::LabelsPerSeries,
+            HttpError::BadRequest(format!(
+                "limit exceeded: a series of {family} has more than the {max} labels allowed \
+                 (--limits.max-labels-per-series)"
+            )),
+        ),
+        L::LabelValueLength { label, len, .. } => {
+            label_value_error(limits.max_label_value_bytes, &label, len)
+        }
+    };
+    (Some(r), e)
 }
 
 fn label_value_error(max: usize, name: &str, len: usize) -> (Reason, HttpError) {
@@ -216,14 +256,21 @@ mod tests {
     #[test]
     fn per_request_limits() {
         let limits = Limits {
-            max_labels_per_series: 2,
+            max_labels_per_series: 3,
             max_label_value_bytes: 5,
             max_series_per_push: 3,
             ..Limits::default()
         };
         let key = GroupKey::new([("job", "j")]);
-        let ok = parse_text(b"a{x=\"1\",y=\"2\"} 1\nb 1\nc 1\n").unwrap();
+        // The grouping labels count, once even when the push names them too.
+        let ok =
+            parse_text(b"a{x=\"1\",y=\"2\"} 1\nb{job=\"x\",x=\"1\",y=\"2\"} 1\nc 1\n").unwrap();
         assert!(check_push(&limits, &key, &ok).is_ok());
+        let two = GroupKey::new([("job", "j"), ("g", "1")]);
+        assert_eq!(
+            check_push(&limits, &two, &ok).unwrap_err().0,
+            Reason::LabelsPerSeries
+        );
         let f = parse_text(b"a{x=\"1\",y=\"2\",z=\"3\"} 1\n").unwrap();
         assert_eq!(
             check_push(&limits, &key, &f).unwrap_err().0,

@@ -3,11 +3,15 @@
 
 use crate::error::HttpError;
 use crate::http::{empty, Resp};
+use crate::limits::{Limits, Reason};
 use crate::App;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use bytes::Bytes;
+use exposition::limits::ParseLimits;
+use exposition::text_parse::{parse_text_limited, LimitedParseError};
+use exposition::MetricFamily;
 use hyper::http::request::Parts;
 use hyper::{Method, StatusCode};
 use std::io::Read;
@@ -105,18 +109,23 @@ pub fn parse_grouping_key(base64: bool, rest: &str) -> Result<GroupKey, HttpErro
 /// A decompressed body larger than `max` bytes (0: no limit) is refused, so a small
 /// compression bomb cannot make the gateway allocate without bound.
 pub fn decode_body(parts: &Parts, body: Bytes, max: usize) -> Result<Bytes, HttpError> {
+    let enc = parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    decode_encoded(enc.as_deref(), body, max)
+}
+
+/// [`decode_body`] for a `Content-Encoding` already read (trimmed, lower case).
+pub fn decode_encoded(enc: Option<&str>, body: Bytes, max: usize) -> Result<Bytes, HttpError> {
     let limit = if max == 0 { u64::MAX } else { max as u64 };
     let too_large = || {
         HttpError::TooLarge(format!(
             "limit exceeded: decompressed request body larger than {max} bytes (--limits.max-body-size)"
         ))
     };
-    let enc = parts
-        .headers
-        .get(hyper::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
-    match enc.as_deref() {
+    match enc {
         Some("gzip") => {
             if body.is_empty() {
                 return Err(HttpError::BadRequest("EOF".into()));
@@ -218,6 +227,41 @@ pub fn idempotency_key(parts: &Parts) -> Result<Option<String>, HttpError> {
     Ok(Some(s.to_string()))
 }
 
+/// Decompresses, parses and checks a push body against the per-request limits (the
+/// per-series ones while parsing). CPU work proportional to the body: [`crate::cpu`] decides
+/// where it runs.
+pub fn parse_body(
+    limits: &Limits,
+    encoding: Option<&str>,
+    protobuf: bool,
+    body: Bytes,
+    key: &GroupKey,
+) -> Result<Vec<MetricFamily>, crate::cpu::Refusal> {
+    let body = decode_encoded(encoding, body, limits.max_body_bytes).map_err(|e| match e {
+        HttpError::TooLarge(_) => (Some(Reason::BodySize), e),
+        e => (None, e),
+    })?;
+    let parse_limits = ParseLimits {
+        max_labels_per_series: limits.max_labels_per_series,
+        max_label_value_bytes: limits.max_label_value_bytes,
+    };
+    let families = if protobuf {
+        let f = exposition::delimited::parse_delimited(&body)
+            .map_err(|e| (None, HttpError::BadRequest(e.to_string())))?;
+        parse_limits
+            .check(&f)
+            .map_err(|l| crate::limits::parse_limit_error(limits, l))?;
+        f
+    } else {
+        parse_text_limited(&body, parse_limits).map_err(|e| match e {
+            LimitedParseError::Syntax(e) => (None, HttpError::BadRequest(e.to_string())),
+            LimitedParseError::Limit(l) => crate::limits::parse_limit_error(limits, l),
+        })?
+    };
+    crate::limits::check_push(limits, key, &families).map_err(|(r, e)| (Some(r), e))?;
+    Ok(families)
+}
+
 /// Handles a push or delete whose route matched.
 pub async fn handle(
     app: &Arc<App>,
@@ -228,33 +272,28 @@ pub async fn handle(
 ) -> Result<Resp, HttpError> {
     let time = app.clock.now();
     let key = parse_grouping_key(route.base64, route.rest)?;
-    let body = decode_body(parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
-        if matches!(e, HttpError::TooLarge(_)) {
-            app.rejections.count(crate::limits::Reason::BodySize);
-        }
-    })?;
     if parts.method == Method::DELETE {
+        decode_body(parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
+            if matches!(e, HttpError::TooLarge(_)) {
+                app.rejections.count(crate::limits::Reason::BodySize);
+            }
+        })?;
         app.writer.delete(&key).await?;
         return Ok(empty(StatusCode::ACCEPTED));
     }
-    let content_type = parts
-        .headers
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let families = if is_delimited_protobuf(content_type) {
-        exposition::delimited::parse_delimited(&body)
-            .map_err(|e| HttpError::BadRequest(e.to_string()))?
-    } else {
-        exposition::text_parse::parse_text(&body)
-            .map_err(|e| HttpError::BadRequest(e.to_string()))?
+    let big = body.len();
+    let (key, families) = match crate::cpu::run(app, big, parts, body, key).await {
+        Ok(x) => x,
+        Err((reason, e)) => {
+            if let Some(r) = reason {
+                app.rejections.count(r);
+            }
+            return Err(e);
+        }
     };
-    if let Err((reason, e)) = crate::limits::check_push(&app.cfg.limits, &key, &families) {
-        app.rejections.count(reason);
-        return Err(e);
-    }
     let checked = app.store.is_checked();
     let requested = crate::lifecycle::requested_ttl(parts)?;
-    let ttl_ms = app.cfg.ttl.resolve(requested, &key).as_millis() as u64;
+    let ttl_ms = store::ttl::ceil_millis(app.cfg.ttl.resolve(requested, &key));
     let idempotency_key = idempotency_key(parts)?;
     let accumulate =
         app.cfg
@@ -279,7 +318,7 @@ pub async fn handle(
         accumulate,
         idempotency_key,
     };
-    match app.writer.push(push).await {
+    match crate::cpu::push(app, big, push).await {
         Ok(()) => {
             let mut r = empty(if checked {
                 StatusCode::OK

@@ -149,7 +149,7 @@ pub fn render_text(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
     let mut size = 0;
     for (_, m) in &families {
         if let Some(g) = m.stored {
-            size += g.values().map(|e| e.text().len()).sum::<usize>();
+            size += g.values().map(|e| e.text_len()).sum::<usize>();
         }
     }
     let mut out: Vec<u8> = Vec::with_capacity(size + families.len() * 96 + 4096);
@@ -166,7 +166,7 @@ pub fn render_text(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
         out.extend_from_slice(scratch.as_bytes());
         if let Some(g) = m.stored {
             for e in g.values() {
-                out.extend_from_slice(e.text());
+                e.write_text(&mut out);
             }
         }
     }
@@ -193,12 +193,12 @@ pub fn render_protobuf(own: &[OwnFamily], snap: &Snapshot) -> Vec<u8> {
         }
         let stored_len: usize = m
             .stored
-            .map_or(0, |g| g.values().map(|e| e.proto_metrics().len()).sum());
+            .map_or(0, |g| g.values().map(|e| e.proto_len()).sum());
         delimited::write_varint(&mut out, (head.len() + stored_len) as u64);
         out.extend_from_slice(&head);
         if let Some(g) = m.stored {
             for e in g.values() {
-                out.extend_from_slice(e.proto_metrics());
+                e.write_proto_metrics(&mut out);
             }
         }
     }

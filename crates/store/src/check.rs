@@ -61,6 +61,15 @@ pub fn check_metric(family: &str, t: MetricType, m: &Metric) -> Result<(), Strin
                 name
             ));
         }
+        // The text format adds `le` to every bucket line: a second one would make the
+        // scrape unreadable for Prometheus (found by issue 15: `/le/5` in a grouping key).
+        if m.histogram.is_some() && name == "le" {
+            return Err(format!(
+                "collected metric {:?} {{ {}}} must not have an explicit \"le\" label",
+                family,
+                metric_text(m)
+            ));
+        }
         if m.summary.is_some() && name == "quantile" {
             return Err(format!(
                 "collected metric {:?} {{ {}}} must not have an explicit \"quantile\" label",

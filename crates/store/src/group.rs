@@ -6,9 +6,11 @@
 
 use crate::check::check_metric;
 use crate::key::GroupKey;
+use crate::shared::{SharedLabels, Spliced, PLACEHOLDER};
 use exposition::pb::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use exposition::text_encode;
 use prost::Message;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct FamilyEntry {
     /// Why this family could not be part of a consistent scrape (only reachable when the
     /// consistency check is off).
     pub invalid: Option<Box<str>>,
+    /// Grouping labels stored once per group instead of in every series ([`crate::shared`]).
+    spliced: Option<Box<Spliced>>,
 }
 
 impl FamilyEntry {
@@ -92,11 +96,48 @@ impl FamilyEntry {
             text_len: text.len() as u32,
             bytes: [text.as_bytes(), &proto[..]].concat().into_boxed_slice(),
             invalid,
+            spliced: None,
         }
+    }
+
+    /// Builds an entry from metrics sanitized with [`sanitize_labels_shared`]: the labels in
+    /// `shared` hold the placeholder, and are stored once for the group.
+    pub fn build_shared(
+        name: Arc<str>,
+        help: Option<&str>,
+        mtype: MetricType,
+        metrics: &[Metric],
+        timestamp_ns: i64,
+        shared: Option<&Arc<SharedLabels>>,
+    ) -> FamilyEntry {
+        let mut e = FamilyEntry::build(name, help, mtype, metrics, timestamp_ns);
+        let Some(labels) = shared else { return e };
+        if let Some((text, at)) = crate::shared::cut_text(e.text_raw(), labels) {
+            let proto = e.proto_raw().to_vec();
+            e.spliced = Some(Box::new(Spliced::new(labels.clone(), &text, at, &proto)));
+            e.text_len = text.len() as u32;
+            e.bytes = [&text[..], &proto[..]].concat().into_boxed_slice();
+            return e;
+        }
+        // Not expected (every line holds every label): store the real values instead.
+        let real: Vec<Metric> = metrics
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                for lp in m.label.iter_mut() {
+                    if let Some(i) = labels.index(lp.name()) {
+                        lp.value = Some(labels.values[i].to_string());
+                    }
+                }
+                m
+            })
+            .collect();
+        FamilyEntry::build(e.name.clone(), help, mtype, &real, timestamp_ns)
     }
 
     /// Rebuilds an entry from its persisted parts; only the series identities are recomputed,
     /// by walking the protobuf bytes without decoding them into messages.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         name: Arc<str>,
         help: Option<&str>,
@@ -105,9 +146,20 @@ impl FamilyEntry {
         proto: Vec<u8>,
         text: Vec<u8>,
         invalid: Option<String>,
+        shared: Option<(Arc<SharedLabels>, Vec<u32>)>,
     ) -> Result<FamilyEntry, String> {
         let metric_count = count_metrics(&proto)?;
+        let spliced = match shared {
+            Some((labels, at)) => {
+                if at.iter().any(|&a| a as usize > text.len()) || !at.is_sorted() {
+                    return Err("shared label offsets out of range".into());
+                }
+                Some(Box::new(Spliced::new(labels, &text, at, &proto)))
+            }
+            None => None,
+        };
         Ok(FamilyEntry {
+            spliced,
             name,
             help: help.map(intern_help),
             mtype,
@@ -127,7 +179,7 @@ impl FamilyEntry {
         }
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
         prost::encoding::int64::encode(4, &self.timestamp_ns, out);
-        for (tag, bytes) in [(6u32, self.proto_metrics()), (7, self.text())] {
+        for (tag, bytes) in [(6u32, self.proto_raw()), (7, self.text_raw())] {
             prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
             prost::encoding::encode_varint(bytes.len() as u64, out);
             out.extend_from_slice(bytes);
@@ -135,28 +187,113 @@ impl FamilyEntry {
         if let Some(i) = &self.invalid {
             prost::encoding::string::encode(8, &i.to_string(), out);
         }
+        if let Some(s) = &self.spliced {
+            let at: Vec<u8> = s.text_at.iter().flat_map(|a| a.to_le_bytes()).collect();
+            prost::encoding::bytes::encode(9, &at, out);
+            for n in s.labels.names.iter() {
+                prost::encoding::string::encode(10, &n.to_string(), out);
+            }
+        }
     }
 
     /// The identity of each series (family name and sorted labels), for the consistency
     /// index. Computed from the stored bytes when needed instead of kept: 8 bytes a series.
     pub fn series(&self) -> Vec<u64> {
-        series_hashes_of(&self.name, self.proto_metrics()).unwrap_or_default()
+        let shared = self.spliced.as_ref().map(|s| &*s.labels);
+        series_hashes_of(&self.name, self.proto_raw(), shared).unwrap_or_default()
     }
 
-    /// The pre-encoded text exposition lines.
-    pub fn text(&self) -> &[u8] {
+    /// The stored text (with holes where shared labels go).
+    fn text_raw(&self) -> &[u8] {
         &self.bytes[..self.text_len as usize]
     }
 
-    /// The pre-encoded `metric` fields of a `MetricFamily` message.
-    pub fn proto_metrics(&self) -> &[u8] {
+    /// The stored `metric` fields (with placeholders for shared labels).
+    fn proto_raw(&self) -> &[u8] {
         &self.bytes[self.text_len as usize..]
+    }
+
+    /// The text exposition lines (copied only when the group shares long label values).
+    pub fn text(&self) -> Cow<'_, [u8]> {
+        match &self.spliced {
+            None => Cow::Borrowed(self.text_raw()),
+            Some(_) => {
+                let mut out = Vec::new();
+                self.write_text(&mut out);
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Appends the pre-encoded text exposition lines.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        match &self.spliced {
+            None => out.extend_from_slice(self.text_raw()),
+            Some(s) => s.write_text(self.text_raw(), out),
+        }
+    }
+
+    /// Length of [`FamilyEntry::text`].
+    pub fn text_len(&self) -> usize {
+        self.spliced
+            .as_ref()
+            .map_or(self.text_len as usize, |s| s.text_len)
+    }
+
+    /// The `metric` fields of a `MetricFamily` message (copied only when the group shares
+    /// long label values).
+    pub fn proto_metrics(&self) -> Cow<'_, [u8]> {
+        match &self.spliced {
+            None => Cow::Borrowed(self.proto_raw()),
+            Some(_) => {
+                let mut out = Vec::new();
+                self.write_proto_metrics(&mut out);
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Appends the pre-encoded `metric` fields.
+    pub fn write_proto_metrics(&self, out: &mut Vec<u8>) {
+        match &self.spliced {
+            None => out.extend_from_slice(self.proto_raw()),
+            Some(s) => s.write_proto(self.proto_raw(), out),
+        }
+    }
+
+    /// Length of [`FamilyEntry::proto_metrics`].
+    pub fn proto_len(&self) -> usize {
+        self.spliced
+            .as_ref()
+            .map_or(self.bytes.len() - self.text_len as usize, |s| s.proto_len)
+    }
+
+    /// The group's shared labels, if this entry uses them.
+    pub fn shared_labels(&self) -> Option<&Arc<SharedLabels>> {
+        self.spliced.as_ref().map(|s| &s.labels)
+    }
+
+    /// Bytes this entry keeps (its encodings, without the shared labels).
+    pub fn stored_bytes(&self) -> usize {
+        self.bytes.len() + self.spliced.as_ref().map_or(0, |s| s.text_at.len() * 4)
     }
 
     /// Decodes the metrics (for the API, the UI and error messages; not on hot paths).
     pub fn metrics(&self) -> Vec<Metric> {
-        let mut fam = MetricFamily::decode(self.proto_metrics()).unwrap_or_default();
-        std::mem::take(&mut fam.metric)
+        let mut fam = MetricFamily::decode(self.proto_raw()).unwrap_or_default();
+        let mut metrics = std::mem::take(&mut fam.metric);
+        if let Some(s) = &self.spliced {
+            for m in metrics.iter_mut() {
+                for lp in m.label.iter_mut() {
+                    if let Some(i) = s.labels.index(lp.name()) {
+                        if lp.value() == PLACEHOLDER {
+                            lp.value = Some(s.labels.values[i].to_string());
+                        }
+                    }
+                }
+            }
+        }
+        metrics
     }
 
     /// Encodes the whole family as a `MetricFamily` message (header + stored metrics).
@@ -166,7 +303,7 @@ impl FamilyEntry {
             prost::encoding::string::encode(2, &h.to_string(), out);
         }
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
-        out.extend_from_slice(self.proto_metrics());
+        self.write_proto_metrics(out);
     }
 }
 
@@ -180,15 +317,31 @@ pub fn series_hash(family: &str, labels: &[LabelPair]) -> u64 {
     for lp in labels {
         h.write(lp.name().as_bytes());
         h.write_u8(0xff);
-        h.write(lp.value().as_bytes());
+        write_value(&mut h, lp.value().as_bytes());
         h.write_u8(0xff);
     }
     h.finish()
 }
 
+/// Hashes a label value into a series identity. Long values go in as their own 64-bit digest,
+/// so that a group whose long grouping value is shared by 30,000 series hashes it once, not
+/// 30,000 times ([`crate::shared`]); the identity stays a function of the labels alone.
+pub(crate) fn write_value(h: &mut impl std::hash::Hasher, v: &[u8]) {
+    if v.len() >= crate::shared::SHARE_MIN {
+        h.write_u64(value_digest(v));
+    } else {
+        h.write(v);
+    }
+}
+
+/// The digest of a long label value ([`write_value`]).
+pub(crate) fn value_digest(v: &[u8]) -> u64 {
+    HASHER.hash_one(v)
+}
+
 /// Reads one length-delimited field body: `(field number, bytes)`; other wire types are
 /// skipped and reported with empty bytes.
-fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, &'a [u8]), String> {
+pub(crate) fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, &'a [u8]), String> {
     let key = prost::encoding::decode_varint(buf).map_err(|e| e.to_string())?;
     let (tag, wire) = ((key >> 3) as u32, key & 7);
     let skip = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], String> {
@@ -227,7 +380,11 @@ fn count_metrics(mut proto: &[u8]) -> Result<u32, String> {
 
 /// The series identities of concatenated `metric` fields, computed like [`series_hash`]
 /// straight from the protobuf bytes.
-fn series_hashes_of(family: &str, mut proto: &[u8]) -> Result<Vec<u64>, String> {
+fn series_hashes_of(
+    family: &str,
+    mut proto: &[u8],
+    shared: Option<&SharedLabels>,
+) -> Result<Vec<u64>, String> {
     use std::hash::Hasher;
     let mut out = Vec::new();
     while !proto.is_empty() {
@@ -251,9 +408,19 @@ fn series_hashes_of(family: &str, mut proto: &[u8]) -> Result<Vec<u64>, String> 
                     _ => {}
                 }
             }
+            let real = shared
+                .filter(|_| value == PLACEHOLDER.as_bytes())
+                .and_then(|s| Some((s, s.index(std::str::from_utf8(name).ok()?)?)));
             h.write(name);
             h.write_u8(0xff);
-            h.write(value);
+            match real {
+                // The shared value's digest is computed once for the group.
+                Some((s, i)) if s.values[i].len() >= crate::shared::SHARE_MIN => {
+                    h.write_u64(s.digests[i])
+                }
+                Some((s, i)) => h.write(s.values[i].as_bytes()),
+                None => write_value(&mut h, value),
+            }
             h.write_u8(0xff);
         }
         out.push(h.finish());
@@ -261,22 +428,22 @@ fn series_hashes_of(family: &str, mut proto: &[u8]) -> Result<Vec<u64>, String> 
     Ok(out)
 }
 
-/// HELP strings are usually the same in every group that pushes a family: share them.
-/// Bounded, so that a client pushing random HELP texts cannot grow it without limit.
+/// HELP strings are usually the same in every group that pushes a family: share them. Swept
+/// like the family names ([`crate::intern`]), so unique HELP texts do not pile up.
 fn intern_help(help: &str) -> Arc<str> {
-    const MAX_INTERNED: usize = 100_000;
-    static HELPS: std::sync::OnceLock<
-        parking_lot::Mutex<std::collections::HashSet<Arc<str>, ahash::RandomState>>,
-    > = std::sync::OnceLock::new();
-    let mut set = HELPS.get_or_init(Default::default).lock();
-    if let Some(h) = set.get(help) {
-        return h.clone();
-    }
-    let h: Arc<str> = Arc::from(help);
-    if set.len() < MAX_INTERNED {
-        set.insert(h.clone());
-    }
-    h
+    help_interner().lock().intern(help)
+}
+
+fn help_interner() -> &'static parking_lot::Mutex<crate::intern::Interner> {
+    static HELPS: std::sync::OnceLock<parking_lot::Mutex<crate::intern::Interner>> =
+        std::sync::OnceLock::new();
+    HELPS.get_or_init(Default::default)
+}
+
+/// How many distinct HELP texts are interned (for tests and the soak benchmark).
+#[doc(hidden)]
+pub fn interned_help_count() -> usize {
+    help_interner().lock().len()
 }
 
 static HASHER: ahash::RandomState = ahash::RandomState::with_seeds(
@@ -405,17 +572,30 @@ impl Group {
 /// and are added when missing, `instance=""` is added when there is no instance, and the
 /// labels are sorted by name (official `sanitizeLabels`).
 pub fn sanitize_labels(m: &mut Metric, key: &GroupKey) {
+    sanitize_labels_shared(m, key, None)
+}
+
+/// [`sanitize_labels`], with the placeholder value for the labels in `shared`.
+pub fn sanitize_labels_shared(m: &mut Metric, key: &GroupKey, shared: Option<&SharedLabels>) {
     let grouping = key.labels();
+    let value = |i: usize| -> &str {
+        let (n, v) = &grouping[i];
+        match shared.and_then(|s| s.index(n)) {
+            Some(_) => PLACEHOLDER,
+            None => v,
+        }
+    };
     let mut seen = vec![false; grouping.len()];
     for lp in m.label.iter_mut() {
-        if let Some(i) = grouping.iter().position(|(n, _)| **n == *lp.name()) {
-            lp.value = Some(grouping[i].1.to_string());
+        // Grouping labels are sorted by name.
+        if let Ok(i) = grouping.binary_search_by(|(n, _)| (**n).cmp(lp.name())) {
+            lp.value = Some(value(i).to_string());
             seen[i] = true;
         }
     }
-    for (i, (n, v)) in grouping.iter().enumerate() {
+    for (i, (n, _)) in grouping.iter().enumerate() {
         if !seen[i] {
-            m.label.push(LabelPair::new(&**n, &**v));
+            m.label.push(LabelPair::new(&**n, value(i)));
         }
     }
     if !m.label.iter().any(|lp| lp.name() == "instance") {
@@ -470,6 +650,13 @@ pub struct EntryRecord {
     pub text: Vec<u8>,
     #[prost(string, optional, tag = "8")]
     pub invalid: Option<String>,
+    /// Offsets (u32 little-endian) in `text` where the shared grouping labels go.
+    #[prost(bytes = "vec", tag = "9")]
+    pub text_at: Vec<u8>,
+    /// The grouping labels stored once for the group (placeholders in `proto`, holes in
+    /// `text`).
+    #[prost(string, repeated, tag = "10")]
+    pub shared: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -521,6 +708,39 @@ impl Group {
         out
     }
 
+    /// The bytes that, appended to this group's previous record, turn it into this
+    /// version's record (protobuf merging: header fields are replaced, entries of the same
+    /// name override earlier ones): the header and the families named in `changed`. For a
+    /// change that only adds or replaces those families, this costs the size of the change
+    /// instead of the whole group.
+    pub fn encode_delta<'a>(&self, changed: impl Iterator<Item = &'a Arc<str>>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        prost::encoding::double::encode(2, &self.push_time, &mut out);
+        prost::encoding::double::encode(3, &self.push_failure_time, &mut out);
+        prost::encoding::int64::encode(5, &self.gauge_ts(PUSH_TIME), &mut out);
+        prost::encoding::int64::encode(6, &self.gauge_ts(PUSH_FAILURE_TIME), &mut out);
+        // Written even when 0, so that they replace the previous values.
+        prost::encoding::uint64::encode(8, &self.ttl_ms, &mut out);
+        prost::encoding::double::encode(9, &self.expires_at, &mut out);
+        prost::encoding::int64::encode(10, &self.gauge_ts(PUSH_EXPIRY_TIME), &mut out);
+        let mut rec = Vec::new();
+        for name in changed {
+            let Some(f) = self.families.get(name) else {
+                continue;
+            };
+            if self.is_gateway_family(name) {
+                continue;
+            }
+            rec.clear();
+            f.encode_entry_record(&mut rec);
+            prost::encoding::bytes::encode(7, &rec, &mut out);
+        }
+        // Written even when empty, so that it replaces the previous keys (an accumulating
+        // POST's Idempotency-Key must survive a restart as a PUT's does).
+        prost::encoding::bytes::encode(11, &self.seen_keys.encode(), &mut out);
+        out
+    }
+
     /// Rebuilds a group from [`Group::encode_record`]'s bytes.
     pub fn decode_record(
         bytes: &[u8],
@@ -537,21 +757,8 @@ impl Group {
                 .map(|lp| (lp.name().to_string(), lp.value().to_string())),
         );
         let mut families = BTreeMap::new();
-        for er in rec.entries {
-            let name = intern(&er.name);
-            let mtype = MetricType::try_from(er.mtype).unwrap_or(MetricType::Untyped);
-            let entry = FamilyEntry::from_parts(
-                name.clone(),
-                er.help.as_deref(),
-                mtype,
-                er.timestamp_ns,
-                er.proto,
-                er.text,
-                er.invalid,
-            )?;
-            families.insert(name, Arc::new(entry));
-        }
-        // Records written before entries carried their encodings.
+        // Records written before entries carried their encodings (first: entries appended
+        // by later changes override them).
         for fr in rec.families {
             let Some(mf) = fr.family else { continue };
             let name = intern(mf.name());
@@ -562,6 +769,46 @@ impl Group {
                 &mf.metric,
                 fr.timestamp_ns,
             );
+            families.insert(name, Arc::new(entry));
+        }
+        let mut shared: Option<Arc<SharedLabels>> = None;
+        for er in rec.entries {
+            let name = intern(&er.name);
+            let mtype = MetricType::try_from(er.mtype).unwrap_or(MetricType::Untyped);
+            let spliced = if er.shared.is_empty() {
+                None
+            } else {
+                let same = shared.as_ref().is_some_and(|s| {
+                    s.names
+                        .iter()
+                        .map(|n| &**n)
+                        .eq(er.shared.iter().map(|n| &**n))
+                });
+                if !same {
+                    shared =
+                        SharedLabels::with_names(&key, |n, _| er.shared.iter().any(|s| s == n));
+                }
+                let labels = shared
+                    .clone()
+                    .filter(|s| s.names.len() == er.shared.len())
+                    .ok_or("shared labels missing from the grouping key")?;
+                let at = er
+                    .text_at
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Some((labels, at))
+            };
+            let entry = FamilyEntry::from_parts(
+                name.clone(),
+                er.help.as_deref(),
+                mtype,
+                er.timestamp_ns,
+                er.proto,
+                er.text,
+                er.invalid,
+                spliced,
+            )?;
             families.insert(name, Arc::new(entry));
         }
         let mut g = Group::new(key);
@@ -678,7 +925,7 @@ mod tests {
         );
         assert_eq!(foo.proto_metrics(), g.families["foo"].proto_metrics());
         assert_eq!(
-            back.families[PUSH_TIME].text(),
+            &*back.families[PUSH_TIME].text(),
             b"push_time_seconds{instance=\"\",job=\"j\",x=\"\"} 12.5\n"
         );
     }
@@ -727,7 +974,7 @@ mod tests {
         let back = Group::decode_record(&g.encode_record(), &mut intern).unwrap();
         assert_eq!((back.ttl_ms, back.expires_at), (90_000, 190.0));
         assert_eq!(
-            back.families[PUSH_EXPIRY_TIME].text(),
+            &*back.families[PUSH_EXPIRY_TIME].text(),
             b"push_expiry_time_seconds{instance=\"\",job=\"j\"} 190\n"
         );
         assert_eq!(back.families[PUSH_EXPIRY_TIME].timestamp_ns, 5);

@@ -4,18 +4,19 @@
 
 use crate::accumulate::{self, Accumulate};
 use crate::group::{
-    is_time_gauge, sanitize_labels, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
+    is_time_gauge, sanitize_labels_shared, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
     PUSH_TIME,
 };
 use crate::idempotency;
 use crate::index::Index;
 use crate::key::GroupKey;
+use crate::shared::SharedLabels;
 use crate::wal::{Op, SyncMode, Ticket, Wal, WalError};
 use arc_swap::ArcSwap;
 use exposition::pb::{Metric, MetricFamily, MetricType};
 use imbl::OrdMap;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,8 +31,8 @@ pub enum StoreError {
     /// The push failed the consistency check (recorded as a failed push).
     #[error("{0}")]
     Inconsistent(String),
-    /// The mutation could not be made durable.
-    #[error("persisting the change failed: {0}")]
+    /// The mutation could not be made durable; it was undone (nothing changed).
+    #[error("persisting the change failed, so it was not applied: {0}")]
     Persist(#[from] WalError),
     /// Replicated mode: the shared log cannot be reached; nothing was changed.
     #[error("{0}")]
@@ -101,6 +102,8 @@ pub struct Prepared {
     idempotency: Option<idempotency::KeyDigest>,
     /// Summary quantiles this (accumulating) push dropped.
     pub dropped_quantiles: u64,
+    /// The group's long grouping values, stored once ([`crate::shared`]).
+    shared: Option<Arc<SharedLabels>>,
 }
 
 /// An accumulating push's families merged with one version of its group (`old`), outside
@@ -171,7 +174,7 @@ pub struct Store {
     current: ArcSwap<Snapshot>,
     /// Set when the state changed since `current` was cut.
     dirty: AtomicBool,
-    names: RwLock<HashSet<Arc<str>, ahash::RandomState>>,
+    names: RwLock<crate::intern::Interner>,
     checked: bool,
     wal: Option<Wal>,
     expired: AtomicU64,
@@ -182,6 +185,16 @@ pub struct Store {
     quotas: Quotas,
     /// The gateway's own per-group gauges, interned once: push time, failure time, expiry.
     gauge_names: [Arc<str>; 3],
+    /// How to undo the logged changes that are not durable yet (synchronous log only), in
+    /// log order. Locked after `state` when both are held.
+    undo: Mutex<std::collections::VecDeque<Undo>>,
+}
+
+/// The version of a group before a logged change (`None`: the group did not exist).
+struct Undo {
+    seq: u64,
+    key: GroupKey,
+    old: Option<Arc<Group>>,
 }
 
 fn unix_nanos(t: SystemTime) -> i64 {
@@ -214,7 +227,7 @@ impl Store {
             }),
             current: ArcSwap::from_pointee(Snapshot::default()),
             dirty: AtomicBool::new(false),
-            names: RwLock::new(HashSet::default()),
+            names: RwLock::new(Default::default()),
             checked: cfg.checked,
             wal,
             expired: AtomicU64::new(0),
@@ -222,10 +235,11 @@ impl Store {
             turns: Default::default(),
             quotas: cfg.quotas,
             gauge_names: [PUSH_TIME, PUSH_FAILURE_TIME, PUSH_EXPIRY_TIME].map(Arc::from),
+            undo: Mutex::new(Default::default()),
         };
         // The same allocations as every restored or decoded group uses.
         for n in &store.gauge_names {
-            store.names.write().insert(n.clone());
+            store.names.write().intern(n);
         }
         store.restore(recovered);
         Ok(store)
@@ -299,15 +313,15 @@ impl Store {
     /// Interns a family name, so that every group shares one allocation per name.
     fn intern(&self, name: &str) -> Arc<str> {
         if let Some(n) = self.names.read().get(name) {
-            return n.clone();
+            return n;
         }
-        let mut w = self.names.write();
-        if let Some(n) = w.get(name) {
-            return n.clone();
-        }
-        let n: Arc<str> = Arc::from(name);
-        w.insert(n.clone());
-        n
+        self.names.write().intern(name)
+    }
+
+    /// How many distinct family names are interned (for tests and the soak benchmark).
+    #[doc(hidden)]
+    pub fn interned_name_count(&self) -> usize {
+        self.names.read().len()
     }
 
     /// The current snapshot: every change acknowledged before this call is in it.
@@ -342,6 +356,31 @@ impl Store {
     /// Replaces the entries of a group in the snapshot maps and the index.
     /// `old` is the previous version of the group, if any.
     fn insert_group(st: &mut State, new: Arc<Group>, old: Option<&Group>) {
+        Self::insert_group_changed(st, new, old, None)
+    }
+
+    /// [`Store::insert_group`] where only the families named in `changed` (if given) can
+    /// differ between `old` and `new`: a POST then costs its own size, not the group's.
+    fn insert_group_changed(
+        st: &mut State,
+        new: Arc<Group>,
+        old: Option<&Group>,
+        changed: Option<&[Arc<str>]>,
+    ) {
+        let pick = |g: &'_ Group| -> Vec<(Arc<str>, Arc<FamilyEntry>)> {
+            match changed {
+                None => g
+                    .families
+                    .iter()
+                    .map(|(n, e)| (n.clone(), e.clone()))
+                    .collect(),
+                Some(ns) => ns
+                    .iter()
+                    .filter_map(|n| g.families.get_key_value(n))
+                    .map(|(n, e)| (n.clone(), e.clone()))
+                    .collect(),
+            }
+        };
         if let Some(old) = old.filter(|o| o.ttl_ms != 0) {
             st.expiry.remove(&(expiry_ms(old), old.key.clone()));
         }
@@ -350,7 +389,7 @@ impl Store {
         }
         st.series = st.series + new.pushed_series() - old.map_or(0, |o| o.pushed_series());
         if let Some(old) = old {
-            for (name, e) in &old.families {
+            for (name, e) in &pick(old) {
                 if new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
                     continue;
                 }
@@ -362,7 +401,7 @@ impl Store {
                 }
             }
         }
-        for (name, e) in &new.families {
+        for (name, e) in &pick(&new) {
             if old
                 .and_then(|o| o.families.get(name))
                 .is_some_and(|o| Arc::ptr_eq(o, e))
@@ -416,6 +455,55 @@ impl Store {
         self.wal.as_ref().map(|w| w.append(ops()))
     }
 
+    /// Logs a change already made to the state (called under the state lock), remembering
+    /// the previous versions of the groups it touched so that it can be undone if the log
+    /// fails to make it durable.
+    fn log_undoable(
+        &self,
+        undo: impl IntoIterator<Item = (GroupKey, Option<Arc<Group>>)>,
+        ops: impl FnOnce() -> Vec<Op>,
+    ) -> Option<Ticket> {
+        let wal = self.wal.as_ref()?;
+        let (seq, ticket) = wal.append_seq(ops());
+        if wal.is_synchronous() {
+            let mut u = self.undo.lock();
+            u.extend(undo.into_iter().map(|(key, old)| Undo { seq, key, old }));
+        }
+        Some(ticket)
+    }
+
+    /// After a failed write: undoes every change the log did not make durable, newest
+    /// first, and lets the log accept changes again. Called under the state lock (before
+    /// every change, and by a caller whose change failed), so no change is ever planned
+    /// on top of one that is not in the file.
+    fn roll_back_locked(&self, st: &mut State) {
+        let Some(wal) = &self.wal else { return };
+        if wal.failed().is_none() {
+            return;
+        }
+        let durable = wal.durable_seq();
+        let mut undo = self.undo.lock();
+        let mut n = 0;
+        while undo.back().is_some_and(|u| u.seq > durable) {
+            let u = undo.pop_back().expect("checked");
+            let current = st.snap.groups.get(&u.key).cloned();
+            match u.old {
+                Some(old) => Self::insert_group(st, old, current.as_deref()),
+                None => {
+                    Self::remove_group(st, &u.key);
+                }
+            }
+            n += 1;
+        }
+        drop(undo);
+        self.publish(st);
+        wal.resume();
+        tracing::warn!(
+            undone = n,
+            "undid the changes whose write to the persistence file failed"
+        );
+    }
+
     fn put_op(g: &Group) -> Op {
         Op::Put {
             key: g.key.canonical().to_vec(),
@@ -423,10 +511,26 @@ impl Store {
         }
     }
 
-    async fn durable(ticket: Option<Ticket>) -> Result<(), StoreError> {
-        match ticket {
-            Some(t) => t.wait().await.map_err(StoreError::Persist),
-            None => Ok(()),
+    async fn durable(&self, ticket: Option<Ticket>) -> Result<(), StoreError> {
+        let Some(t) = ticket else { return Ok(()) };
+        let result = t.wait().await;
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        match result {
+            Ok(()) => {
+                let durable = wal.durable_seq();
+                let mut undo = self.undo.lock();
+                while undo.front().is_some_and(|u| u.seq <= durable) {
+                    undo.pop_front();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Undone before the caller answers, so the refusal really changes nothing.
+                self.roll_back_locked(&mut self.state.lock());
+                Err(StoreError::Persist(e))
+            }
         }
     }
 
@@ -441,6 +545,18 @@ impl Store {
         let mut entries: BTreeMap<Arc<str>, Arc<FamilyEntry>> = BTreeMap::new();
         let mut pushed = BTreeMap::new();
         let mut dropped_quantiles = 0;
+        let shared = if has_timestamps {
+            None
+        } else {
+            self.shared_labels(&push.key)
+        };
+        // An accumulating push's metrics keep the real grouping values: they are merged
+        // with stored metrics, which decode with the real values. Their entries get the
+        // placeholders when they are built ([`Store::build_accumulated`]).
+        let sanitize_shared = match push.accumulate {
+            Some(_) => None,
+            None => shared.as_deref(),
+        };
         if !has_timestamps {
             for mut mf in push.families {
                 let name = mf.name().to_string();
@@ -448,7 +564,7 @@ impl Store {
                     continue; // always set by the gateway itself
                 }
                 for m in mf.metric.iter_mut() {
-                    sanitize_labels(m, &push.key);
+                    sanitize_labels_shared(m, &push.key, sanitize_shared);
                 }
                 if push.accumulate.is_some() {
                     dropped_quantiles +=
@@ -462,12 +578,13 @@ impl Store {
                 } else {
                     &mf.metric[..]
                 };
-                let e = FamilyEntry::build(
+                let e = FamilyEntry::build_shared(
                     name.clone(),
                     mf.help.as_deref(),
                     mf.metric_type(),
                     encode,
                     ts,
+                    shared.as_ref(),
                 );
                 entries.insert(name.clone(), Arc::new(e));
                 if push.accumulate.is_some() {
@@ -482,7 +599,8 @@ impl Store {
         Prepared {
             key: push.key,
             entries,
-            replace: push.replace,
+            // An accumulating PUT adds to the group like a POST.
+            replace: push.replace && push.accumulate.is_none(),
             now,
             ts,
             ttl_ms: push.ttl_ms,
@@ -491,6 +609,7 @@ impl Store {
             pushed,
             idempotency: push.idempotency_key.as_deref().map(idempotency::digest),
             dropped_quantiles,
+            shared,
         }
     }
 
@@ -498,6 +617,23 @@ impl Store {
     /// (`pushgateway_accumulate_dropped_quantiles_total`).
     pub fn dropped_quantiles_total(&self) -> u64 {
         self.dropped_quantiles.load(Ordering::Relaxed)
+    }
+
+    /// The long grouping label values of `key`, pre-encoded once and shared by every
+    /// series of the group: the ones its stored entries already use, if they match.
+    fn shared_labels(&self, key: &GroupKey) -> Option<Arc<SharedLabels>> {
+        let fresh = SharedLabels::of_key(key)?;
+        let st = self.state.lock();
+        let existing = st
+            .snap
+            .groups
+            .get(key)
+            .and_then(|g| g.families.values().find_map(|e| e.shared_labels().cloned()));
+        drop(st);
+        Some(match existing {
+            Some(e) if e.names == fresh.names => e,
+            _ => fresh,
+        })
     }
 
     /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
@@ -513,28 +649,41 @@ impl Store {
             None => None,
         };
         let pre = self.premerge(&p);
-        let (ticket, result) = {
+        let (ticket, result) = 'planned: {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
             let old = st.snap.groups.get(&p.key).cloned();
-            match self.plan_locked(&st, &p, old.as_ref(), pre.as_ref()) {
-                Plan::Accept(group) => {
-                    let group = Arc::new(group);
-                    Self::insert_group(&mut st, group.clone(), old.as_deref());
-                    self.publish(&mut st);
-                    (self.log(|| vec![Self::put_op(&group)]), Ok(()))
-                }
-                Plan::Record(group, err) => {
-                    let group = Arc::new(group);
-                    Self::insert_group(&mut st, group.clone(), old.as_deref());
-                    self.publish(&mut st);
-                    (self.log(|| vec![Self::put_op(&group)]), Err(err))
-                }
+            let (group, result) = match self.plan_locked(&st, &p, old.as_ref(), pre.as_ref()) {
+                Plan::Accept(group) => (group, Ok(())),
+                Plan::Record(group, err) => (group, Err(err)),
                 Plan::Refuse(err) => return Err(err),
-                // Answered only once the push that recorded the key is durable too.
-                Plan::Unchanged => (self.log(Vec::new), Ok(())),
-            }
+                // Answered only once the push that recorded the key is durable too; nothing
+                // new is logged.
+                Plan::Unchanged => break 'planned (self.log(Vec::new), Ok(())),
+            };
+            let group = Arc::new(group);
+            let changed = self.changed_names(&p, old.as_deref());
+            Self::insert_group_changed(&mut st, group.clone(), old.as_deref(), changed.as_deref());
+            self.publish(&mut st);
+            // A POST (or a recorded failure) to an existing group logs only what changed.
+            let delta = old.is_some() && (!p.replace || result.is_err());
+            let none = BTreeMap::new();
+            let changed = if result.is_ok() { &p.entries } else { &none };
+            let ticket = self.log_undoable([(p.key.clone(), old)], || {
+                vec![if delta {
+                    Op::Append {
+                        key: group.key.canonical().to_vec(),
+                        value: group.encode_delta(changed.keys()),
+                    }
+                } else {
+                    Self::put_op(&group)
+                }]
+            });
+            (ticket, result)
         };
-        Self::durable(ticket).await?;
+        // Keeps the file within its bound however the pushes are shaped (cheap to check).
+        self.compact_if_oversized();
+        self.durable(ticket).await?;
         result
     }
 
@@ -546,6 +695,24 @@ impl Store {
         let old = st.snap.groups.get(&p.key).cloned();
         let plan = self.plan_locked(&st, p, old.as_ref(), pre.as_ref());
         (old, plan)
+    }
+
+    /// The only families an accepted POST can change in an existing group (the pushed ones
+    /// and the gateway's gauges), sorted and unique; `None` when any may change (PUT, new
+    /// group).
+    fn changed_names(&self, p: &Prepared, old: Option<&Group>) -> Option<Vec<Arc<str>>> {
+        if p.replace || old.is_none() {
+            return None;
+        }
+        let mut ns: Vec<Arc<str>> = p
+            .entries
+            .keys()
+            .chain(self.gauge_names.iter())
+            .cloned()
+            .collect();
+        ns.sort_unstable();
+        ns.dedup();
+        Some(ns)
     }
 
     /// An accumulating push merged with the current version of its group, outside the store
@@ -589,6 +756,13 @@ impl Store {
         let failure = |err: StoreError| {
             let mut group = match old {
                 Some(g) => g.clone(),
+                // A refused push records its failure only in a group that exists or fits
+                // in the quota (else timestamped pushes could create groups without limit).
+                None if self.quotas.max_groups != 0
+                    && st.snap.groups.len() as u64 >= self.quotas.max_groups =>
+                {
+                    return Plan::Refuse(err);
+                }
                 None => {
                     let mut g = Group::new(p.key.clone());
                     g.set_ttl(exp_name.clone(), p.ttl_ms, p.now, p.ts);
@@ -652,8 +826,7 @@ impl Store {
                     if let Err(msg) = accumulate::validate(n, e.mtype, pushed) {
                         return failure(StoreError::Accumulate(msg));
                     }
-                    let built =
-                        FamilyEntry::build(n.clone(), e.help.as_deref(), e.mtype, pushed, p.ts);
+                    let built = Self::build_accumulated(p, e, e.help.as_deref(), pushed.to_vec());
                     group.families.insert(n.clone(), Arc::new(built));
                 }
                 (None, _) => {
@@ -675,23 +848,39 @@ impl Store {
             return Plan::Refuse(StoreError::Quota(q));
         }
         if self.checked {
-            let removed: Vec<&FamilyEntry> = match old {
-                Some(o) => o
-                    .families
-                    .iter()
-                    .filter(|(n, e)| group.families.get(*n).is_none_or(|ne| !Arc::ptr_eq(ne, e)))
-                    .map(|(_, e)| &**e)
-                    .collect(),
-                None => Vec::new(),
+            let changed = self.changed_names(p, old);
+            let names: Vec<&Arc<str>> = match &changed {
+                Some(ns) => ns.iter().collect(),
+                None => {
+                    let mut all: Vec<&Arc<str>> = group
+                        .families
+                        .keys()
+                        .chain(old.into_iter().flat_map(|o| o.families.keys()))
+                        .collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all
+                }
             };
-            let added: Vec<&FamilyEntry> = group
-                .families
+            let removed: Vec<&FamilyEntry> = names
                 .iter()
-                .filter(|(n, e)| {
-                    old.and_then(|o| o.families.get(*n))
-                        .is_none_or(|oe| !Arc::ptr_eq(oe, e))
+                .filter_map(|n| {
+                    let oe = old?.families.get(*n)?;
+                    match group.families.get(*n) {
+                        Some(ne) if Arc::ptr_eq(ne, oe) => None,
+                        _ => Some(&**oe),
+                    }
                 })
-                .map(|(_, e)| &**e)
+                .collect();
+            let added: Vec<&FamilyEntry> = names
+                .iter()
+                .filter_map(|n| {
+                    let ne = group.families.get(*n)?;
+                    match old.and_then(|o| o.families.get(*n)) {
+                        Some(oe) if Arc::ptr_eq(ne, oe) => None,
+                        _ => Some(&**ne),
+                    }
+                })
                 .collect();
             if let Err(msg) = st.index.check(&removed, &added) {
                 return failure(StoreError::Inconsistent(msg));
@@ -725,13 +914,42 @@ impl Store {
             pushed,
             acc.gauges,
         )?;
-        Ok(FamilyEntry::build(
-            new.name.clone(),
+        Ok(Self::build_accumulated(
+            p,
+            new,
             new.help.as_deref().or(old.help.as_deref()),
-            new.mtype,
-            &merged,
-            p.ts,
+            merged,
         ))
+    }
+
+    /// Builds an accumulating push's entry for family `new` from metrics holding the real
+    /// grouping values (merged, or pushed alone), storing the group's long grouping values
+    /// once ([`FamilyEntry::build_shared`]), as other pushes do.
+    fn build_accumulated(
+        p: &Prepared,
+        new: &FamilyEntry,
+        help: Option<&str>,
+        mut metrics: Vec<Metric>,
+    ) -> FamilyEntry {
+        if let Some(shared) = &p.shared {
+            for m in metrics.iter_mut() {
+                for lp in m.label.iter_mut() {
+                    if let Some(i) = shared.index(lp.name()) {
+                        if lp.value() == &*shared.values[i] {
+                            lp.value = Some(crate::shared::PLACEHOLDER.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        FamilyEntry::build_shared(
+            new.name.clone(),
+            help,
+            new.mtype,
+            &metrics,
+            p.ts,
+            p.shared.as_ref(),
+        )
     }
 
     /// Replicated mode: sets a group to the version read from the shared log (`None`: it
@@ -739,6 +957,8 @@ impl Store {
     /// change is also logged locally, without waiting for it (a warm cache for restarts).
     pub fn apply_replicated(&self, key: &GroupKey, group: Option<Group>) {
         let mut st = self.state.lock();
+        // No undo here (the shared log is the truth); only lets the local log resume.
+        self.roll_back_locked(&mut st);
         let op = match group {
             Some(g) => {
                 let old = st.snap.groups.get(key).cloned();
@@ -757,6 +977,34 @@ impl Store {
         };
         self.publish(&mut st);
         drop(self.log(|| vec![op]));
+    }
+
+    /// Replicated mode, once caught up: [`Store::apply_replicated`] for a new version of a
+    /// group, but only if it keeps the mirror consistent (with the check on). Replicas apply
+    /// the shared log's records in the same (revision) order, so all of them take the same
+    /// decision; a refused version leaves the mirror unchanged and says why. A version that
+    /// records a refused push (its failure time is newer than its push time) adds nothing
+    /// pushed to the version before it and is applied as is, as [`Store::push`] does.
+    pub fn apply_replicated_checked(&self, key: &GroupKey, group: Group) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let old = st.snap.groups.get(key).cloned();
+        let records_failure = group.push_failure_time > group.push_time;
+        if self.checked && !records_failure {
+            let removed: Vec<&FamilyEntry> = old
+                .iter()
+                .flat_map(|o| o.families.values().map(|e| &**e))
+                .collect();
+            let added: Vec<&FamilyEntry> = group.families.values().map(|e| &**e).collect();
+            st.index
+                .check(&removed, &added)
+                .map_err(StoreError::Inconsistent)?;
+        }
+        let g = Arc::new(group);
+        Self::insert_group(&mut st, g.clone(), old.as_deref());
+        let op = Self::put_op(&g);
+        self.publish(&mut st);
+        drop(self.log(|| vec![op]));
+        Ok(())
     }
 
     /// Decodes a persisted group record (replicated mode reads them from the shared log).
@@ -812,9 +1060,11 @@ impl Store {
     pub async fn delete(&self, key: &GroupKey) -> Result<(), StoreError> {
         let ticket = {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
+            let old = st.snap.groups.get(key).cloned();
             if Self::remove_group(&mut st, key) {
                 self.publish(&mut st);
-                self.log(|| {
+                self.log_undoable([(key.clone(), old)], || {
                     vec![Op::Delete {
                         key: key.canonical().to_vec(),
                     }]
@@ -823,7 +1073,7 @@ impl Store {
                 None
             }
         };
-        Self::durable(ticket).await
+        self.durable(ticket).await
     }
 
     /// Deletes every group whose expiry time has passed at `now`, durably; returns how many.
@@ -831,6 +1081,7 @@ impl Store {
         let now_ms = unix_nanos(now).div_euclid(1_000_000);
         let (n, ticket) = {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
             // The set is ordered by expiry time: this walks only the due entries.
             let due: Vec<GroupKey> = st
                 .expiry
@@ -838,7 +1089,9 @@ impl Store {
                 .take_while(|(t, _)| *t <= now_ms)
                 .map(|(_, k)| k.clone())
                 .collect();
+            let mut undo = Vec::with_capacity(due.len());
             for k in &due {
+                undo.push((k.clone(), st.snap.groups.get(k).cloned()));
                 Self::remove_group(&mut st, k);
                 tracing::info!(group = ?k, "group expired");
             }
@@ -846,7 +1099,7 @@ impl Store {
                 return Ok(0);
             }
             self.publish(&mut st);
-            let ticket = self.log(|| {
+            let ticket = self.log_undoable(undo, || {
                 due.iter()
                     .map(|k| Op::Delete {
                         key: k.canonical().to_vec(),
@@ -855,7 +1108,7 @@ impl Store {
             });
             (due.len(), ticket)
         };
-        Self::durable(ticket).await?;
+        self.durable(ticket).await?;
         self.expired.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
@@ -874,6 +1127,7 @@ impl Store {
     ) -> Result<Vec<Arc<Group>>, StoreError> {
         let (picked, ticket) = {
             let mut st = self.state.lock();
+            self.roll_back_locked(&mut st);
             let picked: Vec<Arc<Group>> = st
                 .snap
                 .groups
@@ -888,7 +1142,8 @@ impl Store {
                 Self::remove_group(&mut st, &g.key);
             }
             self.publish(&mut st);
-            let ticket = self.log(|| {
+            let undo = picked.iter().map(|g| (g.key.clone(), Some(g.clone())));
+            let ticket = self.log_undoable(undo, || {
                 picked
                     .iter()
                     .map(|g| Op::Delete {
@@ -898,7 +1153,7 @@ impl Store {
             });
             (picked, ticket)
         };
-        Self::durable(ticket).await?;
+        self.durable(ticket).await?;
         Ok(picked)
     }
 
@@ -906,14 +1161,16 @@ impl Store {
     pub async fn wipe(&self) -> Result<(), StoreError> {
         let ticket = {
             let mut st = self.state.lock();
-            let keys: Vec<GroupKey> = st.snap.groups.keys().cloned().collect();
-            for k in &keys {
-                Self::remove_group(&mut st, k);
+            self.roll_back_locked(&mut st);
+            let old: Vec<Arc<Group>> = st.snap.groups.values().cloned().collect();
+            for g in &old {
+                Self::remove_group(&mut st, &g.key);
             }
             self.publish(&mut st);
-            self.log(|| vec![Op::Clear])
+            let undo = old.into_iter().map(|g| (g.key.clone(), Some(g)));
+            self.log_undoable(undo, || vec![Op::Clear])
         };
-        Self::durable(ticket).await
+        self.durable(ticket).await
     }
 
     /// Rewrites the persistence file from the current state if anything was logged since the
@@ -926,7 +1183,9 @@ impl Store {
         if !force && stats.log_bytes <= stats.compacted_bytes {
             return;
         }
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        // The snapshot must not hold changes whose write failed.
+        self.roll_back_locked(&mut st);
         let groups = st.snap.groups.clone();
         let iter = groups
             .into_iter()
@@ -940,8 +1199,19 @@ impl Store {
     pub fn compact_if_oversized(&self) {
         let Some(wal) = &self.wal else { return };
         let stats = wal.stats();
-        if stats.log_bytes > stats.compacted_bytes.saturating_mul(2) + (64 << 20) {
+        if stats.log_bytes > stats.compacted_bytes.saturating_mul(2) + (64 << 20)
+            && !wal.is_compacting()
+        {
             self.maybe_compact(true);
+        }
+    }
+
+    /// Fault injection (tests, fuzzing): the next `n` writes to the persistence file fail as
+    /// on a full disk.
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, n: u64) {
+        if let Some(w) = &self.wal {
+            w.inject_write_failures(n);
         }
     }
 
@@ -1026,7 +1296,7 @@ mod tests {
         assert_eq!((g.ttl_ms, g.expires_at), (60_000, 1060.0));
         assert_eq!(snap.ttl_groups, 1);
         assert_eq!(
-            g.families[PUSH_EXPIRY_TIME].text(),
+            &*g.families[PUSH_EXPIRY_TIME].text(),
             b"push_expiry_time_seconds{instance=\"\",job=\"a\"} 1060\n"
         );
         assert!(!snap.groups[&other].families.contains_key(PUSH_EXPIRY_TIME));
@@ -1186,6 +1456,196 @@ mod tests {
         }
         assert_eq!(counter_value(&s, &k, "c_total"), 8.0 * 90.0 * 0.25);
         assert!(s.turns.is_empty());
+    }
+
+    fn wal(s: &Store) -> &Wal {
+        s.wal.as_ref().unwrap()
+    }
+
+    /// Issue 15 item 5: a change whose write fails is refused and undone (push, POST,
+    /// delete, wipe), later changes are not planned on top of it, the failed bytes never
+    /// reach the file, and the store takes writes again once the disk does.
+    #[tokio::test]
+    async fn failed_write_is_undone_and_never_reaches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let a = GroupKey::new([("job", "a")]);
+        let b = GroupKey::new([("job", "b")]);
+        let text = |s: &Store| {
+            let snap = s.snapshot();
+            let mut out = Vec::new();
+            for (k, g) in &snap.groups {
+                for (n, e) in &g.families {
+                    if !is_time_gauge(n) {
+                        out.push(format!("{k:?} {}", String::from_utf8_lossy(&e.text())));
+                    }
+                }
+            }
+            out
+        };
+        let s = store(Some(path.clone()));
+        s.push(push(&a, at(1000), 0, "x 1\n")).await.unwrap();
+        let before = text(&s);
+        let pushes_before = s.snapshot().groups[&a].push_time;
+
+        wal(&s).inject_write_failures(1);
+        let err = s.push(push(&a, at(1001), 0, "x 2\n")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Persist(_)), "{err}");
+        assert_eq!(text(&s), before, "a refused PUT changes nothing");
+        assert_eq!(s.snapshot().groups[&a].push_time, pushes_before);
+
+        wal(&s).inject_write_failures(1);
+        let mut post = push(&b, at(1002), 0, "y 1\n");
+        post.replace = false;
+        assert!(s.push(post).await.is_err());
+        assert!(
+            !s.snapshot().groups.contains_key(&b),
+            "a refused new group is not created"
+        );
+
+        wal(&s).inject_write_failures(1);
+        assert!(s.delete(&a).await.is_err());
+        assert_eq!(text(&s), before, "a refused DELETE deletes nothing");
+
+        wal(&s).inject_write_failures(1);
+        assert!(s.wipe().await.is_err());
+        assert_eq!(text(&s), before, "a refused wipe deletes nothing");
+
+        // The disk works again: the next change succeeds, without any retried bytes.
+        s.push(push(&b, at(1003), 0, "y 3\n")).await.unwrap();
+        let after = text(&s);
+        assert_eq!(after.len(), 2);
+        assert!(s.undo.lock().is_empty(), "durable changes need no undo");
+        s.close().unwrap();
+        let s = store(Some(path));
+        assert_eq!(
+            text(&s),
+            after,
+            "the file holds exactly what was acknowledged"
+        );
+        s.close().unwrap();
+    }
+
+    /// Issue 15 item 7: a POST to a large group logs the pushed families (and the group's
+    /// header), not the whole group, and a restart rebuilds exactly the same group.
+    #[tokio::test]
+    async fn post_to_a_large_group_logs_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let k = GroupKey::new([("job", "big")]);
+        let s = store(Some(path.clone()));
+        let mut body = String::from("# TYPE big gauge\n");
+        for i in 0..20_000 {
+            body.push_str(&format!("big{{i=\"{i}\"}} {i}\n"));
+        }
+        s.push(push(&k, at(1000), 60_000, &body)).await.unwrap();
+        let before = wal(&s).stats().log_bytes;
+        for i in 0..50 {
+            let mut p = push(
+                &k,
+                at(1001 + i),
+                if i % 2 == 0 { 0 } else { 90_000 },
+                "small 7\n",
+            );
+            p.replace = false;
+            s.push(p).await.unwrap();
+        }
+        let mut p = push(&k, at(2000), 0, "small 8 5\n");
+        p.replace = false;
+        assert!(s.push(p).await.is_err(), "recorded failure");
+        let per_post = (wal(&s).stats().log_bytes - before) / 51;
+        assert!(per_post < 400, "{per_post} bytes logged per POST");
+        let dump = |s: &Store| {
+            let g = s.snapshot().groups[&k].clone();
+            let fams: Vec<(String, Vec<u8>, i64)> = g
+                .families
+                .iter()
+                .map(|(n, e)| (n.to_string(), e.text().to_vec(), e.timestamp_ns))
+                .collect();
+            (
+                fams,
+                g.push_time,
+                g.push_failure_time,
+                g.ttl_ms,
+                g.expires_at,
+            )
+        };
+        let live = dump(&s);
+        assert_eq!(live.3, 90_000);
+        s.close().unwrap();
+        let s = store(Some(path));
+        assert_eq!(dump(&s), live);
+        s.close().unwrap();
+    }
+
+    /// Issue 15 item 8: family names and HELP texts are freed after their last group goes.
+    #[tokio::test]
+    async fn push_delete_cycles_of_unique_names_and_help_texts_leave_nothing_interned() {
+        let s = store(None);
+        let k = GroupKey::new([("job", "cycle")]);
+        for c in 0..300 {
+            let mut body = String::new();
+            for f in 0..20 {
+                body.push_str(&format!("# HELP n{c}_{f} help {c} {f}\nn{c}_{f} 1\n"));
+            }
+            s.push(push(&k, at(1000), 0, &body)).await.unwrap();
+            s.delete(&k).await.unwrap();
+        }
+        assert!(
+            s.interned_name_count() <= 2048,
+            "{}",
+            s.interned_name_count()
+        );
+        assert!(
+            crate::group::interned_help_count() <= 4096,
+            "{}",
+            crate::group::interned_help_count()
+        );
+    }
+
+    /// Merge of issue 15 and 16: an accumulating POST to an existing group is logged as a
+    /// delta holding the merged families and the idempotency keys, and its entries store a
+    /// long grouping value once.
+    #[tokio::test]
+    async fn accumulating_posts_with_shared_labels_and_keys_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let long = "v".repeat(crate::shared::SHARE_MIN + 10);
+        let k = GroupKey::new([("job", "a"), ("long", long.as_str())]);
+        let acc = |body: &str, key: Option<&str>| Push {
+            accumulate: Some(Accumulate::default()),
+            idempotency_key: key.map(Into::into),
+            replace: false,
+            ..push(&k, at(1000), 0, body)
+        };
+        {
+            let s = store(Some(path.clone()));
+            for (v, key) in [("1", "k1"), ("2", "k2"), ("2", "k2"), ("4", "k3")] {
+                s.push(acc(
+                    &format!("# TYPE c_total counter\nc_total {v}\n"),
+                    Some(key),
+                ))
+                .await
+                .unwrap();
+            }
+            assert_eq!(counter_value(&s, &k, "c_total"), 7.0);
+            let g = s.snapshot().groups[&k].clone();
+            assert!(g.families["c_total"].shared_labels().is_some());
+            let text = String::from_utf8(g.families["c_total"].text().to_vec()).unwrap();
+            assert!(text.contains(&long), "{text}");
+            s.close().unwrap();
+        }
+        let s = store(Some(path));
+        assert_eq!(counter_value(&s, &k, "c_total"), 7.0);
+        s.push(acc("# TYPE c_total counter\nc_total 4\n", Some("k3")))
+            .await
+            .unwrap();
+        assert_eq!(counter_value(&s, &k, "c_total"), 7.0, "k3 remembered");
+        s.push(acc("# TYPE c_total counter\nc_total 1\n", None))
+            .await
+            .unwrap();
+        assert_eq!(counter_value(&s, &k, "c_total"), 8.0);
+        s.close().unwrap();
     }
 
     #[tokio::test]

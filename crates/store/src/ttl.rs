@@ -70,6 +70,12 @@ impl TtlPolicy {
     }
 }
 
+/// A TTL in whole milliseconds, rounded up: a positive TTL below the resolution (`1ns`,
+/// `999us`) must not become 0, which means "never expires".
+pub fn ceil_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
 /// Parses a duration: Go's syntax (`1h30m`, `1.5h`, `300ms`, `0`) plus Prometheus' `d`, `w`
 /// and `y` (365 days). Negative and overflowing durations are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -21,7 +21,13 @@
 //! op      := 0x01 klen:u32 vlen:u32 key[klen] value[vlen]   -- put
 //!          | 0x02 klen:u32 key[klen]                        -- delete
 //!          | 0x03                                           -- clear (wipe)
+//!          | 0x04 klen:u32 vlen:u32 key[klen] value[vlen]   -- append to the key's value
 //! ```
+//!
+//! An append concatenates its bytes to the key's current value (or sets it if there is
+//! none): the store logs a change to part of a group as the bytes that, appended to the
+//! group's protobuf record, merge into it (protobuf's last-field-wins and repeated-field
+//! concatenation), so a POST costs the size of the push, not of the group.
 //!
 //! One [`Wal::append`] call becomes one frame, so a multi-op mutation is
 //! replayed entirely or not at all. The frame header carries its own CRC so a
@@ -75,6 +81,7 @@ const FRAME_HEADER_LEN: usize = 12;
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
 const TAG_CLEAR: u8 = 3;
+const TAG_APPEND: u8 = 4;
 /// Largest payload a single frame can hold (the length field is a u32).
 const MAX_PAYLOAD: u64 = u32::MAX as u64;
 /// Read buffer used when loading the log at open.
@@ -101,15 +108,27 @@ pub enum SyncMode {
 /// One mutation. Keys and values are opaque bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     Clear,
+    /// Appends `value` to the key's value (sets it if the key has none).
+    Append {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
 }
 
 impl Op {
     fn encoded_len(&self) -> u64 {
         match self {
-            Op::Put { key, value } => 9 + key.len() as u64 + value.len() as u64,
+            Op::Put { key, value } | Op::Append { key, value } => {
+                9 + key.len() as u64 + value.len() as u64
+            }
             Op::Delete { key } => 5 + key.len() as u64,
             Op::Clear => 1,
         }
@@ -140,6 +159,16 @@ pub enum WalError {
     /// A single op is too large for the format (more than 4 GiB).
     #[error("persistence file {path}: a record of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
+    /// Another process holds the persistence file (see [`crate::lock`]).
+    #[error(
+        "persistence file {path} is in use by {holder} (it holds the lock on {lock_path}); \
+         two gateways must not share one persistence file"
+    )]
+    Locked {
+        path: PathBuf,
+        lock_path: PathBuf,
+        holder: String,
+    },
     /// The log was closed (or its writer thread died) before the op was durable.
     #[error("persistence file {path}: the write-ahead log is closed")]
     Closed { path: PathBuf },
@@ -345,8 +374,12 @@ fn frame_header(payload_len: u32, payload_crc: u32) -> [u8; FRAME_HEADER_LEN] {
 
 fn encode_op(buf: &mut Vec<u8>, op: &Op) {
     match op {
-        Op::Put { key, value } => {
-            buf.push(TAG_PUT);
+        Op::Put { key, value } | Op::Append { key, value } => {
+            buf.push(if matches!(op, Op::Put { .. }) {
+                TAG_PUT
+            } else {
+                TAG_APPEND
+            });
             buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
             buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
             buf.extend_from_slice(key);
@@ -436,6 +469,7 @@ where
 
 enum OpRef<'a> {
     Put(&'a [u8], &'a [u8]),
+    Append(&'a [u8], &'a [u8]),
     Delete(&'a [u8]),
     Clear,
 }
@@ -456,14 +490,19 @@ impl<'a> Iterator for OpIter<'a> {
         let buf = self.buf;
         let (&tag, rest) = buf.split_first()?;
         let parsed = match tag {
-            TAG_PUT if rest.len() >= 8 => {
+            TAG_PUT | TAG_APPEND if rest.len() >= 8 => {
                 let klen = read_u32(&rest[0..4]) as usize;
                 let vlen = read_u32(&rest[4..8]) as usize;
                 let body = &rest[8..];
                 (klen <= body.len() && vlen <= body.len() - klen).then(|| {
                     let (k, after) = body.split_at(klen);
                     let (v, after) = after.split_at(vlen);
-                    (OpRef::Put(k, v), after)
+                    let op = if tag == TAG_PUT {
+                        OpRef::Put(k, v)
+                    } else {
+                        OpRef::Append(k, v)
+                    };
+                    (op, after)
                 })
             }
             TAG_DELETE if rest.len() >= 4 => {
@@ -545,6 +584,12 @@ fn apply(map: &mut Map, payload: &[u8]) {
                     map.insert(k.to_vec(), v.to_vec());
                 }
             }
+            OpRef::Append(k, v) => match map.get_mut(k) {
+                Some(slot) => slot.extend_from_slice(v),
+                None => {
+                    map.insert(k.to_vec(), v.to_vec());
+                }
+            },
             OpRef::Delete(k) => {
                 map.remove(k);
             }
@@ -845,7 +890,8 @@ fn preserve_damaged(path: &Path, dir: &Path, name: &str) -> Result<PathBuf, WalE
 // ---------------------------------------------------------------------------
 
 enum Item {
-    Ops(Vec<Op>),
+    /// The ops of one append, with the append's sequence number.
+    Ops(u64, Vec<Op>),
     /// Everything before this was captured by the compaction snapshot.
     CompactMark,
 }
@@ -863,6 +909,10 @@ struct State {
     shutdown: bool,
     /// Test hook: the writer exits without writing anything more (simulated crash).
     abandon: bool,
+    /// Sequence number of the next append.
+    next_seq: u64,
+    /// [`SyncMode::Always`]: a write failed; every append fails until [`Wal::resume`].
+    failed: Option<WalError>,
 }
 
 struct Shared {
@@ -875,11 +925,12 @@ struct Shared {
     log_bytes: AtomicU64,
     compacted_bytes: AtomicU64,
     fsyncs: AtomicU64,
+    /// Highest sequence number whose append is durable (Always mode).
+    durable_seq: AtomicU64,
     /// Test hook: artificial fsync latency in microseconds.
     #[cfg(test)]
     sync_delay_us: AtomicU64,
-    /// Test hook: number of upcoming batch writes that write half their bytes and fail.
-    #[cfg(test)]
+    /// Fault injection: number of upcoming batch writes that write half their bytes and fail.
     fail_writes: AtomicU64,
 }
 
@@ -887,6 +938,8 @@ struct Shared {
 pub struct Wal {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<Result<(), WalError>>>>,
+    /// The exclusive lock on the file, released when the log is closed.
+    lock: Mutex<Option<crate::lock::FileLock>>,
 }
 
 impl fmt::Debug for Wal {
@@ -923,6 +976,21 @@ impl Wal {
         };
         let tmp = dir.join(format!("{name}.tmp"));
         ensure_dir(&dir)?;
+        let lock = crate::lock::lock(&path).map_err(|e| match e {
+            crate::lock::LockError::Held { lock_path, holder } => WalError::Locked {
+                path: path.clone(),
+                lock_path,
+                holder,
+            },
+            crate::lock::LockError::Io(e) => WalError::io("locking", &path, e),
+        })?;
+        // A file-size limit (`ulimit -f`) must fail a write (EFBIG, handled like a full
+        // disk), not kill the process.
+        #[cfg(unix)]
+        // SAFETY: setting a signal's disposition to "ignore" runs no code of ours.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        }
 
         // A leftover from a compaction interrupted by a crash; never referenced.
         // Recreating it also checks that the directory is writable, which
@@ -1071,14 +1139,16 @@ impl Wal {
                 compactor: None,
                 shutdown: false,
                 abandon: false,
+                next_seq: 1,
+                failed: None,
             }),
             work: Condvar::new(),
             log_bytes: AtomicU64::new(size),
             compacted_bytes: AtomicU64::new(compacted_estimate),
             fsyncs: AtomicU64::new(0),
+            durable_seq: AtomicU64::new(0),
             #[cfg(test)]
             sync_delay_us: AtomicU64::new(0),
-            #[cfg(test)]
             fail_writes: AtomicU64::new(0),
         });
         let writer = Writer {
@@ -1089,6 +1159,7 @@ impl Wal {
             carry: Vec::new(),
             needs_repair: false,
             tail: None,
+            poisoned: false,
             dir_dirty: false,
             dirty: false,
             last_sync: Instant::now(),
@@ -1101,6 +1172,7 @@ impl Wal {
             Wal {
                 shared,
                 writer: Mutex::new(Some(handle)),
+                lock: Mutex::new(Some(lock)),
             },
             Recovered { entries, damaged },
         ))
@@ -1112,24 +1184,43 @@ impl Wal {
     /// An empty `ops` yields a ticket that completes when everything appended
     /// before is durable.
     pub fn append(&self, ops: Vec<Op>) -> Ticket {
+        self.append_seq(ops).1
+    }
+
+    /// [`Wal::append`], also returning the append's sequence number (increasing by one per
+    /// call, failed calls included): the append is durable once [`Wal::durable_seq`] reaches it.
+    pub fn append_seq(&self, ops: Vec<Op>) -> (u64, Ticket) {
+        let always = self.shared.mode == SyncMode::Always;
+        let mut st = self.shared.state.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
         if let Some(size) = ops.iter().map(Op::encoded_len).find(|&l| l > MAX_PAYLOAD) {
-            return Ticket::ready(Err(WalError::TooLarge {
+            let e = WalError::TooLarge {
                 path: self.shared.path.clone(),
                 size,
                 max: MAX_PAYLOAD,
-            }));
+            };
+            if always && st.failed.is_none() {
+                // Stops the log like a failed write, so that the caller undoes it.
+                st.failed = Some(e.clone());
+            }
+            return (seq, Ticket::ready(Err(e)));
         }
-        let always = self.shared.mode == SyncMode::Always;
-        let mut st = self.shared.state.lock();
         if st.shutdown {
-            return Ticket::ready(Err(WalError::Closed {
-                path: self.shared.path.clone(),
-            }));
+            return (
+                seq,
+                Ticket::ready(Err(WalError::Closed {
+                    path: self.shared.path.clone(),
+                })),
+            );
+        }
+        if let Some(e) = &st.failed {
+            return (seq, Ticket::ready(Err(e.clone())));
         }
         if ops.is_empty() && !always {
-            return Ticket::ready(Ok(()));
+            return (seq, Ticket::ready(Ok(())));
         }
-        st.pending.push(Item::Ops(ops));
+        st.pending.push(Item::Ops(seq, ops));
         let ticket = if always {
             Ticket(TicketState::Pending(st.signal.clone()))
         } else {
@@ -1137,7 +1228,46 @@ impl Wal {
         };
         drop(st);
         self.shared.work.notify_one();
-        ticket
+        (seq, ticket)
+    }
+
+    /// The highest sequence number ([`Wal::append_seq`]) that is durable. In
+    /// [`SyncMode::Always`], once a write has failed ([`Wal::failed`]) every later append
+    /// fails too, so everything above this number is known not to be in the file.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// The write failure that stopped the log ([`SyncMode::Always`] only): every append
+    /// fails with it until [`Wal::resume`]. A failed write is never retried: its bytes are
+    /// truncated away before the next write.
+    pub fn failed(&self) -> Option<WalError> {
+        self.shared.state.lock().failed.clone()
+    }
+
+    /// Accepts appends again after a failure (the caller has undone every change above
+    /// [`Wal::durable_seq`]). Appends still queued fail.
+    pub fn resume(&self) {
+        let mut st = self.shared.state.lock();
+        let Some(e) = st.failed.take() else { return };
+        let queued = st.pending.iter().any(|i| matches!(i, Item::Ops(..)));
+        if queued {
+            st.pending.retain(|i| !matches!(i, Item::Ops(..)));
+            let signal = std::mem::replace(&mut st.signal, Signal::new());
+            signal.complete(Err(e));
+        }
+    }
+
+    /// Whether appends count as acknowledged only once fsynced ([`SyncMode::Always`]).
+    pub fn is_synchronous(&self) -> bool {
+        self.shared.mode == SyncMode::Always
+    }
+
+    /// Fault injection (tests, fuzzing): the next `n` batch writes write half their bytes
+    /// and fail, as a full disk would make them.
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, n: u64) {
+        self.shared.fail_writes.store(n, Ordering::Relaxed);
     }
 
     /// Starts a compaction from `live`, the full live state as of this call
@@ -1234,11 +1364,12 @@ impl Wal {
         if let Some(h) = compactor {
             let _ = h.join();
         }
+        self.lock.lock().take();
         result
     }
 
-    #[cfg(test)]
-    fn is_compacting(&self) -> bool {
+    /// Whether a compaction is running.
+    pub fn is_compacting(&self) -> bool {
         self.shared.state.lock().compacting
     }
 }
@@ -1266,6 +1397,8 @@ struct Writer {
     needs_repair: bool,
     /// During a compaction: frames appended after the snapshot was taken.
     tail: Option<Vec<u8>>,
+    /// A write failed during the running compaction: its snapshot may hold undone changes.
+    poisoned: bool,
     /// A rename has not been made durable yet (directory fsync failed).
     dir_dirty: bool,
     /// Interval mode: data written but not fsynced.
@@ -1299,7 +1432,7 @@ impl Writer {
             SyncMode::Interval(d) => Some(d),
         };
         loop {
-            let (items, signal, snapshot, exit) = {
+            let (items, signal, snapshot, exit, failed) = {
                 let mut st = self.shared.state.lock();
                 loop {
                     if st.abandon {
@@ -1326,7 +1459,7 @@ impl Writer {
                 let signal = std::mem::replace(&mut st.signal, Signal::new());
                 let snapshot = st.snapshot.take();
                 let exit = st.shutdown && !st.compacting && items.is_empty() && snapshot.is_none();
-                (items, signal, snapshot, exit)
+                (items, signal, snapshot, exit, st.failed.clone())
             };
             let completer = Completer {
                 signal: Some(signal),
@@ -1335,9 +1468,16 @@ impl Writer {
 
             self.buf.clear();
             let mut mark = None;
+            let mut max_seq = None;
             for item in &items {
                 match item {
-                    Item::Ops(ops) => encode_frames(&mut self.buf, ops),
+                    // After a failed write nothing is written until the log is resumed:
+                    // these appends were made on top of the failed ones.
+                    Item::Ops(_, _) if failed.is_some() => {}
+                    Item::Ops(seq, ops) => {
+                        encode_frames(&mut self.buf, ops);
+                        max_seq = Some(*seq);
+                    }
                     Item::CompactMark => mark = Some(self.buf.len()),
                 }
             }
@@ -1347,15 +1487,35 @@ impl Writer {
             } else if let Some(tail) = &mut self.tail {
                 tail.extend_from_slice(&self.buf);
             }
+            if failed.is_some() && self.tail.is_some() {
+                self.poisoned = true;
+            }
 
             let mut result = Ok(());
             let mut switched = false;
             if let Some(snapshot) = snapshot {
-                (switched, result) = self.finish_compaction(snapshot);
+                if std::mem::take(&mut self.poisoned) {
+                    // The snapshot holds changes whose writes failed (and were undone).
+                    self.tail = None;
+                    if let Ok((file, _)) = snapshot {
+                        drop(file);
+                        let _ = fs::remove_file(&self.shared.tmp);
+                    }
+                    tracing::warn!(
+                        "compaction abandoned: a write failed while it ran; retried later"
+                    );
+                } else {
+                    (switched, result) = self.finish_compaction(snapshot);
+                }
                 self.shared.state.lock().compacting = false;
             }
             if !switched {
                 result = self.write_batch();
+            }
+            if let Some(e) = failed {
+                result = Err(e);
+            } else if let (Ok(()), Some(seq)) = (&result, max_seq) {
+                self.shared.durable_seq.store(seq, Ordering::Release);
             }
             if let Some(d) = interval {
                 // Also restarts the interval when a retry of a failed write is
@@ -1399,14 +1559,30 @@ impl Writer {
             }
             Err(e) => {
                 self.needs_repair = true;
-                std::mem::swap(&mut self.carry, &mut self.buf);
                 let err = WalError::io("appending to", &self.shared.path, e);
-                tracing::error!(
-                    error = %err,
-                    pending_bytes = self.carry.len(),
-                    "write to persistence file failed; the affected requests fail and the \
-                     write is retried with the next batch"
-                );
+                if self.shared.mode == SyncMode::Always {
+                    // Never retried: the callers are told it failed, undo their changes
+                    // and resume the log; the half-written bytes are truncated away first.
+                    self.buf.clear();
+                    if self.tail.is_some() {
+                        self.poisoned = true;
+                    }
+                    self.shared.state.lock().failed = Some(err.clone());
+                    tracing::error!(
+                        error = %err,
+                        "write to persistence file failed; the affected changes are refused \
+                         and undone"
+                    );
+                } else {
+                    // Interval mode acknowledged these already: keep them for the next try.
+                    std::mem::swap(&mut self.carry, &mut self.buf);
+                    tracing::error!(
+                        error = %err,
+                        pending_bytes = self.carry.len(),
+                        "write to persistence file failed; the write is retried with the next \
+                         batch"
+                    );
+                }
                 Err(err)
             }
         }
@@ -1419,7 +1595,6 @@ impl Writer {
             self.needs_repair = false;
         }
         if !self.buf.is_empty() {
-            #[cfg(test)]
             if self.shared.fail_writes.load(Ordering::Relaxed) > 0 {
                 self.shared.fail_writes.fetch_sub(1, Ordering::Relaxed);
                 let _ = self.file.write_all(&self.buf[..self.buf.len() / 2]);
@@ -1608,6 +1783,34 @@ mod tests {
     }
 
     #[test]
+    fn append_concatenates_to_the_value_and_survives_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let app = |k: &str, v: &str| Op::Append {
+            key: k.as_bytes().to_vec(),
+            value: v.as_bytes().to_vec(),
+        };
+        let (wal, _) = Wal::open(&path, SyncMode::Always).unwrap();
+        wal.append(vec![put("a", "1"), app("a", "2"), app("b", "x")])
+            .wait_blocking()
+            .unwrap();
+        wal.append(vec![app("a", "3"), del("b")])
+            .wait_blocking()
+            .unwrap();
+        wal.close().unwrap();
+        let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(sorted(&rec), model(&[("a", "123")]));
+        wal.append(vec![app("a", "4")]).wait_blocking().unwrap();
+        assert!(wal.compact(Box::new(
+            vec![(b"a".to_vec(), b"1234".to_vec())].into_iter()
+        )));
+        wal.append(vec![app("a", "5")]).wait_blocking().unwrap();
+        wal.close().unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        assert_eq!(sorted(&rec), model(&[("a", "12345")]));
+    }
+
+    #[test]
     fn round_trip_put_delete_clear() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
@@ -1636,7 +1839,7 @@ mod tests {
         assert_eq!(sorted(&rec), model(&[("z", "26")]));
         wal.append(vec![Op::Clear]).wait_blocking().unwrap();
         drop(wal); // Drop closes.
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(rec.entries.is_empty());
         assert!(corrupt_files(dir.path()).is_empty());
     }
@@ -1660,7 +1863,7 @@ mod tests {
         .wait_blocking()
         .unwrap();
         wal.close().unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         let m = sorted(&rec);
         assert_eq!(m.len(), 2);
         assert_eq!(m[&vec![]], Vec::<u8>::new());
@@ -1699,7 +1902,7 @@ mod tests {
             "expected shared fsyncs: {fsyncs} fsyncs for {appends} appends"
         );
         wal.close().unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert_eq!(rec.entries.len(), appends as usize);
     }
 
@@ -1732,7 +1935,7 @@ mod tests {
         });
         assert!(wal.fsync_count() <= 500);
         wal.close().unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert_eq!(rec.entries.len(), 500);
     }
 
@@ -1757,7 +1960,7 @@ mod tests {
         // Appends continue after the truncation point.
         wal.append(vec![put("k5", "v")]).wait_blocking().unwrap();
         wal.close().unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
         assert_eq!(rec.entries.len(), 6);
 
@@ -1788,7 +1991,7 @@ mod tests {
         wal.close().unwrap();
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
         assert_eq!(sorted(&rec), model(&[("a", "1")]));
     }
@@ -1829,7 +2032,7 @@ mod tests {
         wal.append(vec![put("new", "1")]).wait_blocking().unwrap();
         wal.close().unwrap();
 
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged, "the rewritten file is valid");
         assert_eq!(rec.entries.len(), 9);
         assert_eq!(corrupt_files(dir.path()).len(), 1);
@@ -1844,7 +2047,7 @@ mod tests {
         let offs = frame_offsets(&bytes);
         bytes[offs[2]] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
         assert_eq!(rec.entries.len(), 2);
     }
@@ -1868,14 +2071,14 @@ mod tests {
         assert_eq!(fs::read(&aside[0]).unwrap(), garbage);
         wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
         wal.close().unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
         assert_eq!(sorted(&rec), model(&[("a", "1")]));
 
         // A short foreign file too.
         let other = dir.path().join("short");
         fs::write(&other, b"{}\n").unwrap();
-        let (_wal, rec) = Wal::open(&other, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&other, SyncMode::Always).unwrap();
         assert!(rec.damaged);
         assert_eq!(corrupt_files(dir.path()).len(), 2);
     }
@@ -1888,7 +2091,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[3] ^= 0x10;
         fs::write(&path, &bytes).unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(rec.damaged);
         assert_eq!(rec.entries.len(), 4);
     }
@@ -1904,7 +2107,7 @@ mod tests {
             assert!(rec.entries.is_empty());
             wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
             wal.close().unwrap();
-            let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+            let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
             assert_eq!(rec.entries.len(), 1);
         }
         assert!(corrupt_files(dir.path()).is_empty());
@@ -1939,7 +2142,7 @@ mod tests {
         wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
         wal.close().unwrap();
         assert!(path.is_file());
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert_eq!(rec.entries.len(), 1);
     }
 
@@ -1963,7 +2166,7 @@ mod tests {
         let path = dir.path().join("wal");
         write_records(&path, 3);
         fs::write(dir.path().join("wal.tmp"), b"half-written snapshot").unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert_eq!(rec.entries.len(), 3);
         assert!(!dir.path().join("wal.tmp").exists());
     }
@@ -2076,7 +2279,7 @@ mod tests {
         assert_eq!(wal.stats().log_bytes, final_len);
         assert!(!dir.path().join("wal.tmp").exists());
 
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
         assert_eq!(sorted(&rec), *state.lock());
     }
@@ -2128,7 +2331,7 @@ mod tests {
         assert_eq!(wal.fsync_count(), 0);
         wal.close().unwrap();
         assert_eq!(wal.fsync_count(), 1);
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert_eq!(rec.entries.len(), 100);
     }
 
@@ -2176,40 +2379,65 @@ mod tests {
             .wait_blocking()
             .unwrap();
         wal.crash();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
         assert_eq!(rec.entries.len(), 20);
     }
 
     #[test]
-    fn failed_write_fails_tickets_and_is_retried() {
+    fn failed_write_is_never_retried_and_stops_the_log_until_resumed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
         let (wal, _) = Wal::open(&path, SyncMode::Always).unwrap();
-        wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
-        wal.shared.fail_writes.store(2, Ordering::Relaxed);
-        let err = wal.append(vec![put("b", "2")]).wait_blocking().unwrap_err();
+        let (s1, t) = wal.append_seq(vec![put("a", "1")]);
+        t.wait_blocking().unwrap();
+        assert_eq!(wal.durable_seq(), s1);
+        wal.inject_write_failures(1);
+        let (s2, t) = wal.append_seq(vec![put("b", "2")]);
+        let err = t.wait_blocking().unwrap_err();
         assert!(err.to_string().contains("injected"), "{err}");
-        // The retry (b) fails again together with c.
-        assert!(wal.append(vec![put("c", "3")]).wait_blocking().is_err());
-        // Half-written bytes were truncated away, b and c are retried before d.
-        wal.append(vec![del("a"), put("d", "4")])
-            .wait_blocking()
-            .unwrap();
+        assert!(s2 > s1 && wal.durable_seq() == s1);
+        assert!(wal.failed().is_some());
+        // Until resumed, every append fails without touching the file.
+        let (s3, t) = wal.append_seq(vec![put("c", "3")]);
+        assert!(t.wait_blocking().is_err());
+        assert_eq!(wal.durable_seq(), s1);
+        wal.resume();
+        assert!(wal.failed().is_none());
+        // Half-written bytes were truncated away; b and c are not retried.
+        let (s4, t) = wal.append_seq(vec![del("a"), put("d", "4")]);
+        t.wait_blocking().unwrap();
+        assert!(s4 > s3 && wal.durable_seq() == s4);
         wal.close().unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
-        assert_eq!(sorted(&rec), model(&[("b", "2"), ("c", "3"), ("d", "4")]));
+        assert_eq!(sorted(&rec), model(&[("d", "4")]));
         assert!(corrupt_files(dir.path()).is_empty());
 
-        // A failure that is still pending at close is reported by close.
+        // A failure while compacting abandons the compaction (its snapshot may hold changes
+        // that were undone).
         let (wal, _) = Wal::open(&path, SyncMode::Always).unwrap();
-        wal.shared.fail_writes.store(u64::MAX, Ordering::Relaxed);
-        assert!(wal.append(vec![put("e", "5")]).wait_blocking().is_err());
-        assert!(wal.close().is_err());
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        wal.inject_write_failures(1);
+        let t = wal.append(vec![put("e", "5")]);
+        assert!(wal.compact(Box::new(
+            vec![
+                (b"d".to_vec(), b"4".to_vec()),
+                (b"e".to_vec(), b"5".to_vec())
+            ]
+            .into_iter()
+        )));
+        assert!(t.wait_blocking().is_err());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while wal.is_compacting() {
+            assert!(Instant::now() < deadline);
+            wal.append(vec![]).wait_blocking().ok();
+            thread::sleep(Duration::from_millis(5));
+        }
+        wal.resume();
+        wal.close().unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged, "a failed write leaves no garbage behind");
-        assert_eq!(rec.entries.len(), 3);
+        assert_eq!(sorted(&rec), model(&[("d", "4")]));
     }
 
     #[test]
@@ -2225,7 +2453,7 @@ mod tests {
             thread::sleep(Duration::from_millis(2));
         }
         wal.close().unwrap();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert_eq!(sorted(&rec), model(&[("a", "1")]));
     }
 
@@ -2253,7 +2481,7 @@ mod tests {
         assert!(wal.compact(Box::new(entries.into_iter())));
         wal.close().unwrap();
         assert!(!dir.path().join("wal.tmp").exists());
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert_eq!(sorted(&rec), model(&[("a", "1"), ("b", "2")]));
     }
 
@@ -2307,7 +2535,7 @@ mod tests {
         wal.close().unwrap();
         let bytes = fs::metadata(&path).unwrap().len();
         let t0 = Instant::now();
-        let (_wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
+        let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         let elapsed = t0.elapsed();
         assert_eq!(rec.entries.len(), n);
         eprintln!("loaded {n} records, {bytes} bytes in {elapsed:?}");
