@@ -404,7 +404,7 @@ fn check_router(sel: u8, path: &str) {
                     assert_ne!(target, p, "redirect to itself");
                     p = target;
                 }
-                Dispatch::Handle(Route::Push { base64, rest }) => {
+                Dispatch::Handle(Route::Push { base64, rest, .. }) => {
                     assert!(rest.starts_with('/'), "push rest {rest:?}");
                     check_key(base64, &rest);
                     break;
@@ -506,20 +506,20 @@ pub fn store_push(data: &[u8]) {
     };
     let checked = mode & 1 == 0;
     let quotas = match (mode >> 1) & 3 {
-            0 => store::store::Quotas::default(),
-            1 => store::store::Quotas {
-                max_series_per_group: 3,
-                ..Default::default()
-            },
-            2 => store::store::Quotas {
-                max_groups: 2,
-                ..Default::default()
-            },
-            _ => store::store::Quotas {
-                max_total_series: 5,
-                ..Default::default()
-            },
-        };
+        0 => store::store::Quotas::default(),
+        1 => store::store::Quotas {
+            max_series_per_group: 3,
+            ..Default::default()
+        },
+        2 => store::store::Quotas {
+            max_groups: 2,
+            ..Default::default()
+        },
+        _ => store::store::Quotas {
+            max_total_series: 5,
+            ..Default::default()
+        },
+    };
     let st = store::Store::open(store::StoreConfig {
         checked,
         own_families: server::telemetry::OWN_FAMILIES
@@ -554,7 +554,15 @@ pub fn store_push(data: &[u8]) {
         };
         let Some(families) = families else { continue };
         clock += 1;
-        push_one(&st, checked, quotas.max_groups, key, families, h & 4 != 0, clock);
+        push_one(
+            &st,
+            checked,
+            quotas.max_groups,
+            key,
+            families,
+            h & 4 != 0,
+            clock,
+        );
     }
 }
 
@@ -576,6 +584,8 @@ fn push_one(
         replace,
         time: UNIX_EPOCH + Duration::from_secs(clock),
         ttl_ms: 0,
+        accumulate: None,
+        idempotency_key: None,
     };
     let result = now_or_never(st.push(push));
     let after = st.snapshot();
@@ -778,7 +788,10 @@ fn block_on<F: Future>(f: F) -> F::Output {
         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&waker)) {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "a store operation hung");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a store operation hung"
+        );
         std::thread::park_timeout(Duration::from_millis(100));
     }
 }
@@ -880,7 +893,9 @@ pub fn store_persist(data: &[u8]) {
                 let body = if t == "summary" {
                     format!("# TYPE {name} {t}\n{name}{{l=\"{a}\",quantile=\"0.5\"}} 1{ts}\n{name}_sum{{l=\"{a}\"}} 1\n{name}_count{{l=\"{a}\"}} 1\n")
                 } else {
-                    format!("# HELP {name} help {b}\n# TYPE {name} {t}\n{name}{{l=\"{a}\"}} {b}{ts}\n")
+                    format!(
+                        "# HELP {name} help {b}\n# TYPE {name} {t}\n{name}{{l=\"{a}\"}} {b}{ts}\n"
+                    )
                 };
                 let families = text_parse::parse_text(body.as_bytes()).expect("valid body");
                 block_on(st.push(store::Push {
@@ -889,6 +904,8 @@ pub fn store_persist(data: &[u8]) {
                     replace: code == 0,
                     time,
                     ttl_ms: u64::from(a % 3) * 1000,
+                    accumulate: None,
+                    idempotency_key: None,
                 }))
             }
             2 => block_on(st.delete(key)),
@@ -916,10 +933,9 @@ pub fn store_persist(data: &[u8]) {
         };
         let now = visible(&st);
         match result {
-            Err(store::StoreError::Persist(e)) => assert!(
-                now == acked,
-                "a change whose write failed ({e}) is visible"
-            ),
+            Err(store::StoreError::Persist(e)) => {
+                assert!(now == acked, "a change whose write failed ({e}) is visible")
+            }
             _ => acked = now,
         }
     }

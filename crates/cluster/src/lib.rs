@@ -86,6 +86,10 @@ pub struct Cluster {
     revs: Mutex<HashMap<GroupKey, Rev>>,
     /// Grouping keys of hashed bucket keys, learnt from their values (for delete markers).
     hashed: Mutex<HashMap<String, GroupKey>>,
+    /// Groups being pushed from this replica: pushes to one group take turns instead of
+    /// racing each other's compare-and-set (with many concurrent pushes to one group, e.g.
+    /// accumulating ones, the losers would otherwise run out of attempts). Only replicas race.
+    pushing: store::turn::Turns,
     synced: AtomicBool,
     timeout: Duration,
     urls: String,
@@ -272,6 +276,7 @@ impl Cluster {
             kv: Mutex::new(None),
             revs: Mutex::new(HashMap::new()),
             hashed: Mutex::new(HashMap::new()),
+            pushing: Default::default(),
             synced: AtomicBool::new(false),
             timeout: cfg.timeout,
             urls: cfg.urls.join(","),
@@ -734,6 +739,7 @@ impl Writer for Cluster {
             let kv = self.bucket_by(deadline).await?;
             let p = self.store.prepare(push);
             let k = kv_key(&p.key);
+            let _turn = self.pushing.take(&p.key).await;
             for _ in 0..MAX_ATTEMPTS {
                 let rev = self.revs.lock().get(&p.key).copied();
                 let (_, plan) = self.store.plan(&p);
@@ -741,6 +747,8 @@ impl Writer for Cluster {
                     Plan::Accept(g) => (g, Ok(())),
                     Plan::Record(g, e) => (g, Err(e)),
                     Plan::Refuse(e) => return Err(e),
+                    // The idempotency key is in the mirror: that push was acknowledged.
+                    Plan::Unchanged => return Ok(()),
                 };
                 let value = bytes::Bytes::from(encode_value(&group.encode_record()));
                 let max = self.client.server_info().max_payload;

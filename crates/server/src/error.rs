@@ -51,6 +51,7 @@ impl From<StoreError> for HttpError {
             StoreError::Timestamps | StoreError::Inconsistent(_) => {
                 HttpError::Rejected(e.to_string())
             }
+            StoreError::Accumulate(why) => HttpError::BadRequest(why),
             // The change was undone; a full disk is a transient outage of writes (reads
             // keep working and the next write tries again).
             StoreError::Persist(_) => HttpError::Unavailable(e.to_string()),

@@ -11,6 +11,8 @@
 //! * `push/replace+snapshot`: as `push/replace`, with a `Store::snapshot()` after every push,
 //!   as if a scrape or API call came in between every two pushes (the worst case for the
 //!   lazily cut, path-copying snapshots).
+//! * `push/accumulate`: as `push/replace`, but accumulating (`Push::accumulate`): each push
+//!   is merged into the stored group (decode, add, encode again).
 
 #[path = "../../exposition/benches/common/mod.rs"]
 mod common;
@@ -37,6 +39,8 @@ fn push_of(key: GroupKey, families: &[MetricFamily]) -> Push {
         replace: true,
         time: SystemTime::now(),
         ttl_ms: 0,
+        accumulate: None,
+        idempotency_key: None,
     }
 }
 
@@ -79,7 +83,12 @@ fn main() {
     let small: Vec<Vec<MetricFamily>> = (0..BATCH)
         .map(|g| parse_text(small_push_body(g, g as u64).as_bytes()).expect("parses"))
         .collect();
-    let variants = ["push/replace", "push/new", "push/replace+snapshot"];
+    let variants = [
+        "push/replace",
+        "push/new",
+        "push/replace+snapshot",
+        "push/accumulate",
+    ];
     let mut results: Vec<(&str, usize, Stats)> = Vec::new();
 
     for n in b.sizes() {
@@ -151,6 +160,24 @@ fn main() {
         });
         if let Some(d) = r {
             results.push((variants[2], n, d));
+        }
+        let r = b.run_timed(&names[3], 5, || {
+            let pushes: Vec<Push> = (0..BATCH)
+                .map(|g| Push {
+                    accumulate: Some(Default::default()),
+                    ..push_of(small_key("pgwb_small", g), &small[g])
+                })
+                .collect();
+            let t = Instant::now();
+            rt.block_on(async {
+                for p in pushes {
+                    store.push(p).await.expect("push accepted");
+                }
+            });
+            (t.elapsed(), per.clone())
+        });
+        if let Some(d) = r {
+            results.push((variants[3], n, d));
         }
         assert_eq!(store.snapshot().groups.len(), n / 20 + BATCH);
     }

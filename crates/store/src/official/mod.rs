@@ -324,6 +324,8 @@ pub fn take_over(path: &Path, sync: SyncMode) -> Result<Option<TakenOver>, Offic
     }
     store.close().map_err(write_err)?;
     drop(store);
+    // The temporary store's lock file (its store is closed; nobody else knows the name).
+    let _ = fs::remove_file(crate::lock::lock_path(&tmp));
     if let Ok(f) = fs::File::open(&tmp) {
         f.sync_all().map_err(io_err("syncing", &tmp))?;
     }
