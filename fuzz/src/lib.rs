@@ -324,12 +324,14 @@ fn check_router(sel: u8, path: &str) {
             prefix: String::new(),
             telemetry: "/metrics".into(),
             admin_api: sel & 8 != 0,
+            otlp: false,
         }
     } else {
         Routes {
             prefix: "/pg".into(),
             telemetry: "/pg/metrics".into(),
             admin_api: sel & 8 != 0,
+            otlp: false,
         }
     };
     for method in [

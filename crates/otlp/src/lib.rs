@@ -21,6 +21,7 @@ pub use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 pub use opentelemetry_proto::tonic::common::v1 as common;
 pub use opentelemetry_proto::tonic::metrics::v1 as proto;
+pub use opentelemetry_proto::tonic::resource::v1 as resource;
 pub use translate::{translate, Group, Translation};
 
 use prost::Message;

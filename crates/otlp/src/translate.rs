@@ -49,6 +49,8 @@ pub struct Group {
     pub key: Vec<(String, String)>,
     /// Data points the group's families carry (rejected together if the push fails).
     pub points: u64,
+    /// How many of them are in `delta`.
+    pub delta_points: u64,
     /// Families of gauges, cumulative sums and histograms, summaries and `target_info`:
     /// they replace the group's families of the same name.
     pub cumulative: Vec<MetricFamily>,
@@ -107,6 +109,8 @@ struct FamilyBuilder {
     mtype: MetricType,
     delta: bool,
     series: BTreeMap<Labels, Point>,
+    /// Points accepted into `series` (merged ones included).
+    points: u64,
 }
 
 #[derive(Default)]
@@ -404,6 +408,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
                         mtype,
                         delta,
                         series: BTreeMap::new(),
+                        points: 0,
                     });
                 if family.mtype != mtype || family.delta != delta {
                     out.reject(n, format!(
@@ -475,6 +480,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
                         }
                     }
                     group.points += 1;
+                    family.points += 1;
                 }
             }
         }
@@ -522,11 +528,13 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
                 metric: Vec::with_capacity(f.series.len()),
                 unit: None,
             };
+            let mut points = f.points;
             for (labels, point) in f.series {
                 match to_metric(labels, point, f.mtype) {
                     Ok(m) => mf.metric.push(m),
                     Err(e) => {
                         group.points -= 1;
+                        points -= 1;
                         out.reject(1, format!("metric {:?}: {e}", mf.name()));
                     }
                 }
@@ -535,6 +543,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
                 continue;
             }
             if f.delta {
+                group.delta_points += points;
                 group.delta.push(mf);
             } else {
                 group.cumulative.push(mf);

@@ -175,6 +175,26 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
     put("web.listen-address", f.listen_address.join(","));
     put("web.route-prefix", f.route_prefix.clone());
     put("web.systemd-socket", f.systemd_socket.to_string());
+    put(
+        "web.enable-otlp-receiver",
+        f.enable_otlp_receiver.to_string(),
+    );
+    put(
+        "otlp.translation-strategy",
+        f.otlp_translation_strategy.clone(),
+    );
+    put(
+        "otlp.promote-resource-attributes",
+        f.otlp_promote_resource_attributes.join(","),
+    );
+    put(
+        "otlp.keep-identifying-resource-attributes",
+        f.otlp_keep_identifying_resource_attributes.to_string(),
+    );
+    put(
+        "otlp.promote-scope-metadata",
+        f.otlp_promote_scope_metadata.to_string(),
+    );
     put("web.telemetry-path", f.telemetry_path.clone());
     m
 }
@@ -281,6 +301,43 @@ async fn import_into_cluster(cluster: &cluster::Cluster, path: &str) -> Result<(
     Ok(())
 }
 
+/// The OTLP receiver's settings from `--web.enable-otlp-receiver` and the `--otlp.*` flags
+/// (checked even when the receiver is off, so a typo fails at start-up).
+fn otlp_settings(f: &Flags) -> Result<Option<otlp::Settings>> {
+    let strategy: otlp::Strategy = f
+        .otlp_translation_strategy
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--otlp.translation-strategy: {e}"))?;
+    if !strategy.escapes() {
+        anyhow::bail!(
+            "--otlp.translation-strategy={strategy}: keeping UTF-8 metric and label names needs \
+             UTF-8 name support, which this build does not have yet; use \
+             UnderscoreEscapingWithSuffixes or UnderscoreEscapingWithoutSuffixes"
+        );
+    }
+    let mut promote: Vec<String> = Vec::new();
+    for a in f
+        .otlp_promote_resource_attributes
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+    {
+        if a.is_empty() {
+            continue;
+        }
+        if promote.iter().any(|p| p == a) {
+            anyhow::bail!("--otlp.promote-resource-attributes: {a:?} given twice");
+        }
+        promote.push(a.to_string());
+    }
+    Ok(f.enable_otlp_receiver.then_some(otlp::Settings {
+        strategy,
+        promote_resource_attributes: promote,
+        keep_identifying_resource_attributes: f.otlp_keep_identifying_resource_attributes,
+        promote_scope_metadata: f.otlp_promote_scope_metadata,
+    }))
+}
+
 /// Replicated-mode settings from the `--cluster.*` flags.
 fn cluster_config(f: &Flags) -> Result<cluster::ClusterConfig> {
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -363,6 +420,7 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
             prefix: prefix.clone(),
             telemetry: server::router::clean_path(&telemetry),
             admin_api: flags.enable_admin_api,
+            otlp: flags.enable_otlp_receiver,
         },
         external_path: if ext.is_empty() {
             ".".into()
@@ -385,6 +443,7 @@ async fn run(flags: Flags, utc_offset: time::UtcOffset) -> Result<()> {
                     .with_context(|| format!("--web.config.file {:?}", flags.web_config_file))?,
             )
         },
+        otlp: otlp_settings(&flags)?,
         limits: server::limits::Limits {
             max_body_bytes: usize::try_from(flags.max_body_size).unwrap_or(usize::MAX),
             max_labels_per_series: flags.max_labels_per_series,

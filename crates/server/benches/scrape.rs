@@ -55,6 +55,7 @@ fn app_with(series: usize) -> Arc<App> {
             prefix: String::new(),
             telemetry: "/metrics".into(),
             admin_api: false,
+            otlp: false,
         },
         external_path: ".".into(),
         enable_lifecycle: false,
@@ -67,6 +68,7 @@ fn app_with(series: usize) -> Arc<App> {
         expiry_period: std::time::Duration::from_secs(1),
         limits: Default::default(),
         web: None,
+        otlp: None,
     };
     App::new(cfg, Arc::new(store))
 }

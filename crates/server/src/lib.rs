@@ -8,6 +8,7 @@
 //! * [`api`]: `/api/v1/status` and `/api/v1/metrics` JSON.
 //! * [`lifecycle`]: push TTLs, the expiry loop, group listing and bulk deletes.
 //! * [`limits`]: request limits, the per-client push rate, and the rejection counters.
+//! * [`otlp`]: the OTLP/HTTP metrics receiver (groups per resource, then the push path).
 //! * [`ui`]: the server-rendered web UI with embedded assets.
 //! * [`telemetry`]: `pushgateway_*` and `process_*` metrics.
 //! * [`error`]: the single mapping from errors to HTTP responses.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod limits;
+pub mod otlp;
 pub mod push;
 pub mod router;
 pub mod scrape;
@@ -74,6 +76,8 @@ pub struct Config {
     pub limits: limits::Limits,
     /// `--web.config.file`: TLS, users and scoped access, re-read when the file changes.
     pub web: Option<Arc<webconfig::ReloadingWebConfig>>,
+    /// `--web.enable-otlp-receiver` and the `--otlp.*` flags (`None`: no OTLP receiver).
+    pub otlp: Option<::otlp::Settings>,
 }
 
 /// Shared state of the server.
@@ -255,7 +259,7 @@ async fn serve_connection<I>(
 /// What a route asks of the caller's role (`--web.config.file` access section).
 fn action_of<'a>(dispatch: &Dispatch, key: Option<&'a store::GroupKey>) -> webconfig::Action<'a> {
     match dispatch {
-        Dispatch::Handle(Route::Push { .. }) => match key {
+        Dispatch::Handle(Route::Push { .. } | Route::OtlpMetrics) => match key {
             Some(k) => webconfig::Action::Push(k),
             None => webconfig::Action::Read,
         },
@@ -391,9 +395,12 @@ async fn handle_inner(
             _ => None,
         };
         // A push path whose grouping key is invalid only needs authentication: its answer
-        // is the 400 below, whatever the caller's role.
+        // is the 400 below, whatever the caller's role. An OTLP export's grouping keys come
+        // from its body: authenticated here, authorized per key once it is decoded.
         let for_auth = match (&dispatch, &key) {
-            (Dispatch::Handle(Route::Push { .. }), None) => &Dispatch::NotFound,
+            (Dispatch::Handle(Route::Push { .. } | Route::OtlpMetrics), None) => {
+                &Dispatch::NotFound
+            }
             _ => &dispatch,
         };
         match authorize(web, &parts, peer, for_auth, key.as_ref()) {
@@ -417,6 +424,12 @@ async fn handle_inner(
         // `count_request` labels a DELETE on the push route as the `delete` handler.
         app.telemetry
             .count_request("push", resp.status().as_u16(), &method);
+        return resp;
+    }
+    if let Dispatch::Handle(Route::OtlpMetrics) = dispatch {
+        let resp = otlp::handle(&app, req, remote, client, peer).await;
+        app.telemetry
+            .count_request("api/v1/otlp/v1/metrics", resp.status().as_u16(), &method);
         return resp;
     }
     // Every other endpoint ignores the body: read it anyway (up to a limit), so the
@@ -544,7 +557,7 @@ async fn handle_push(
 async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
     match route {
         // Pushes never get here (`handle` sends them to `handle_push` with their body).
-        Route::Push { .. } => {
+        Route::Push { .. } | Route::OtlpMetrics => {
             HttpError::Internal("push routed without its body".into()).into_response()
         }
         Route::Scrape => scrape::handle(app, req.headers()),

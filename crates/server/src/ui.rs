@@ -671,6 +671,7 @@ mod tests {
                 prefix: String::new(),
                 telemetry: "/metrics".into(),
                 admin_api: admin,
+                otlp: false,
             },
             external_path: ".".into(),
             enable_lifecycle: false,
@@ -690,6 +691,7 @@ mod tests {
             expiry_period: std::time::Duration::from_secs(1),
             limits: Default::default(),
             web: None,
+            otlp: None,
         }
     }
 

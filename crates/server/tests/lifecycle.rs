@@ -24,6 +24,7 @@ fn config(ttl: TtlPolicy, admin: bool) -> Config {
             prefix: String::new(),
             telemetry: "/metrics".into(),
             admin_api: admin,
+            otlp: false,
         },
         external_path: ".".into(),
         enable_lifecycle: false,
@@ -43,6 +44,7 @@ fn config(ttl: TtlPolicy, admin: bool) -> Config {
         expiry_period: Duration::from_millis(20),
         limits: Default::default(),
         web: None,
+        otlp: None,
     }
 }
 
