@@ -571,3 +571,83 @@ async fn receiver_is_off_by_default() {
     assert_eq!(a.code, 404);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn start_timestamps_exemplars_and_native_histograms_reach_the_protobuf_scrape() {
+    let gw = start(Some(otlp::Settings::default()), Default::default(), None).await;
+    let mut c = counter("orders", "", T::Cumulative, 2.0);
+    if let Some(Data::Sum(s)) = c.data.as_mut() {
+        s.data_points[0].exemplars.push(p::Exemplar {
+            value: Some(p::exemplar::Value::AsInt(2)),
+            time_unix_nano: 1_500_000_000,
+            trace_id: vec![0x11; 16],
+            span_id: vec![0x22; 8],
+            ..p::Exemplar::default()
+        });
+    }
+    let exp = p::Metric {
+        name: "latency".into(),
+        unit: "s".into(),
+        data: Some(Data::ExponentialHistogram(p::ExponentialHistogram {
+            data_points: vec![p::ExponentialHistogramDataPoint {
+                start_time_unix_nano: 1_000_000_000,
+                count: 3,
+                sum: Some(0.75),
+                scale: 3,
+                zero_count: 1,
+                positive: Some(p::exponential_histogram_data_point::Buckets {
+                    offset: -2,
+                    bucket_counts: vec![1, 0, 1],
+                }),
+                ..Default::default()
+            }],
+            aggregation_temporality: T::Cumulative as i32,
+        })),
+        ..p::Metric::default()
+    };
+    let req = request(&[("service.name", "shop")], vec![c, exp]);
+    assert_eq!(gw.export(&req).await.partial(), (0, String::new()));
+    let r = gw
+        .client
+        .get(format!("{}/metrics", gw.base))
+        .header(
+            "Accept",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
+        )
+        .send()
+        .await
+        .unwrap();
+    let fams = exposition::delimited::parse_delimited(&r.bytes().await.unwrap()).unwrap();
+    let find = |n: &str| fams.iter().find(|f| f.name() == n).unwrap().metric[0].clone();
+    let c = find("orders_total").counter.unwrap();
+    assert_eq!(c.value, Some(2.0));
+    let ct = c.created_timestamp.unwrap();
+    assert_eq!((ct.seconds, ct.nanos), (1, 0));
+    let ex = c.exemplar.unwrap();
+    assert_eq!(ex.value, Some(2.0));
+    let labels: Vec<(&str, &str)> = ex.label.iter().map(|l| (l.name(), l.value())).collect();
+    assert_eq!(
+        labels,
+        [
+            ("span_id", "2222222222222222"),
+            ("trace_id", "11111111111111111111111111111111")
+        ]
+    );
+    let h = find("latency_seconds").histogram.unwrap();
+    assert_eq!(
+        (h.schema, h.zero_count, h.sample_count),
+        (Some(3), Some(1), Some(3))
+    );
+    // OTel bucket index -2 is Prometheus index -1; -1 is empty, 0 has one.
+    let spans: Vec<(i32, u32)> = h
+        .positive_span
+        .iter()
+        .map(|s| (s.offset.unwrap(), s.length.unwrap()))
+        .collect();
+    assert_eq!(
+        (spans, h.positive_delta.clone()),
+        (vec![(-1, 3)], vec![1, -1, 1])
+    );
+    assert!(h.created_timestamp.is_some());
+    gw.stop().await;
+}
