@@ -523,6 +523,8 @@ impl Writer for Cluster {
                     Plan::Accept(g) => (g, Ok(())),
                     Plan::Record(g, e) => (g, Err(e)),
                     Plan::Refuse(e) => return Err(e),
+                    // The idempotency key is in the mirror: that push was acknowledged.
+                    Plan::Unchanged => return Ok(()),
                 };
                 let value = bytes::Bytes::from(encode_value(&group.encode_record()));
                 let max = self.client.server_info().max_payload;

@@ -268,7 +268,15 @@ pub fn push(args: PushArgs) -> Result<i32, AppError> {
     for c in metrics::grouping_conflicts(&families, &key) {
         warn(c);
     }
-    client.push(&key, args.method, &body, args.ttl.as_deref())?;
+    if args.accumulate {
+        let idem = args
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(crate::client::new_idempotency_key);
+        client.push_accumulate(&key, args.method, &body, args.ttl.as_deref(), &idem)?;
+    } else {
+        client.push(&key, args.method, &body, args.ttl.as_deref())?;
+    }
     Ok(0)
 }
 

@@ -254,6 +254,15 @@ pub struct PushArgs {
     /// Ask the gateway to delete the group this long after the push (`Pushgateway-TTL`).
     #[arg(long, value_name = "DURATION", value_parser = ttl_arg)]
     pub ttl: Option<String>,
+    /// Add the pushed values to the group's (counters, histograms, summaries' count and sum)
+    /// instead of replacing them: pushes to `<gateway>/accumulate/metrics/...` with an
+    /// `Idempotency-Key`, and retries with the same key, so a retry never counts twice.
+    #[arg(long)]
+    pub accumulate: bool,
+    /// The `Idempotency-Key` of an accumulating push (default: a fresh unique key). Give the
+    /// same key to a re-run that must not count again.
+    #[arg(long, value_name = "KEY", requires = "accumulate")]
+    pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
     #[command(flatten)]

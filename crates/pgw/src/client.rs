@@ -186,13 +186,43 @@ impl Client {
         body: &[u8],
         ttl: Option<&str>,
     ) -> Result<(), ClientError> {
+        self.push_to(key, method, body, ttl, None)
+    }
+
+    /// Pushes to the group's `/accumulate` route (the values are added to the group's) with
+    /// an `Idempotency-Key`: every retry sends the same key, so a push whose answer was lost
+    /// is not added twice.
+    pub fn push_accumulate(
+        &self,
+        key: &GroupingKey,
+        method: Method,
+        body: &[u8],
+        ttl: Option<&str>,
+        idempotency_key: &str,
+    ) -> Result<(), ClientError> {
+        self.push_to(key, method, body, ttl, Some(idempotency_key))
+    }
+
+    fn push_to(
+        &self,
+        key: &GroupingKey,
+        method: Method,
+        body: &[u8],
+        ttl: Option<&str>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(), ClientError> {
         let mut gz = GzEncoder::new(
             Vec::with_capacity(body.len() / 4 + 64),
             Compression::default(),
         );
         gz.write_all(body).expect("writing to a Vec cannot fail");
         let compressed = gz.finish().expect("writing to a Vec cannot fail");
-        let url = format!("{}{}", self.base, key.path());
+        let prefix = if idempotency_key.is_some() {
+            "/accumulate"
+        } else {
+            ""
+        };
+        let url = format!("{}{prefix}{}", self.base, key.path());
         self.with_retries(|| {
             let mut req = self
                 .request(method.as_str(), &url)
@@ -200,6 +230,9 @@ impl Client {
                 .set("Content-Encoding", "gzip");
             if let Some(ttl) = ttl {
                 req = req.set(TTL_HEADER, ttl);
+            }
+            if let Some(k) = idempotency_key {
+                req = req.set("Idempotency-Key", k);
             }
             self.finish(method.as_str(), &url, req.send_bytes(&compressed))
                 .map(drop)
@@ -428,6 +461,24 @@ pub fn tls_config(
         }
     };
     Ok(Arc::new(config))
+}
+
+/// A fresh idempotency key: unique per process and call (time, process id, a counter, and
+/// the address of a stack value).
+pub fn new_idempotency_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let local = 0u8;
+    format!(
+        "pgw-{nanos:x}-{:x}-{:x}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::ptr::addr_of!(local) as usize
+    )
 }
 
 #[cfg(test)]

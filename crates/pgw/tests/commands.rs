@@ -245,7 +245,16 @@ fn help_is_complete() {
         assert!(run.contains(word), "pgw run --help lacks {word}");
     }
     let push = help(&["push", "--help"]);
-    for word in ["--method", "put", "post", "FILE|-", "line", "gzip"] {
+    for word in [
+        "--method",
+        "put",
+        "post",
+        "FILE|-",
+        "line",
+        "gzip",
+        "--accumulate",
+        "--idempotency-key",
+    ] {
         assert!(push.contains(word), "pgw push --help lacks {word}");
     }
     assert!(help(&["delete", "--help"]).contains("--job"));

@@ -71,8 +71,8 @@ pub struct Flags {
     #[arg(long = "push.max-ttl", default_value = "0", value_parser = store::ttl::parse_duration)]
     pub max_ttl: Duration,
 
-    /// YAML file of TTL rules: a list of `- match: '{job=~"backup-.*"}'` / `ttl: 25h` entries; the first rule matching a group's grouping key gives its TTL when the push asks for none.
-    #[arg(long = "push.ttl-rules", default_value = "")]
+    /// YAML file of push rules (also `--push.rules`): a list of `- match: '{job=~"backup-.*"}'` entries with `ttl: 25h` (the first TTL rule matching a group's grouping key gives its TTL when the push asks for none), `accumulate: true` (plain POSTs to matching groups add to them) and `gauges: sum|max|min|last` (what accumulating pushes do to gauges).
+    #[arg(long = "push.ttl-rules", alias = "push.rules", default_value = "")]
     pub ttl_rules: String,
 
     /// Groups not pushed for longer than this are marked stale in the web UI. 0 = never.

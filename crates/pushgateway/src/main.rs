@@ -199,10 +199,10 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
     m
 }
 
-/// The TTL settings from the flags and the `--push.ttl-rules` file.
+/// The TTL and accumulation settings from the flags and the `--push.ttl-rules` file.
 fn ttl_policy(flags: &Flags) -> Result<store::ttl::TtlPolicy> {
-    let rules = if flags.ttl_rules.is_empty() {
-        Vec::new()
+    let (rules, accumulate) = if flags.ttl_rules.is_empty() {
+        Default::default()
     } else {
         let text = std::fs::read_to_string(&flags.ttl_rules)
             .with_context(|| format!("reading --push.ttl-rules file {:?}", flags.ttl_rules))?;
@@ -213,6 +213,7 @@ fn ttl_policy(flags: &Flags) -> Result<store::ttl::TtlPolicy> {
         rules,
         default: flags.default_ttl,
         max: flags.max_ttl,
+        accumulate,
     })
 }
 
@@ -222,11 +223,20 @@ fn ttl_policy(flags: &Flags) -> Result<store::ttl::TtlPolicy> {
 struct RuleEntry {
     #[serde(rename = "match")]
     selector: String,
-    ttl: String,
+    ttl: Option<String>,
+    accumulate: Option<bool>,
+    gauges: Option<String>,
 }
 
-/// The rules file: a YAML list of `{match, ttl}` (or the same list under a `rules:` key).
-fn parse_ttl_rules(text: &str) -> Result<Vec<store::ttl::TtlRule>, String> {
+type Rules = (
+    Vec<store::ttl::TtlRule>,
+    Vec<store::accumulate::AccumulateRule>,
+);
+
+/// The rules file: a YAML list of `{match, ttl, accumulate, gauges}` (or the same list under
+/// a `rules:` key). Entries with a `ttl` are TTL rules; entries with `accumulate` or `gauges`
+/// are accumulation rules; each kind is looked up first-match-wins on its own.
+fn parse_ttl_rules(text: &str) -> Result<Rules, String> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum Doc {
@@ -242,12 +252,35 @@ fn parse_ttl_rules(text: &str) -> Result<Vec<store::ttl::TtlRule>, String> {
         None => Vec::new(),
         Some(Doc::List(l)) | Some(Doc::Keyed { rules: l }) => l,
     };
-    store::ttl::rules_from_entries(
-        &entries
-            .into_iter()
-            .map(|e| (e.selector, e.ttl))
-            .collect::<Vec<_>>(),
-    )
+    let mut ttls = Vec::new();
+    let mut acc = Vec::new();
+    for (i, e) in entries.into_iter().enumerate() {
+        let n = i + 1;
+        if e.ttl.is_none() && e.accumulate.is_none() && e.gauges.is_none() {
+            return Err(format!(
+                "rule {n}: needs at least one of `ttl`, `accumulate`, `gauges`"
+            ));
+        }
+        if let Some(ttl) = &e.ttl {
+            let mut r = store::ttl::rules_from_entries(&[(e.selector.clone(), ttl.clone())])
+                .map_err(|e| e.replacen("rule 1:", &format!("rule {n}:"), 1))?;
+            ttls.append(&mut r);
+        }
+        if e.accumulate.is_some() || e.gauges.is_some() {
+            let selector = store::matcher::Selector::parse(&e.selector)
+                .map_err(|err| format!("rule {n}: {err}"))?;
+            let gauges = match &e.gauges {
+                Some(g) => store::GaugeMode::parse(g).map_err(|err| format!("rule {n}: {err}"))?,
+                None => store::GaugeMode::Last,
+            };
+            acc.push(store::accumulate::AccumulateRule {
+                selector,
+                accumulate: e.accumulate.unwrap_or(false),
+                gauges,
+            });
+        }
+    }
+    Ok((ttls, acc))
 }
 
 #[cfg(test)]
@@ -257,12 +290,13 @@ mod ttl_rules_tests {
     #[test]
     fn rules_file_formats_and_errors() {
         let text = "- match: '{job=~\"backup-.*\"}'\n  ttl: 25h\n- match: '{}'\n  ttl: 1h\n";
-        let r = parse_ttl_rules(text).unwrap();
+        let (r, acc) = parse_ttl_rules(text).unwrap();
         assert_eq!(r.len(), 2);
+        assert!(acc.is_empty());
         assert_eq!(r[0].ttl, Duration::from_secs(25 * 3600));
         let keyed = "rules:\n  - match: '{env=\"dev\"}'\n    ttl: 2d\n";
-        assert_eq!(parse_ttl_rules(keyed).unwrap().len(), 1);
-        assert!(parse_ttl_rules("").unwrap().is_empty());
+        assert_eq!(parse_ttl_rules(keyed).unwrap().0.len(), 1);
+        assert!(parse_ttl_rules("").unwrap().0.is_empty());
         assert!(parse_ttl_rules("- match: '{job='\n  ttl: 1h\n")
             .unwrap_err()
             .contains("rule 1"));
@@ -270,6 +304,31 @@ mod ttl_rules_tests {
         assert!(parse_ttl_rules("- match: '{}'\n  ttl: soon\n")
             .unwrap_err()
             .contains("invalid duration"));
+    }
+
+    #[test]
+    fn rules_file_accumulate_entries() {
+        let text =
+            "- match: '{job=~\"lambda-.*\"}'\n  accumulate: true\n  ttl: 25h\n  gauges: max\n\
+                    - match: '{job=\"w\"}'\n  gauges: sum\n- match: '{}'\n  ttl: 1h\n";
+        let (ttls, acc) = parse_ttl_rules(text).unwrap();
+        assert_eq!(ttls.len(), 2);
+        assert_eq!(acc.len(), 2);
+        assert!(acc[0].accumulate);
+        assert_eq!(acc[0].gauges, store::GaugeMode::Max);
+        assert!(!acc[1].accumulate);
+        assert_eq!(acc[1].gauges, store::GaugeMode::Sum);
+        assert!(parse_ttl_rules("- match: '{}'\n  gauges: avg\n")
+            .unwrap_err()
+            .contains("rule 1: invalid gauges mode"));
+        assert!(parse_ttl_rules("- match: '{}'\n  ttl: 1h\n- match: '{}'\n")
+            .unwrap_err()
+            .contains("rule 2: needs"));
+        assert!(
+            parse_ttl_rules("- match: '{}'\n  ttl: 1h\n- match: '{}'\n  ttl: 1q\n")
+                .unwrap_err()
+                .starts_with("rule 2:")
+        );
     }
 }
 

@@ -54,6 +54,7 @@ impl From<StoreError> for HttpError {
             StoreError::Timestamps | StoreError::Inconsistent(_) => {
                 HttpError::Rejected(e.to_string())
             }
+            StoreError::Accumulate(why) => HttpError::BadRequest(why),
             StoreError::Persist(_) => HttpError::Internal(e.to_string()),
             StoreError::Quota(
                 q @ (QuotaExceeded::SeriesPerGroup { .. } | QuotaExceeded::RecordSize { .. }),

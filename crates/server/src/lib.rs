@@ -389,7 +389,7 @@ async fn handle_inner(
         // As exporter-toolkit does, authentication comes before everything else.
         let (parts, body) = req.into_parts();
         let key = match &dispatch {
-            Dispatch::Handle(Route::Push { base64, rest }) => {
+            Dispatch::Handle(Route::Push { base64, rest, .. }) => {
                 push::parse_grouping_key(*base64, rest).ok()
             }
             _ => None,
@@ -419,8 +419,18 @@ async fn handle_inner(
             "400 Bad Request: invalid URL escape or non-UTF-8 path\n",
         );
     }
-    if let Dispatch::Handle(Route::Push { base64, rest }) = dispatch {
-        let resp = handle_push(&app, base64, &rest, req, remote, client, started).await;
+    if let Dispatch::Handle(Route::Push {
+        base64,
+        rest,
+        accumulate,
+    }) = dispatch
+    {
+        let route = push::PushRoute {
+            base64,
+            rest: &rest,
+            accumulate,
+        };
+        let resp = handle_push(&app, route, req, remote, client, started).await;
         // `count_request` labels a DELETE on the push route as the `delete` handler.
         app.telemetry
             .count_request("push", resp.status().as_u16(), &method);
@@ -521,8 +531,7 @@ async fn drain_body(req: Request<Incoming>) -> Request<()> {
 #[allow(clippy::too_many_arguments)]
 async fn handle_push(
     app: &Arc<App>,
-    base64: bool,
-    rest: &str,
+    route: push::PushRoute<'_>,
     req: Request<Incoming>,
     remote: SocketAddr,
     client: Option<String>,
@@ -543,7 +552,7 @@ async fn handle_push(
         .into_response();
     }
     let result = match read_body(app, req).await {
-        Ok((parts, body)) => push::handle(app, &parts, base64, rest, body, remote).await,
+        Ok((parts, body)) => push::handle(app, &parts, route, body, remote).await,
         Err(e) => Err(e),
     };
     let resp = result.unwrap_or_else(HttpError::into_response);

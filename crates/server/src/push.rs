@@ -182,17 +182,52 @@ pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
         && encoding.as_deref() == Some("delimited")
 }
 
+/// A matched push route: the grouping key part of the path, and whether it was under
+/// `/accumulate`.
+#[derive(Clone, Copy, Debug)]
+pub struct PushRoute<'a> {
+    pub base64: bool,
+    pub rest: &'a str,
+    pub accumulate: bool,
+}
+
+/// The header that names a push for exactly-once retries.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The response header that tells an accumulating pusher its summary quantiles were dropped.
+pub const WARNING_HEADER: &str = "pushgateway-warning";
+
+/// The `Idempotency-Key` of a request: 1 to 255 visible ASCII characters.
+pub fn idempotency_key(parts: &Parts) -> Result<Option<String>, HttpError> {
+    let Some(v) = parts.headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        HttpError::BadRequest(format!(
+            "invalid Idempotency-Key header: want 1 to {} visible ASCII characters",
+            store::idempotency::MAX_KEY_LEN
+        ))
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    if s.is_empty()
+        || s.len() > store::idempotency::MAX_KEY_LEN
+        || !s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(bad());
+    }
+    Ok(Some(s.to_string()))
+}
+
 /// Handles a push or delete whose route matched.
 pub async fn handle(
     app: &Arc<App>,
     parts: &Parts,
-    base64: bool,
-    rest: &str,
+    route: PushRoute<'_>,
     body: Bytes,
     remote: SocketAddr,
 ) -> Result<Resp, HttpError> {
     let time = app.clock.now();
-    let key = parse_grouping_key(base64, rest)?;
+    let key = parse_grouping_key(route.base64, route.rest)?;
     let body = decode_body(parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
         if matches!(e, HttpError::TooLarge(_)) {
             app.rejections.count(crate::limits::Reason::BodySize);
@@ -220,19 +255,52 @@ pub async fn handle(
     let checked = app.store.is_checked();
     let requested = crate::lifecycle::requested_ttl(parts)?;
     let ttl_ms = app.cfg.ttl.resolve(requested, &key).as_millis() as u64;
+    let idempotency_key = idempotency_key(parts)?;
+    let accumulate =
+        app.cfg
+            .ttl
+            .accumulate_for(&key, route.accumulate, parts.method == Method::POST);
+    let quantiles: usize = if accumulate.is_some() {
+        families
+            .iter()
+            .flat_map(|f| &f.metric)
+            .filter_map(|m| m.summary.as_ref())
+            .map(|s| s.quantile.len())
+            .sum()
+    } else {
+        0
+    };
     let push = Push {
         key,
         families,
         replace: parts.method == Method::PUT,
         time,
         ttl_ms,
+        accumulate,
+        idempotency_key,
     };
     match app.writer.push(push).await {
-        Ok(()) => Ok(empty(if checked {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        })),
+        Ok(()) => {
+            let mut r = empty(if checked {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            });
+            if quantiles > 0 {
+                let msg = format!(
+                    "dropped {quantiles} summary quantiles: quantiles cannot be accumulated (_count and _sum were added)"
+                );
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&msg) {
+                    r.headers_mut().insert(WARNING_HEADER, v);
+                }
+            }
+            Ok(r)
+        }
+        Err(e @ StoreError::Accumulate(_)) => {
+            tracing::error!(method = %parts.method, source = %remote, err = %e,
+                "accumulating push cannot be merged into the stored group");
+            Err(e.into())
+        }
         Err(e @ (StoreError::Persist(_) | StoreError::Unavailable(_))) => Err(e.into()),
         Err(StoreError::Quota(q)) => {
             app.rejections.count(quota_reason(&q));

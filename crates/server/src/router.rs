@@ -9,10 +9,12 @@ use hyper::{Method, StatusCode};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// A push/delete path; `rest` is everything after the job segment's route
-    /// (`/<job>{/<name>/<value>}`), `base64` when the route was `job@base64`.
+    /// (`/<job>{/<name>/<value>}`), `base64` when the route was `job@base64`, `accumulate`
+    /// when the path began with `/accumulate` (pushes there add to the group).
     Push {
         base64: bool,
         rest: String,
+        accumulate: bool,
     },
     Scrape,
     Healthy,
@@ -101,7 +103,12 @@ impl Routes {
         let mut out = Vec::new();
         let p = &self.prefix;
         if let Some(rest) = path.strip_prefix(p.as_str()) {
-            for (route, base64) in [("/metrics/job@base64/", true), ("/metrics/job/", false)] {
+            for (route, base64, accumulate) in [
+                ("/metrics/job@base64/", true, false),
+                ("/metrics/job/", false, false),
+                ("/accumulate/metrics/job@base64/", true, true),
+                ("/accumulate/metrics/job/", false, true),
+            ] {
                 if let Some(after) = rest.strip_prefix(route) {
                     // `:job` must be a non-empty segment.
                     let job_len = after.find('/').unwrap_or(after.len());
@@ -109,6 +116,7 @@ impl Routes {
                         let r = Route::Push {
                             base64,
                             rest: format!("/{after}"),
+                            accumulate,
                         };
                         for m in ["DELETE", "POST", "PUT"] {
                             out.push((m, r.clone()));
@@ -177,7 +185,7 @@ impl Routes {
                 None => format!("{path}/"),
             };
             // httprouter's tree suggests `/metrics/job` for `/metrics/job/` (which then 404s).
-            let quirk = ["/metrics/job/"]
+            let quirk = ["/metrics/job/", "/accumulate/metrics/job/"]
                 .iter()
                 .any(|s| path == format!("{}{}", self.prefix, s))
                 && ["PUT", "POST", "DELETE"].contains(&m);
@@ -268,8 +276,28 @@ mod tests {
             r.dispatch(&Method::PUT, "/metrics/job/a/"),
             Dispatch::Handle(Route::Push {
                 base64: false,
-                rest: "/a/".into()
+                rest: "/a/".into(),
+                accumulate: false,
             })
+        );
+        assert_eq!(
+            r.dispatch(&Method::POST, "/accumulate/metrics/job@base64/YQ/x/1"),
+            Dispatch::Handle(Route::Push {
+                base64: true,
+                rest: "/YQ/x/1".into(),
+                accumulate: true,
+            })
+        );
+        assert_eq!(
+            r.dispatch(&Method::PUT, "/accumulate/metrics/job/"),
+            Dispatch::Redirect(
+                StatusCode::TEMPORARY_REDIRECT,
+                "/accumulate/metrics/job".into()
+            )
+        );
+        assert_eq!(
+            r.dispatch(&Method::GET, "/accumulate/metrics/job/x"),
+            Dispatch::MethodNotAllowed(vec!["DELETE", "OPTIONS", "POST", "PUT"])
         );
         assert_eq!(
             r.dispatch(&Method::PUT, "/metrics/job/"),

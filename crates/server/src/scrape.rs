@@ -224,7 +224,12 @@ pub fn handle(app: &Arc<App>, headers: &HeaderMap) -> Resp {
                 expired_total,
             }
         });
-    let own = app.telemetry.gather(lifecycle, &app.rejections.snapshot());
+    let mut own = app.telemetry.gather(lifecycle, &app.rejections.snapshot());
+    let dropped = app.store.dropped_quantiles_total();
+    if dropped > 0 {
+        own.push(crate::telemetry::dropped_quantiles_family(dropped));
+        own.sort_by(|a, b| a.name.cmp(b.name));
+    }
     let accept = headers
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok());

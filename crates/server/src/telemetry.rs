@@ -40,7 +40,25 @@ pub const EXTRA_FAMILIES: &[(&str, MetricType, &str)] = &[
     ("pushgateway_groups", MetricType::Gauge, "Number of groups in the Pushgateway."),
     ("pushgateway_groups_expired_total", MetricType::Counter, "Total number of groups deleted because their TTL ran out."),
     ("pushgateway_pushes_rejected_total", MetricType::Counter, "Total number of pushes refused by a limit, by reason."),
+    ("pushgateway_accumulate_dropped_quantiles_total", MetricType::Counter, "Total number of summary quantiles dropped from accumulating pushes (quantiles cannot be added)."),
 ];
+
+/// `pushgateway_accumulate_dropped_quantiles_total`, shown once a quantile was dropped.
+pub fn dropped_quantiles_family(n: u64) -> OwnFamily {
+    let name = "pushgateway_accumulate_dropped_quantiles_total";
+    OwnFamily {
+        name,
+        help: own_help(name).unwrap_or_default(),
+        mtype: MetricType::Counter,
+        metrics: vec![Metric {
+            counter: Some(Box::new(Counter {
+                value: Some(n as f64),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+    }
+}
 
 /// The help string of an own family, if `name` is one.
 pub fn own_help(name: &str) -> Option<&'static str> {

@@ -158,6 +158,7 @@ fn policy(rules: &[(&str, &str)], default: u64, max: u64) -> TtlPolicy {
         .unwrap(),
         default: Duration::from_secs(default),
         max: Duration::from_secs(max),
+        accumulate: Vec::new(),
     }
 }
 

@@ -37,6 +37,8 @@ fn push_of(key: GroupKey, families: &[MetricFamily]) -> Push {
         replace: true,
         time: SystemTime::now(),
         ttl_ms: 0,
+        accumulate: None,
+        idempotency_key: None,
     }
 }
 

@@ -298,6 +298,8 @@ pub struct Group {
     pub ttl_ms: u64,
     /// Unix time (seconds) at which the group expires; 0 when it has no TTL.
     pub expires_at: f64,
+    /// The idempotency keys of pushes this group accepted (see [`crate::idempotency`]).
+    pub seen_keys: crate::idempotency::SeenKeys,
 }
 
 impl Group {
@@ -310,6 +312,7 @@ impl Group {
             push_failure_time: 0.0,
             ttl_ms: 0,
             expires_at: 0.0,
+            seen_keys: Default::default(),
         }
     }
 
@@ -444,6 +447,9 @@ pub struct GroupRecord {
     pub expires_at: f64,
     #[prost(int64, tag = "10")]
     pub expiry_ts: i64,
+    /// The group's idempotency keys ([`crate::idempotency::SeenKeys::encode`]).
+    #[prost(bytes = "vec", tag = "11")]
+    pub seen_keys: Vec<u8>,
 }
 
 /// A family as persisted: its header and both of its pre-encoded forms, so that a restart
@@ -509,6 +515,9 @@ impl Group {
             f.encode_entry_record(&mut rec);
             prost::encoding::bytes::encode(7, &rec, &mut out);
         }
+        if !self.seen_keys.is_empty() {
+            prost::encoding::bytes::encode(11, &self.seen_keys.encode(), &mut out);
+        }
         out
     }
 
@@ -557,6 +566,7 @@ impl Group {
         }
         let mut g = Group::new(key);
         g.families = families;
+        g.seen_keys = crate::idempotency::SeenKeys::decode(&rec.seen_keys)?;
         g.set_push_time(intern(PUSH_TIME), rec.push_time, rec.push_time_ts);
         g.set_push_failure_time(
             intern(PUSH_FAILURE_TIME),

@@ -8,9 +8,13 @@
 //! * [`wal`]: the crash-safe, group-committing log behind `--persistence.file`.
 //! * [`writer::Writer`]: where changes go (the local store, or a replicated log).
 //! * [`matcher`], [`ttl`]: label selectors on grouping keys; the TTL policy.
+//! * [`accumulate`], [`idempotency`]: accumulating pushes (merged into the stored group) and
+//!   the idempotency keys that make their retries safe.
 
+pub mod accumulate;
 pub mod check;
 pub mod group;
+pub mod idempotency;
 pub(crate) mod index;
 pub mod key;
 pub mod matcher;
@@ -19,6 +23,7 @@ pub mod ttl;
 pub mod wal;
 pub mod writer;
 
+pub use accumulate::{Accumulate, GaugeMode};
 pub use group::{FamilyEntry, Group};
 pub use key::GroupKey;
 pub use store::{PersistConfig, Plan, Prepared, Push, Snapshot, Store, StoreConfig, StoreError};

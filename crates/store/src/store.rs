@@ -2,15 +2,17 @@
 //! consistency index, publishes an immutable [`Snapshot`] for readers, and (when persistence is
 //! on) hands every mutation to the write-ahead log before the caller acknowledges it.
 
+use crate::accumulate::{self, Accumulate};
 use crate::group::{
     is_time_gauge, sanitize_labels, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
     PUSH_TIME,
 };
+use crate::idempotency;
 use crate::index::Index;
 use crate::key::GroupKey;
 use crate::wal::{Op, SyncMode, Ticket, Wal, WalError};
 use arc_swap::ArcSwap;
-use exposition::pb::{MetricFamily, MetricType};
+use exposition::pb::{Metric, MetricFamily, MetricType};
 use imbl::OrdMap;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -37,6 +39,10 @@ pub enum StoreError {
     /// The push would exceed a quota; nothing was changed (not recorded as a failed push).
     #[error("{0}")]
     Quota(QuotaExceeded),
+    /// An accumulating push cannot be merged into the stored group (type or bucket layout
+    /// differs); recorded as a failed push.
+    #[error("{0}")]
+    Accumulate(String),
 }
 
 /// Which quota a refused push would have exceeded, and by how much.
@@ -88,6 +94,13 @@ pub struct Prepared {
     ts: i64,
     ttl_ms: u64,
     has_timestamps: bool,
+    accumulate: Option<Accumulate>,
+    /// Accumulating pushes: the pushed metrics of each family (labels sanitized, normalized
+    /// by [`accumulate::normalize`]), merged with the stored ones when the push is planned.
+    pushed: BTreeMap<Arc<str>, Vec<Metric>>,
+    idempotency: Option<idempotency::KeyDigest>,
+    /// Summary quantiles this (accumulating) push dropped.
+    pub dropped_quantiles: u64,
 }
 
 /// What a push does to its group.
@@ -98,6 +111,9 @@ pub enum Plan {
     Record(Group, StoreError),
     /// Refused by a quota: nothing changes.
     Refuse(StoreError),
+    /// The push's idempotency key was already seen on this group: nothing changes, and the
+    /// push is answered as a success again.
+    Unchanged,
 }
 
 /// A push: a group key, the parsed families, and PUT (`replace`) or POST semantics.
@@ -109,6 +125,12 @@ pub struct Push {
     /// The group's time to live in milliseconds, already resolved from the request, the rules
     /// and the flags (0: never expires). Re-armed by every successful push.
     pub ttl_ms: u64,
+    /// `Some`: an accumulating push, added to the stored group instead of replacing its
+    /// families (`replace` is then ignored; see [`crate::accumulate`]).
+    pub accumulate: Option<Accumulate>,
+    /// The push's `Idempotency-Key`: if the group has seen it within its TTL (24 hours
+    /// without one), the push changes nothing and succeeds (see [`crate::idempotency`]).
+    pub idempotency_key: Option<String>,
 }
 
 /// Persistence settings.
@@ -146,6 +168,8 @@ pub struct Store {
     checked: bool,
     wal: Option<Wal>,
     expired: AtomicU64,
+    /// Summary quantiles dropped from accumulating pushes.
+    dropped_quantiles: AtomicU64,
     quotas: Quotas,
     /// The gateway's own per-group gauges, interned once: push time, failure time, expiry.
     gauge_names: [Arc<str>; 3],
@@ -185,6 +209,7 @@ impl Store {
             checked: cfg.checked,
             wal,
             expired: AtomicU64::new(0),
+            dropped_quantiles: AtomicU64::new(0),
             quotas: cfg.quotas,
             gauge_names: [PUSH_TIME, PUSH_FAILURE_TIME, PUSH_EXPIRY_TIME].map(Arc::from),
         };
@@ -404,6 +429,8 @@ impl Store {
             .iter()
             .any(|f| f.metric.iter().any(|m| m.timestamp_ms.is_some()));
         let mut entries: BTreeMap<Arc<str>, Arc<FamilyEntry>> = BTreeMap::new();
+        let mut pushed = BTreeMap::new();
+        let mut dropped_quantiles = 0;
         if !has_timestamps {
             for mut mf in push.families {
                 let name = mf.name().to_string();
@@ -413,6 +440,10 @@ impl Store {
                 for m in mf.metric.iter_mut() {
                     sanitize_labels(m, &push.key);
                 }
+                if push.accumulate.is_some() {
+                    dropped_quantiles +=
+                        accumulate::normalize(mf.metric_type(), &mut mf.metric, ts);
+                }
                 let name = self.intern(&name);
                 let e = FamilyEntry::build(
                     name.clone(),
@@ -421,8 +452,15 @@ impl Store {
                     &mf.metric,
                     ts,
                 );
-                entries.insert(name, Arc::new(e));
+                entries.insert(name.clone(), Arc::new(e));
+                if push.accumulate.is_some() {
+                    pushed.insert(name, std::mem::take(&mut mf.metric));
+                }
             }
+        }
+        if dropped_quantiles > 0 {
+            self.dropped_quantiles
+                .fetch_add(dropped_quantiles, Ordering::Relaxed);
         }
         Prepared {
             key: push.key,
@@ -432,7 +470,17 @@ impl Store {
             ts,
             ttl_ms: push.ttl_ms,
             has_timestamps,
+            accumulate: push.accumulate,
+            pushed,
+            idempotency: push.idempotency_key.as_deref().map(idempotency::digest),
+            dropped_quantiles,
         }
+    }
+
+    /// Summary quantiles dropped from accumulating pushes since start-up
+    /// (`pushgateway_accumulate_dropped_quantiles_total`).
+    pub fn dropped_quantiles_total(&self) -> u64 {
+        self.dropped_quantiles.load(Ordering::Relaxed)
     }
 
     /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
@@ -456,6 +504,8 @@ impl Store {
                     (self.log(|| vec![Self::put_op(&group)]), Err(err))
                 }
                 Plan::Refuse(err) => return Err(err),
+                // Answered only once the push that recorded the key is durable too.
+                Plan::Unchanged => (self.log(Vec::new), Ok(())),
             }
         };
         Self::durable(ticket).await?;
@@ -492,11 +542,22 @@ impl Store {
         if p.has_timestamps {
             return failure(StoreError::Timestamps);
         }
+        let now_ms = p.ts.div_euclid(1_000_000);
+        let key_since_ms = now_ms.saturating_sub(if p.ttl_ms != 0 {
+            p.ttl_ms as i64
+        } else {
+            idempotency::DEFAULT_WINDOW_MS as i64
+        });
+        if let (Some(d), Some(o)) = (&p.idempotency, old) {
+            if o.seen_keys.contains(d, key_since_ms) {
+                return Plan::Unchanged;
+            }
+        }
         let mut group = match old {
             Some(g) => g.clone(),
             None => Group::new(p.key.clone()),
         };
-        if p.replace {
+        if p.replace && p.accumulate.is_none() {
             let owned_expiry = group.ttl_ms != 0;
             group
                 .families
@@ -507,7 +568,24 @@ impl Store {
             group.set_ttl(exp_name.clone(), 0, p.now, p.ts);
         }
         for (n, e) in &p.entries {
-            group.families.insert(n.clone(), e.clone());
+            let stored = group
+                .families
+                .get(n)
+                .filter(|o| o.metric_count > 0 && !group.is_gateway_family(n));
+            match (p.accumulate, stored) {
+                (Some(acc), Some(o)) => match Self::merge_entry(p, acc, o, e) {
+                    Ok(merged) => {
+                        group.families.insert(n.clone(), Arc::new(merged));
+                    }
+                    Err(msg) => return failure(StoreError::Accumulate(msg)),
+                },
+                _ => {
+                    group.families.insert(n.clone(), e.clone());
+                }
+            }
+        }
+        if let Some(d) = p.idempotency {
+            group.seen_keys.record(d, now_ms, key_since_ms);
         }
         group.set_push_time(pt_name.clone(), p.now, p.ts);
         if p.ttl_ms != 0 {
@@ -543,6 +621,39 @@ impl Store {
             }
         }
         Plan::Accept(group)
+    }
+
+    /// An accumulating push's family `new` merged into the stored family `old`.
+    fn merge_entry(
+        p: &Prepared,
+        acc: Accumulate,
+        old: &FamilyEntry,
+        new: &FamilyEntry,
+    ) -> Result<FamilyEntry, String> {
+        if old.mtype != new.mtype {
+            return Err(format!(
+                "cannot accumulate {:?}: pushed as {}, stored as {} (replace the group with a PUT on the normal route to change a type)",
+                &*new.name,
+                new.mtype.as_str_name(),
+                old.mtype.as_str_name()
+            ));
+        }
+        let pushed = p.pushed.get(&new.name).map_or(&[][..], |v| &v[..]);
+        let merged = accumulate::merge_family(
+            &new.name,
+            new.mtype,
+            old.metrics(),
+            old.timestamp_ns,
+            pushed,
+            acc.gauges,
+        )?;
+        Ok(FamilyEntry::build(
+            new.name.clone(),
+            new.help.as_deref(),
+            new.mtype,
+            &merged,
+            p.ts,
+        ))
     }
 
     /// Replicated mode: sets a group to the version read from the shared log (`None`: it
@@ -820,6 +931,8 @@ mod tests {
             replace: true,
             time,
             ttl_ms,
+            accumulate: None,
+            idempotency_key: None,
         }
     }
 

@@ -24,12 +24,30 @@ pub struct TtlPolicy {
     pub default: Duration,
     /// `--push.max-ttl` (zero: no cap).
     pub max: Duration,
+    /// Rules file entries with `accumulate` or `gauges` (first match wins).
+    pub accumulate: Vec<crate::accumulate::AccumulateRule>,
 }
 
 impl TtlPolicy {
     /// True when no flag or rule is set (pushes may still ask for a TTL).
     pub fn is_unset(&self) -> bool {
         self.rules.is_empty() && self.default.is_zero() && self.max.is_zero()
+    }
+
+    /// Whether and how a push to `key` accumulates: always on the `/accumulate` route
+    /// (`prefix`), with the gauge mode of the first matching rule; on the normal route only a
+    /// POST (`post`) to a group whose first matching rule says `accumulate: true`.
+    pub fn accumulate_for(
+        &self,
+        key: &GroupKey,
+        prefix: bool,
+        post: bool,
+    ) -> Option<crate::accumulate::Accumulate> {
+        let rule = self.accumulate.iter().find(|r| r.selector.matches(key));
+        let on = prefix || (post && rule.is_some_and(|r| r.accumulate));
+        on.then(|| crate::accumulate::Accumulate {
+            gauges: rule.map(|r| r.gauges).unwrap_or_default(),
+        })
     }
 
     /// The TTL for a push to `key`, given what the push asked for (if anything).
@@ -162,6 +180,7 @@ mod tests {
             rules,
             default: Duration::from_secs(60),
             max: Duration::ZERO,
+            accumulate: Vec::new(),
         };
         let h = |n: u64| Duration::from_secs(n * 3600);
         assert_eq!(p.resolve(Some(h(2)), &key(&[("job", "backup-db")])), h(2));

@@ -23,6 +23,8 @@ pub fn fill(store: &Store, groups: usize) {
                     replace: true,
                     time: SystemTime::now(),
                     ttl_ms: 0,
+                    accumulate: None,
+                    idempotency_key: None,
                 })
                 .await
                 .expect("push accepted");
