@@ -51,6 +51,9 @@ pub struct Group {
     pub points: u64,
     /// How many of them are in `delta`.
     pub delta_points: u64,
+    /// Every delta point carried its own time: the request is one export of one state, so a
+    /// repeat of the same body is a client's retry (a key for exactly-once accumulation).
+    pub delta_timed: bool,
     /// Families of gauges, cumulative sums and histograms, summaries and `target_info`:
     /// they replace the group's families of the same name.
     pub cumulative: Vec<MetricFamily>,
@@ -116,6 +119,8 @@ struct FamilyBuilder {
 #[derive(Default)]
 struct GroupBuilder {
     points: u64,
+    /// A delta point without `time_unix_nano` was seen.
+    delta_untimed: bool,
     families: BTreeMap<String, FamilyBuilder>,
     target_info: BTreeMap<Labels, ()>,
 }
@@ -457,6 +462,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
                         out.reject(1, format!("metric {:?}: {e}", metric.name));
                         continue;
                     }
+                    let time = point.time();
                     match family.series.remove(&labels) {
                         None => {
                             family.series.insert(labels, point);
@@ -481,6 +487,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
                     }
                     group.points += 1;
                     family.points += 1;
+                    group.delta_untimed |= delta && time == 0;
                 }
             }
         }
@@ -515,6 +522,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
         let mut group = Group {
             key,
             points: g.points,
+            delta_timed: !g.delta_untimed,
             ..Group::default()
         };
         for (name, f) in g.families {

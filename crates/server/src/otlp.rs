@@ -5,7 +5,9 @@
 //! goes through the same checks and store path as a POST to `/metrics/job/...`: per-request
 //! limits, scoped access (push matchers on the derived grouping key), the TTL (header, query,
 //! rules, flags), the consistency check, quotas, persistence and replication. Cumulative
-//! points replace the families they carry; delta points accumulate.
+//! points replace the families they carry (a POST); delta points accumulate (a push to
+//! `/accumulate`, gauges from delta up-down counters summed), exactly once per export: a retry
+//! of the same export is recognised by its idempotency key.
 //!
 //! Answers: 200 with an `ExportMetricsServiceResponse` (its `partial_success` counts the
 //! points that were not stored and says why), or a `google.rpc.Status` body with 400 (bad
@@ -22,6 +24,7 @@ use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Method, Request, StatusCode};
 use otlp::Encoding;
+use sha2::Digest;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,7 +103,6 @@ async fn export(
         })?;
     let request =
         otlp::decode(&body, encoding).map_err(|e| HttpError::BadRequest(e.to_string()))?;
-    drop(body);
     let mut translation = otlp::translate(request, settings);
     let requested_ttl = crate::lifecycle::requested_ttl(&parts)?;
     let time = app.clock.now();
@@ -124,6 +126,7 @@ async fn export(
         planned.push((key, group, ttl_ms));
     }
 
+    let body_digest = sha2::Sha256::digest(&body);
     for (key, group, ttl_ms) in planned {
         let delta_points = group.delta_points;
         if !group.cumulative.is_empty() {
@@ -133,21 +136,69 @@ async fn export(
                 replace: false,
                 time,
                 ttl_ms,
+                accumulate: None,
+                idempotency_key: None,
             };
             if let Err(why) = store_push(app, push, remote).await? {
                 translation.reject(group.points - delta_points, why);
             }
         }
         if !group.delta.is_empty() {
-            translation.reject(
-                delta_points,
-                "delta temporality is not supported by this gateway yet: export cumulative \
-                 temporality (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)"
-                    .into(),
-            );
+            let push = Push {
+                idempotency_key: delta_idempotency_key(
+                    &parts,
+                    &body_digest,
+                    &key,
+                    group.delta_timed,
+                ),
+                key,
+                families: group.delta,
+                replace: false,
+                time,
+                ttl_ms,
+                // Delta sums, up-down ones (gauges here) included, add up.
+                accumulate: Some(store::Accumulate {
+                    gauges: store::GaugeMode::Sum,
+                }),
+            };
+            if let Err(why) = store_push(app, push, remote).await? {
+                translation.reject(delta_points, why);
+            }
         }
     }
     Ok((translation.rejected, translation.message()))
+}
+
+/// What makes a retried export count once: the client's `Idempotency-Key`, else the digest of
+/// the body when every delta point carries its time (an SDK's export of one state: a client
+/// retrying after a lost answer sends the same bytes). Per group, since one request feeds
+/// several groups. Untimed points (hand-written bodies) get no key: identical bodies are then
+/// separate contributions.
+fn delta_idempotency_key(
+    parts: &Parts,
+    body_digest: &[u8],
+    key: &GroupKey,
+    timed: bool,
+) -> Option<String> {
+    use std::fmt::Write;
+    let given = parts
+        .headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let mut out = String::from("otlp:");
+    match given {
+        Some(k) => out.push_str(k),
+        None if timed => {
+            for b in body_digest {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+        None => return None,
+    }
+    out.push(':');
+    out.push_str(&String::from_utf8_lossy(key.canonical()));
+    Some(out)
 }
 
 /// `push` of the web config's scoped access, for a derived grouping key.

@@ -651,3 +651,72 @@ async fn start_timestamps_exemplars_and_native_histograms_reach_the_protobuf_scr
     assert!(h.created_timestamp.is_some());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn delta_points_accumulate_exactly_once_per_export() {
+    let gw = start(Some(otlp::Settings::default()), Default::default(), None).await;
+    let export = |v: f64, time: u64| {
+        let mut c = counter("events", "", T::Delta, v);
+        let mut updown = counter("in.flight", "", T::Delta, -v / 2.0);
+        if let Some(Data::Sum(s)) = updown.data.as_mut() {
+            s.is_monotonic = false;
+        }
+        for m in [&mut c, &mut updown] {
+            if let Some(Data::Sum(s)) = m.data.as_mut() {
+                s.data_points[0].time_unix_nano = time;
+            }
+        }
+        request(&[("service.name", "lambda")], vec![c, updown])
+    };
+    for (i, v) in [1.0, 2.5, 4.0].into_iter().enumerate() {
+        let a = gw.export(&export(v, 10_000_000_000 + i as u64)).await;
+        assert_eq!(a.partial(), (0, String::new()));
+    }
+    // A retry of the second export (the client lost the answer): the same bytes, no effect.
+    assert_eq!(
+        gw.export(&export(2.5, 10_000_000_001)).await.partial(),
+        (0, String::new())
+    );
+    let scrape = gw.scrape().await;
+    assert!(
+        scrape.contains("events_total{http_method=\"GET\",instance=\"\",job=\"lambda\"} 7.5\n"),
+        "{scrape}"
+    );
+    // A delta up-down counter (a gauge) adds up too.
+    assert!(
+        scrape.contains("in_flight{http_method=\"GET\",instance=\"\",job=\"lambda\"} -3.75\n"),
+        "{scrape}"
+    );
+    // Points without a time (hand-written bodies) are separate contributions, unless the
+    // client gives an Idempotency-Key.
+    let json = br#"{"resourceMetrics":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"lambda"}}]},
+        "scopeMetrics":[{"metrics":[{"name":"events","sum":{"aggregationTemporality":1,
+        "isMonotonic":true,"dataPoints":[{"asInt":"1","attributes":[
+        {"key":"http.method","value":{"stringValue":"GET"}}]}]}}]}]}]}"#;
+    for _ in 0..2 {
+        assert_eq!(
+            gw.post("application/json", false, json.to_vec()).await.body,
+            b"{}"
+        );
+    }
+    for _ in 0..2 {
+        let r = gw
+            .client
+            .post(format!("{}{PATH}", gw.base))
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", "export-42")
+            .body(json.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert!(
+        gw.scrape()
+            .await
+            .contains("events_total{http_method=\"GET\",instance=\"\",job=\"lambda\"} 10.5\n"),
+        "7.5 + 1 + 1 + 1"
+    );
+    gw.stop().await;
+}

@@ -630,7 +630,7 @@ fn delta_points_are_kept_apart_and_merged() {
     assert_eq!(t.rejected, 0, "{:?}", t.messages);
     assert_eq!(t.groups.len(), 1, "both resources have the same key");
     let g = &t.groups[0];
-    assert_eq!((g.points, g.delta_points), (6, 4));
+    assert_eq!((g.points, g.delta_points, g.delta_timed), (6, 4, true));
     assert_eq!(
         g.delta.iter().map(|f| f.name()).collect::<Vec<_>>(),
         ["hits_total", "lat"]
