@@ -46,9 +46,10 @@ def run(endpoint, service, temporality, g, instance, at_exit):
     # No periodic export within a run: the only export is the final one at shutdown. (An
     # infinite interval would start no export thread, and then shutdown exports nothing.)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
-    attrs = {"service.name": service, "deployment.environment": "e2e"}
-    if instance:
-        attrs["service.instance.id"] = instance
+    # The Python SDK gives every process a random service.instance.id (one group per process);
+    # an explicit empty one makes all runs of the job share one group.
+    attrs = {"service.name": service, "deployment.environment": "e2e",
+             "service.instance.id": instance}
     provider = MeterProvider(
         resource=Resource.create(attrs),
         metric_readers=[reader],

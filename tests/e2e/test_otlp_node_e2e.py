@@ -89,7 +89,9 @@ def test_node_sdk_jobs_cumulative_and_delta(gateway_factory):
 
     sel = {"job": "node-delta", "instance": ""}
     assert one(s, n["counter"], **sel) == RUNS * (RUNS + 1) // 2
-    assert one(s, n["updown"], **sel) == RUNS
+    # The JS exporter's delta preference keeps up-down counters cumulative (as the OTel
+    # specification says): every run exports 1, the last one wins.
+    assert one(s, n["updown"], **sel) == 1
     assert one(s, n["histogram"] + "_count", **sel) == 3 * RUNS
     assert one(s, n["histogram"] + "_bucket", le="0.1", **sel) == RUNS
     assert one(s, n["histogram"] + "_sum", **sel) == pytest.approx(5.55 * RUNS)

@@ -11,7 +11,7 @@
 const { MeterProvider, PeriodicExportingMetricReader, AggregationTemporality, AggregationType } =
   require('@opentelemetry/sdk-metrics');
 const { OTLPMetricExporter } = require('@opentelemetry/exporter-metrics-otlp-proto');
-const { resourceFromAttributes } = require('@opentelemetry/resources');
+const { defaultResource, resourceFromAttributes } = require('@opentelemetry/resources');
 
 async function run(endpoint, service, temporality, g, instance) {
   const exporter = new OTLPMetricExporter({
@@ -23,7 +23,8 @@ async function run(endpoint, service, temporality, g, instance) {
   const attrs = { 'service.name': service, 'deployment.environment': 'e2e' };
   if (instance) attrs['service.instance.id'] = instance;
   const provider = new MeterProvider({
-    resource: resourceFromAttributes(attrs),
+    // The SDK's own attributes (telemetry.sdk.*) plus the job's.
+    resource: defaultResource().merge(resourceFromAttributes(attrs)),
     // No periodic export within a run: the only export happens at shutdown.
     readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3600000 })],
     views: [
