@@ -353,7 +353,7 @@ fn check_router(sel: u8, path: &str) {
                     assert_ne!(target, p, "redirect to itself");
                     p = target;
                 }
-                Dispatch::Handle(Route::Push { base64, rest }) => {
+                Dispatch::Handle(Route::Push { base64, rest, .. }) => {
                     assert!(rest.starts_with('/'), "push rest {rest:?}");
                     check_key(base64, &rest);
                     break;
@@ -522,6 +522,8 @@ fn push_one(
         replace,
         time: UNIX_EPOCH + Duration::from_secs(clock),
         ttl_ms: 0,
+        accumulate: None,
+        idempotency_key: None,
     };
     let result = now_or_never(st.push(push));
     let after = st.snapshot();
@@ -793,7 +795,16 @@ pub fn otlp_decode(data: &[u8]) {
                     .expect("kind matches the family type");
             }
         }
-        for families in [g.cumulative, g.delta] {
+        // As the receiver pushes them: cumulative families like a POST, delta families
+        // accumulating (twice, so that they merge with what the first push stored).
+        let delta = Some(store::Accumulate {
+            gauges: store::GaugeMode::Sum,
+        });
+        for (families, accumulate) in [
+            (g.cumulative, None),
+            (g.delta.clone(), delta),
+            (g.delta, delta),
+        ] {
             if families.is_empty() {
                 continue;
             }
@@ -803,6 +814,8 @@ pub fn otlp_decode(data: &[u8]) {
                 replace: false,
                 time: UNIX_EPOCH + Duration::from_secs(1_000),
                 ttl_ms: 0,
+                accumulate,
+                idempotency_key: None,
             }));
         }
     }
