@@ -610,4 +610,38 @@ mod tests {
         assert_eq!(route_prefix("/pgw", "http://x/ext/"), "/pgw");
         assert_eq!(route_prefix("", "http://example.com/ext/"), "/ext");
     }
+
+    #[test]
+    fn otlp_flags() {
+        let settings = |args: &[&str]| {
+            let mut argv = vec!["pushgateway"];
+            argv.extend_from_slice(args);
+            otlp_settings(&Flags::try_parse_from(argv).unwrap())
+        };
+        assert!(settings(&[]).unwrap().is_none(), "off by default");
+        let s = settings(&[
+            "--web.enable-otlp-receiver",
+            "--otlp.promote-resource-attributes=a, b",
+            "--otlp.promote-resource-attributes=c",
+            "--otlp.translation-strategy=UnderscoreEscapingWithoutSuffixes",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.promote_resource_attributes, ["a", "b", "c"]);
+        assert_eq!(
+            s.strategy,
+            otlp::Strategy::UnderscoreEscapingWithoutSuffixes
+        );
+        let err = |args: &[&str]| settings(args).unwrap_err().to_string();
+        assert!(err(&["--otlp.translation-strategy=Nope"]).contains("unknown OTLP translation"));
+        // UTF-8 names are not stored yet: the UTF-8 strategies are refused with the reason.
+        for s in ["NoUTF8EscapingWithSuffixes", "NoTranslation"] {
+            let e = err(&[
+                "--web.enable-otlp-receiver",
+                &format!("--otlp.translation-strategy={s}"),
+            ]);
+            assert!(e.contains("UTF-8"), "{e}");
+        }
+        assert!(err(&["--otlp.promote-resource-attributes=a,a"]).contains("twice"));
+    }
 }
