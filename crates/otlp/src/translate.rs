@@ -92,6 +92,9 @@ enum Point {
     Histogram(HistogramDataPoint),
     Exponential(ExponentialHistogramDataPoint),
     Summary(SummaryDataPoint),
+    /// Delta exponential histogram points of one series, merged once when the series is
+    /// complete (merging pairwise would cost the width of the merged buckets per point).
+    Exponentials(Vec<ExponentialHistogramDataPoint>),
 }
 
 impl Point {
@@ -101,6 +104,7 @@ impl Point {
             Point::Histogram(p) => p.time_unix_nano,
             Point::Exponential(p) => p.time_unix_nano,
             Point::Summary(p) => p.time_unix_nano,
+            Point::Exponentials(v) => v.iter().map(|p| p.time_unix_nano).max().unwrap_or(0),
         }
     }
 }
@@ -538,12 +542,16 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
             };
             let mut points = f.points;
             for (labels, point) in f.series {
+                let n = match &point {
+                    Point::Exponentials(v) => v.len() as u64,
+                    _ => 1,
+                };
                 match to_metric(labels, point, f.mtype) {
                     Ok(m) => mf.metric.push(m),
                     Err(e) => {
-                        group.points -= 1;
-                        points -= 1;
-                        out.reject(1, format!("metric {:?}: {e}", mf.name()));
+                        group.points -= n;
+                        points -= n;
+                        out.reject(n, format!("metric {:?}: {e}", mf.name()));
                     }
                 }
             }
@@ -599,6 +607,7 @@ fn point_flags(p: &Point) -> u32 {
         Point::Histogram(p) => p.flags,
         Point::Exponential(p) => p.flags,
         Point::Summary(p) => p.flags,
+        Point::Exponentials(_) => 0,
     }
 }
 
@@ -662,37 +671,13 @@ fn merge_delta(a: &mut Point, b: Point) -> Result<(), String> {
                 (b.start_time_unix_nano, b.time_unix_nano, b.exemplars),
             );
         }
-        (Point::Exponential(a), Point::Exponential(b)) => {
-            let scale = a.scale.min(b.scale);
-            let pos = merge_buckets(
-                a.positive.as_ref(),
-                a.scale - scale,
-                b.positive.as_ref(),
-                b.scale - scale,
-            );
-            let neg = merge_buckets(
-                a.negative.as_ref(),
-                a.scale - scale,
-                b.negative.as_ref(),
-                b.scale - scale,
-            );
-            let (Some(pos), Some(neg)) = (pos, neg) else {
-                return Err("exponential histogram buckets too far apart to merge".into());
+        (Point::Exponentials(v), Point::Exponential(b)) => v.push(b),
+        (a @ Point::Exponential(_), Point::Exponential(b)) => {
+            let Point::Exponential(first) = std::mem::replace(a, Point::Exponentials(Vec::new()))
+            else {
+                unreachable!("matched above")
             };
-            a.scale = scale;
-            a.positive = Some(pos);
-            a.negative = Some(neg);
-            a.count = a.count.wrapping_add(b.count);
-            a.zero_count = a.zero_count.wrapping_add(b.zero_count);
-            a.sum = add_sums(a.sum, b.sum);
-            merge_common(
-                (
-                    &mut a.start_time_unix_nano,
-                    &mut a.time_unix_nano,
-                    &mut a.exemplars,
-                ),
-                (b.start_time_unix_nano, b.time_unix_nano, b.exemplars),
-            );
+            *a = Point::Exponentials(vec![first, b]);
         }
         _ => return Err("points of different kinds in one series".into()),
     }
@@ -728,33 +713,67 @@ fn split<P>(
         .collect()
 }
 
-/// Dense OTel buckets `a` (to be scaled down by `da`) plus `b` (by `db`), or `None` if the
-/// result would be unreasonably wide.
-fn merge_buckets(a: Option<&Buckets>, da: i32, b: Option<&Buckets>, db: i32) -> Option<Buckets> {
-    let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
-    for (bk, d) in [(a, da), (b, db)] {
-        let Some(bk) = bk else { continue };
-        let d = d.clamp(0, 62) as u32;
-        for (i, c) in bk.bucket_counts.iter().enumerate() {
-            let idx = (bk.offset as i64 + i as i64) >> d;
-            let e = counts.entry(idx).or_insert(0);
-            *e = e.wrapping_add(*c);
+/// Delta exponential histogram points of one series added up, at the coarsest scale among
+/// them (each bucket index shifted down by the scale difference), in one pass.
+fn merge_exponentials(points: Vec<ExponentialHistogramDataPoint>) -> Result<Point, String> {
+    let scale = points.iter().map(|p| p.scale).min().unwrap_or(0);
+    let mut pos: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut neg: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut out = ExponentialHistogramDataPoint {
+        scale,
+        ..ExponentialHistogramDataPoint::default()
+    };
+    let mut first = true;
+    for p in points {
+        let shift = (p.scale - scale).clamp(0, 62) as u32;
+        for (buckets, into) in [(&p.positive, &mut pos), (&p.negative, &mut neg)] {
+            let Some(b) = buckets else { continue };
+            for (i, c) in b.bucket_counts.iter().enumerate() {
+                let e = into
+                    .entry((b.offset as i64 + i as i64) >> shift)
+                    .or_insert(0);
+                *e = e.wrapping_add(*c);
+            }
         }
+        out.count = out.count.wrapping_add(p.count);
+        out.zero_count = out.zero_count.wrapping_add(p.zero_count);
+        out.sum = if first {
+            p.sum
+        } else {
+            add_sums(out.sum, p.sum)
+        };
+        out.attributes = p.attributes;
+        merge_common(
+            (
+                &mut out.start_time_unix_nano,
+                &mut out.time_unix_nano,
+                &mut out.exemplars,
+            ),
+            (p.start_time_unix_nano, p.time_unix_nano, p.exemplars),
+        );
+        first = false;
     }
+    out.positive = Some(dense(pos)?);
+    out.negative = Some(dense(neg)?);
+    Ok(Point::Exponential(out))
+}
+
+/// Sparse bucket counts as OTel's dense form, refused if unreasonably wide.
+fn dense(counts: BTreeMap<i64, u64>) -> Result<Buckets, String> {
     let (Some((&lo, _)), Some((&hi, _))) = (counts.first_key_value(), counts.last_key_value())
     else {
-        return Some(Buckets::default());
+        return Ok(Buckets::default());
     };
     if hi - lo >= MAX_MERGED_BUCKETS {
-        return None;
+        return Err("exponential histogram buckets too far apart to merge".into());
     }
-    let mut dense = vec![0u64; (hi - lo + 1) as usize];
+    let mut bucket_counts = vec![0u64; (hi - lo + 1) as usize];
     for (i, c) in counts {
-        dense[(i - lo) as usize] = c;
+        bucket_counts[(i - lo) as usize] = c;
     }
-    Some(Buckets {
+    Ok(Buckets {
         offset: lo as i32,
-        bucket_counts: dense,
+        bucket_counts,
     })
 }
 
@@ -830,6 +849,10 @@ fn exemplars(ex: &[Exemplar]) -> Vec<pb::Exemplar> {
 /// `addGaugeNumberDataPoints`, `addSumNumberDataPoints`, `addHistogramDataPoints`,
 /// `addExponentialHistogramDataPoints` and `addSummaryDataPoints`).
 fn to_metric(labels: Labels, point: Point, mtype: MetricType) -> Result<Metric, String> {
+    let point = match point {
+        Point::Exponentials(v) => merge_exponentials(v)?,
+        p => p,
+    };
     let mut m = Metric {
         label: to_pairs(labels),
         ..Metric::default()
@@ -851,6 +874,7 @@ fn to_metric(labels: Labels, point: Point, mtype: MetricType) -> Result<Metric, 
         }
         Point::Histogram(p) => m.histogram = Some(Box::new(classic_histogram(&p))),
         Point::Exponential(p) => m.histogram = Some(Box::new(native_histogram(&p)?)),
+        Point::Exponentials(_) => unreachable!("merged above"),
         Point::Summary(p) => {
             m.summary = Some(Box::new(pb::Summary {
                 sample_count: Some(p.count),

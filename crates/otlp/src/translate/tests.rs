@@ -786,3 +786,62 @@ fn json_requests_decode_like_protobuf() {
     );
     assert_eq!(g.points, 4);
 }
+
+#[test]
+fn many_delta_exponential_points_of_one_series_merge_in_one_pass() {
+    // 20,000 points of one series spread over 60,000 bucket indices: merged once (a pairwise
+    // merge would redo the whole width for every point).
+    let points: Vec<_> = (0..20_000)
+        .map(|i| {
+            exp_point(
+                0,
+                if i % 2 == 0 { -30_000 } else { 29_999 - i / 2 },
+                vec![1],
+            )
+        })
+        .collect();
+    let t = translate(
+        request(
+            &[("service.name", "svc")],
+            vec![metric("lat", "", exp(T::Delta, points))],
+        ),
+        &Settings::default(),
+    );
+    assert_eq!(t.rejected, 0, "{:?}", t.messages);
+    let h = family(&t.groups[0], "lat").metric[0]
+        .histogram
+        .clone()
+        .unwrap();
+    assert_eq!((h.sample_count, h.zero_count), (Some(40_000), Some(20_000)));
+    let total: i64 = h
+        .positive_delta
+        .iter()
+        .scan(0i64, |c, d| {
+            *c += d;
+            Some(*c)
+        })
+        .sum();
+    assert_eq!(total, 20_000);
+
+    // Wider than 65,536 buckets at the common scale: the series' points are all rejected.
+    let t = translate(
+        request(
+            &[("service.name", "svc")],
+            vec![metric(
+                "lat",
+                "",
+                exp(
+                    T::Delta,
+                    vec![
+                        exp_point(0, -40_000, vec![1]),
+                        exp_point(0, 40_000, vec![1]),
+                    ],
+                ),
+            )],
+        ),
+        &Settings::default(),
+    );
+    assert_eq!(t.rejected, 2);
+    assert!(t.groups.is_empty() || t.groups[0].delta.is_empty());
+    assert!(t.message().contains("too far apart"), "{}", t.message());
+}
