@@ -109,18 +109,25 @@ async fn export(
 
     // Every check before the first change: a refused request changes nothing.
     let mut planned = Vec::with_capacity(translation.groups.len());
+    let mut series = 0usize;
     for group in std::mem::take(&mut translation.groups) {
         let key = GroupKey::new(group.key.iter().cloned());
         authorize(app, &parts, peer, &key)?;
-        let all: Vec<_> = group
-            .cumulative
-            .iter()
-            .chain(&group.delta)
-            .cloned()
-            .collect();
-        if let Err((reason, e)) = limits::check_push(&app.cfg.limits, &key, &all) {
-            app.rejections.count(reason);
-            return Err(e);
+        for families in [&group.cumulative, &group.delta] {
+            if let Err((reason, e)) = limits::check_push(&app.cfg.limits, &key, families) {
+                app.rejections.count(reason);
+                return Err(e);
+            }
+            series += families.iter().map(|f| f.metric.len()).sum::<usize>();
+        }
+        // One request is one push for --limits.max-series-per-push, however many groups.
+        let max = app.cfg.limits.max_series_per_push;
+        if max != 0 && series > max {
+            app.rejections.count(limits::Reason::SeriesPerPush);
+            return Err(HttpError::TooLarge(format!(
+                "limit exceeded: the OTLP request has more than the {max} series allowed per \
+                 push (--limits.max-series-per-push)"
+            )));
         }
         let ttl_ms = app.cfg.ttl.resolve(requested_ttl, &key).as_millis() as u64;
         planned.push((key, group, ttl_ms));

@@ -524,8 +524,9 @@ async fn push_matchers_apply_to_the_derived_grouping_key() {
 async fn limits_rate_and_ttl_apply() {
     let limits = server::limits::Limits {
         max_labels_per_series: 3,
+        max_series_per_push: 2,
         push_rate: 0.5,
-        push_burst: 2.0,
+        push_burst: 3.0,
         ..Default::default()
     };
     let gw = start(Some(otlp::Settings::default()), limits, None).await;
@@ -539,6 +540,27 @@ async fn limits_rate_and_ttl_apply() {
     let a = gw.export(&request(&[("service.name", "j")], vec![c])).await;
     assert_eq!(a.code, 400);
     assert!(a.status().message.contains("max-labels-per-series"));
+    // Series per push count over all the request's groups: 3 resources of 1 series each.
+    let mut three = request(
+        &[("service.name", "a")],
+        vec![counter("c", "", T::Cumulative, 1.0)],
+    );
+    for job in ["b", "c"] {
+        three.resource_metrics.extend(
+            request(
+                &[("service.name", job)],
+                vec![counter("c", "", T::Cumulative, 1.0)],
+            )
+            .resource_metrics,
+        );
+    }
+    let a = gw.export(&three).await;
+    assert_eq!(a.code, 413);
+    assert!(
+        a.status().message.contains("max-series-per-push"),
+        "{:?}",
+        a.status()
+    );
     // With a TTL from the header.
     let r = gw
         .client
