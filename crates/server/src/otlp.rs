@@ -95,6 +95,17 @@ async fn export(
                 .unwrap_or_default()
         )));
     };
+    // OTLP/HTTP bodies are plain or gzip; anything else would only fail to decode.
+    if let Some(enc) = parts.headers.get(hyper::header::CONTENT_ENCODING) {
+        let enc = String::from_utf8_lossy(enc.as_bytes())
+            .trim()
+            .to_ascii_lowercase();
+        if !matches!(enc.as_str(), "" | "identity" | "gzip") {
+            return Err(HttpError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {enc:?}: OTLP/HTTP bodies are plain or gzip"
+            )));
+        }
+    }
     let body =
         crate::push::decode_body(&parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
             if matches!(e, HttpError::TooLarge(_)) {

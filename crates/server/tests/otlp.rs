@@ -412,6 +412,17 @@ async fn bad_bodies_get_spec_errors_and_change_nothing() {
         "{:?}",
         a.status()
     );
+    // An encoding OTLP does not use.
+    let r = gw
+        .client
+        .post(format!("{}{PATH}", gw.base))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "zstd")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
     // Not gzip although it says so.
     let a = gw.post("application/x-protobuf", true, bytes.clone()).await;
     assert_eq!(a.code, 400);
