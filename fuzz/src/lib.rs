@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("store_persist", store_persist),
     ("web_config", web_config),
     ("openmetrics_parse", openmetrics_parse),
+    ("otlp_decode", otlp_decode),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -37,13 +38,21 @@ pub fn openmetrics_parse(data: &[u8]) {
         Ok(f) => f,
         Err(e) => {
             let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
-            assert!(e.line <= lines, "error line {} outside 0..={lines}: {e}", e.line);
+            assert!(
+                e.line <= lines,
+                "error line {} outside 0..={lines}: {e}",
+                e.line
+            );
             return;
         }
     };
     let mut out = String::new();
     for f in &fams {
-        assert!(!f.metric.is_empty(), "family {:?} without metrics", f.name());
+        assert!(
+            !f.metric.is_empty(),
+            "family {:?} without metrics",
+            f.name()
+        );
         write_family(
             &mut out,
             f.name(),
@@ -378,12 +387,14 @@ fn check_router(sel: u8, path: &str) {
             prefix: String::new(),
             telemetry: "/metrics".into(),
             admin_api: sel & 8 != 0,
+            otlp: false,
         }
     } else {
         Routes {
             prefix: "/pg".into(),
             telemetry: "/pg/metrics".into(),
             admin_api: sel & 8 != 0,
+            otlp: false,
         }
     };
     for method in [
@@ -688,11 +699,8 @@ fn check_scrape_parses(snap: &store::Snapshot) {
             })
     });
     if !odd {
-        let text = server::scrape::render_text_with(
-            &[],
-            snap,
-            exposition::names::Escaping::AllowUtf8,
-        );
+        let text =
+            server::scrape::render_text_with(&[], snap, exposition::names::Escaping::AllowUtf8);
         if let Err(e) = text_parse::parse_text_names(&text, true) {
             panic!(
                 "the UTF-8 scrape of a consistent store does not parse: {e}\n--- scrape:\n{}",
@@ -948,4 +956,144 @@ pub fn store_persist(data: &[u8]) {
         "after a restart the store differs from what was acknowledged"
     );
     st.close().expect("close");
+}
+
+// otlp_decode
+// ---------------------------------------------------------------------------------------------
+
+/// An OTLP/HTTP export body through the receiver's whole path. The first byte picks the
+/// settings: bit 0 OTLP/JSON (else protobuf), bit 1 `UnderscoreEscapingWithoutSuffixes` (else
+/// Prometheus' default), bit 2 `promote_scope_metadata`, bit 3 promotes the resource attribute
+/// `a`, bit 4 `keep_identifying_resource_attributes`; the rest is the body. Checked:
+///
+/// * Decoding and translation never panic; the response and status bodies encode.
+/// * Accepted plus rejected points never exceed the points of the request.
+/// * Every group key has a non-empty `job` and label names a push URL could carry; every
+///   family name is a valid metric name, every metric's label names are valid, not reserved
+///   (`__*`), sorted and unique, and the metric's kind matches its family's type (the text
+///   writer takes it).
+/// * Every group, pushed into a checked in-memory store as the server pushes it, is accepted
+///   or refused without a panic, and the store's scrape still parses.
+pub fn otlp_decode(data: &[u8]) {
+    let Some((&mode, body)) = data.split_first() else {
+        return;
+    };
+    let enc = if mode & 1 != 0 {
+        otlp::Encoding::Json
+    } else {
+        otlp::Encoding::Protobuf
+    };
+    let settings = otlp::Settings {
+        strategy: if mode & 2 != 0 {
+            otlp::Strategy::UnderscoreEscapingWithoutSuffixes
+        } else {
+            otlp::Strategy::UnderscoreEscapingWithSuffixes
+        },
+        promote_scope_metadata: mode & 4 != 0,
+        promote_resource_attributes: if mode & 8 != 0 {
+            vec!["a".into()]
+        } else {
+            Vec::new()
+        },
+        keep_identifying_resource_attributes: mode & 16 != 0,
+    };
+    let Ok(req) = otlp::decode(body, enc) else {
+        return;
+    };
+    let total = otlp_points(&req);
+    let t = otlp::translate(req, &settings);
+    let accepted: u64 = t.groups.iter().map(|g| g.points).sum();
+    assert!(
+        accepted + t.rejected <= total,
+        "{accepted} accepted + {} rejected of {total} points",
+        t.rejected
+    );
+    let _ = otlp::encode_response(t.rejected, &t.message(), enc);
+    let _ = otlp::encode_status(400, &t.message(), enc);
+    let st = store::Store::open(store::StoreConfig {
+        checked: true,
+        own_families: server::telemetry::OWN_FAMILIES
+            .iter()
+            .map(|(n, t, _)| (n.to_string(), *t))
+            .collect(),
+        persistence: None,
+        quotas: Default::default(),
+    })
+    .expect("in-memory store");
+    for g in t.groups {
+        assert!(g.delta_points <= g.points);
+        let key = store::GroupKey::new(g.key.iter().cloned());
+        assert!(key.get("job").is_some_and(|j| !j.is_empty()), "{:?}", g.key);
+        for (n, _) in &g.key {
+            assert!(
+                store::check::is_valid_label_name(n) && !n.starts_with("__"),
+                "grouping label {n:?}"
+            );
+        }
+        for f in g.cumulative.iter().chain(&g.delta) {
+            assert!(
+                exposition::names::is_legacy_name(f.name()),
+                "family {:?}",
+                f.name()
+            );
+            for m in &f.metric {
+                let names: Vec<&str> = m.label.iter().map(|l| l.name()).collect();
+                assert!(names.windows(2).all(|w| w[0] < w[1]), "labels {names:?}");
+                for n in names {
+                    assert!(
+                        store::check::is_valid_label_name(n) && !n.starts_with("__"),
+                        "label {n:?} of {}",
+                        f.name()
+                    );
+                }
+                let mut out = String::new();
+                text_encode::write_metric(&mut out, f.name(), f.metric_type(), m)
+                    .expect("kind matches the family type");
+            }
+        }
+        // As the receiver pushes them: cumulative families like a POST, delta families
+        // accumulating (twice, so that they merge with what the first push stored).
+        let delta = Some(store::Accumulate {
+            gauges: store::GaugeMode::Sum,
+        });
+        for (families, accumulate) in [
+            (g.cumulative, None),
+            (g.delta.clone(), delta),
+            (g.delta, delta),
+        ] {
+            if families.is_empty() {
+                continue;
+            }
+            let _ = now_or_never(st.push(store::Push {
+                key: key.clone(),
+                families,
+                replace: false,
+                time: UNIX_EPOCH + Duration::from_secs(1_000),
+                ttl_ms: 0,
+                accumulate,
+                idempotency_key: None,
+            }));
+        }
+    }
+    check_scrape_parses(&st.snapshot());
+}
+
+fn otlp_points(req: &otlp::ExportMetricsServiceRequest) -> u64 {
+    use otlp::proto::metric::Data;
+    let mut n = 0;
+    for rm in &req.resource_metrics {
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                n += match &m.data {
+                    Some(Data::Gauge(g)) => g.data_points.len(),
+                    Some(Data::Sum(s)) => s.data_points.len(),
+                    Some(Data::Histogram(h)) => h.data_points.len(),
+                    Some(Data::ExponentialHistogram(e)) => e.data_points.len(),
+                    Some(Data::Summary(s)) => s.data_points.len(),
+                    None => 0,
+                } as u64;
+            }
+        }
+    }
+    n
 }

@@ -211,6 +211,41 @@ pub struct Flags {
     #[arg(long = "cluster.timeout", default_value = "10s", value_parser = store::ttl::parse_duration)]
     pub cluster_timeout: Duration,
 
+    /// Accept OTLP/HTTP metrics (protobuf or JSON) on POST <route-prefix>/api/v1/otlp/v1/metrics, as Prometheus' flag of this name does: one group per resource (job from service.namespace/service.name, instance from service.instance.id), cumulative points replace, delta points accumulate.
+    #[arg(long = "web.enable-otlp-receiver", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_enable_otlp_receiver")]
+    pub enable_otlp_receiver: bool,
+
+    /// kingpin-style negation of --web.enable-otlp-receiver.
+    #[arg(long = "no-web.enable-otlp-receiver", action = ArgAction::SetTrue, hide = true, overrides_with = "enable_otlp_receiver")]
+    pub no_enable_otlp_receiver: bool,
+
+    /// How OTLP metric and label names are translated, as Prometheus' otlp.translation_strategy: UnderscoreEscapingWithSuffixes (Prometheus 3's default), UnderscoreEscapingWithoutSuffixes, NoUTF8EscapingWithSuffixes, NoTranslation (the last two keep UTF-8 names).
+    #[arg(
+        long = "otlp.translation-strategy",
+        default_value = "UnderscoreEscapingWithSuffixes"
+    )]
+    pub otlp_translation_strategy: String,
+
+    /// OTLP resource attributes that become labels, as Prometheus' otlp.promote_resource_attributes (repeatable or comma-separated); here they join job and instance in the grouping key.
+    #[arg(long = "otlp.promote-resource-attributes", action = ArgAction::Append)]
+    pub otlp_promote_resource_attributes: Vec<String>,
+
+    /// Keep service.name, service.namespace and service.instance.id as labels of target_info too (Prometheus' otlp.keep_identifying_resource_attributes).
+    #[arg(long = "otlp.keep-identifying-resource-attributes", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_otlp_keep_identifying_resource_attributes")]
+    pub otlp_keep_identifying_resource_attributes: bool,
+
+    /// kingpin-style negation of --otlp.keep-identifying-resource-attributes.
+    #[arg(long = "no-otlp.keep-identifying-resource-attributes", action = ArgAction::SetTrue, hide = true, overrides_with = "otlp_keep_identifying_resource_attributes")]
+    pub no_otlp_keep_identifying_resource_attributes: bool,
+
+    /// Add otel_scope_name, otel_scope_version, otel_scope_schema_url and otel_scope_<attribute> labels to every OTLP series (Prometheus' otlp.promote_scope_metadata).
+    #[arg(long = "otlp.promote-scope-metadata", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", overrides_with = "no_otlp_promote_scope_metadata")]
+    pub otlp_promote_scope_metadata: bool,
+
+    /// kingpin-style negation of --otlp.promote-scope-metadata.
+    #[arg(long = "no-otlp.promote-scope-metadata", action = ArgAction::SetTrue, hide = true, overrides_with = "otlp_promote_scope_metadata")]
+    pub no_otlp_promote_scope_metadata: bool,
+
     /// Only log messages with the given severity or above. One of: [debug, info, warn, error]
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     pub log_level: String,

@@ -237,6 +237,26 @@ fn flag_map(f: &Flags) -> BTreeMap<String, String> {
     put("web.listen-address", f.listen_address.join(","));
     put("web.route-prefix", f.route_prefix.clone());
     put("web.systemd-socket", f.systemd_socket.to_string());
+    put(
+        "web.enable-otlp-receiver",
+        f.enable_otlp_receiver.to_string(),
+    );
+    put(
+        "otlp.translation-strategy",
+        f.otlp_translation_strategy.clone(),
+    );
+    put(
+        "otlp.promote-resource-attributes",
+        f.otlp_promote_resource_attributes.join(","),
+    );
+    put(
+        "otlp.keep-identifying-resource-attributes",
+        f.otlp_keep_identifying_resource_attributes.to_string(),
+    );
+    put(
+        "otlp.promote-scope-metadata",
+        f.otlp_promote_scope_metadata.to_string(),
+    );
     put("web.telemetry-path", f.telemetry_path.clone());
     m
 }
@@ -436,6 +456,43 @@ async fn import_groups_into_cluster(
     Ok(())
 }
 
+/// The OTLP receiver's settings from `--web.enable-otlp-receiver` and the `--otlp.*` flags
+/// (checked even when the receiver is off, so a typo fails at start-up).
+fn otlp_settings(f: &Flags) -> Result<Option<otlp::Settings>> {
+    let strategy: otlp::Strategy = f
+        .otlp_translation_strategy
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--otlp.translation-strategy: {e}"))?;
+    if !strategy.escapes() && !f.enable_utf8_names {
+        anyhow::bail!(
+            "--otlp.translation-strategy={strategy}: keeping UTF-8 metric and label names needs \
+             --push.enable-utf8-names; without it use UnderscoreEscapingWithSuffixes or \
+             UnderscoreEscapingWithoutSuffixes"
+        );
+    }
+    let mut promote: Vec<String> = Vec::new();
+    for a in f
+        .otlp_promote_resource_attributes
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+    {
+        if a.is_empty() {
+            continue;
+        }
+        if promote.iter().any(|p| p == a) {
+            anyhow::bail!("--otlp.promote-resource-attributes: {a:?} given twice");
+        }
+        promote.push(a.to_string());
+    }
+    Ok(f.enable_otlp_receiver.then_some(otlp::Settings {
+        strategy,
+        promote_resource_attributes: promote,
+        keep_identifying_resource_attributes: f.otlp_keep_identifying_resource_attributes,
+        promote_scope_metadata: f.otlp_promote_scope_metadata,
+    }))
+}
+
 /// Replicated-mode settings from the `--cluster.*` flags.
 fn cluster_config(f: &Flags) -> Result<cluster::ClusterConfig> {
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -536,6 +593,7 @@ async fn run(
             prefix: prefix.clone(),
             telemetry: server::router::clean_path(&telemetry),
             admin_api: flags.enable_admin_api,
+            otlp: flags.enable_otlp_receiver,
         },
         external_path: if ext.is_empty() {
             ".".into()
@@ -563,6 +621,7 @@ async fn run(
                     .with_context(|| format!("--web.config.file {:?}", flags.web_config_file))?,
             )
         },
+        otlp: otlp_settings(&flags)?,
         limits: server::limits::Limits {
             max_body_bytes: usize::try_from(flags.max_body_size).unwrap_or(usize::MAX),
             max_labels_per_series: flags.max_labels_per_series,
@@ -697,5 +756,45 @@ mod tests {
         assert_eq!(route_prefix("pgw/", ""), "/pgw");
         assert_eq!(route_prefix("/pgw", "http://x/ext/"), "/pgw");
         assert_eq!(route_prefix("", "http://example.com/ext/"), "/ext");
+    }
+
+    #[test]
+    fn otlp_flags() {
+        let settings = |args: &[&str]| {
+            let mut argv = vec!["pushgateway"];
+            argv.extend_from_slice(args);
+            otlp_settings(&Flags::try_parse_from(argv).unwrap())
+        };
+        assert!(settings(&[]).unwrap().is_none(), "off by default");
+        let s = settings(&[
+            "--web.enable-otlp-receiver",
+            "--otlp.promote-resource-attributes=a, b",
+            "--otlp.promote-resource-attributes=c",
+            "--otlp.translation-strategy=UnderscoreEscapingWithoutSuffixes",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.promote_resource_attributes, ["a", "b", "c"]);
+        assert_eq!(
+            s.strategy,
+            otlp::Strategy::UnderscoreEscapingWithoutSuffixes
+        );
+        let err = |args: &[&str]| settings(args).unwrap_err().to_string();
+        assert!(err(&["--otlp.translation-strategy=Nope"]).contains("unknown OTLP translation"));
+        // The UTF-8 strategies need UTF-8 names: refused with the reason without the flag.
+        for s in ["NoUTF8EscapingWithSuffixes", "NoTranslation"] {
+            let flag = format!("--otlp.translation-strategy={s}");
+            let e = err(&["--web.enable-otlp-receiver", &flag]);
+            assert!(e.contains("--push.enable-utf8-names"), "{e}");
+            let ok = settings(&[
+                "--web.enable-otlp-receiver",
+                "--push.enable-utf8-names",
+                &flag,
+            ])
+            .unwrap()
+            .unwrap();
+            assert!(!ok.strategy.escapes());
+        }
+        assert!(err(&["--otlp.promote-resource-attributes=a,a"]).contains("twice"));
     }
 }

@@ -55,6 +55,7 @@ fn app_with(series: usize) -> Arc<App> {
             prefix: String::new(),
             telemetry: "/metrics".into(),
             admin_api: false,
+            otlp: false,
         },
         external_path: ".".into(),
         enable_lifecycle: false,
@@ -68,6 +69,7 @@ fn app_with(series: usize) -> Arc<App> {
         limits: Default::default(),
         web: None,
         formats: Default::default(),
+        otlp: None,
     };
     App::new(cfg, Arc::new(store))
 }

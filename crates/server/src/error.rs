@@ -43,6 +43,9 @@ pub enum HttpError {
     /// Replicated mode: the shared log cannot be reached: 503, nothing changed.
     #[error("{0}")]
     Unavailable(String),
+    /// OTLP: a body in an encoding the receiver does not take: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 impl From<StoreError> for HttpError {
@@ -76,6 +79,7 @@ impl HttpError {
             HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -101,4 +105,31 @@ impl HttpError {
         }
         r
     }
+
+    /// The same error as an OTLP/HTTP failure: a `google.rpc.Status` body in the request's
+    /// encoding, `Retry-After` on the retryable 429 and 503.
+    pub fn into_otlp_response(self, enc: otlp::Encoding) -> Resp {
+        let status = self.status();
+        let body = otlp::encode_status(status.as_u16(), &self.to_string(), enc);
+        let mut r = crate::http::with_type(status, enc.content_type(), body);
+        let retry_after = match &self {
+            HttpError::RateLimited { retry_after, .. } => Some(*retry_after),
+            HttpError::Unavailable(_) => Some(OTLP_UNAVAILABLE_RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(s) = retry_after {
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if matches!(self, HttpError::Unauthorized) {
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic"),
+            );
+        }
+        r
+    }
 }
+
+/// Seconds an OTLP client is asked to wait after a 503 (replicated mode without NATS).
+const OTLP_UNAVAILABLE_RETRY_AFTER: u64 = 5;

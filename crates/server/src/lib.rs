@@ -10,6 +10,7 @@
 //! * [`conns`]: open connections; idle ones are shed when file descriptors run out.
 //! * [`cpu`]: long CPU work (big push bodies) kept off the runtime's worker threads.
 //! * [`limits`]: request limits, the per-client push rate, and the rejection counters.
+//! * [`otlp`]: the OTLP/HTTP metrics receiver (groups per resource, then the push path).
 //! * [`ui`]: the server-rendered web UI with embedded assets.
 //! * [`telemetry`]: `pushgateway_*` and `process_*` metrics.
 //! * [`error`]: the single mapping from errors to HTTP responses.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod limits;
+pub mod otlp;
 pub mod push;
 pub mod router;
 pub mod scrape;
@@ -81,6 +83,8 @@ pub struct Config {
     /// Name rules and optional exposition formats (`--push.enable-utf8-names`,
     /// `--push.enable-openmetrics`, `--web.enable-openmetrics`).
     pub formats: Formats,
+    /// `--web.enable-otlp-receiver` and the `--otlp.*` flags (`None`: no OTLP receiver).
+    pub otlp: Option<::otlp::Settings>,
 }
 
 /// Name rules and the optional exposition formats; all off by default, as upstream.
@@ -306,7 +310,7 @@ async fn serve_connection<I>(
 /// What a route asks of the caller's role (`--web.config.file` access section).
 fn action_of<'a>(dispatch: &Dispatch, key: Option<&'a store::GroupKey>) -> webconfig::Action<'a> {
     match dispatch {
-        Dispatch::Handle(Route::Push { .. }) => match key {
+        Dispatch::Handle(Route::Push { .. } | Route::OtlpMetrics) => match key {
             Some(k) => webconfig::Action::Push(k),
             None => webconfig::Action::Read,
         },
@@ -442,9 +446,12 @@ async fn handle_inner(
             _ => None,
         };
         // A push path whose grouping key is invalid only needs authentication: its answer
-        // is the 400 below, whatever the caller's role.
+        // is the 400 below, whatever the caller's role. An OTLP export's grouping keys come
+        // from its body: authenticated here, authorized per key once it is decoded.
         let for_auth = match (&dispatch, &key) {
-            (Dispatch::Handle(Route::Push { .. }), None) => &Dispatch::NotFound,
+            (Dispatch::Handle(Route::Push { .. } | Route::OtlpMetrics), None) => {
+                &Dispatch::NotFound
+            }
             _ => &dispatch,
         };
         match authorize(web, &parts, peer, for_auth, key.as_ref()) {
@@ -478,6 +485,12 @@ async fn handle_inner(
         // `count_request` labels a DELETE on the push route as the `delete` handler.
         app.telemetry
             .count_request("push", resp.status().as_u16(), &method);
+        return resp;
+    }
+    if let Dispatch::Handle(Route::OtlpMetrics) = dispatch {
+        let resp = otlp::handle(&app, req, remote, client, peer).await;
+        app.telemetry
+            .count_request("api/v1/otlp/v1/metrics", resp.status().as_u16(), &method);
         return resp;
     }
     // Every other endpoint ignores the body: read it anyway (up to a limit), so the
@@ -604,7 +617,7 @@ async fn handle_push(
 async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
     match route {
         // Pushes never get here (`handle` sends them to `handle_push` with their body).
-        Route::Push { .. } => {
+        Route::Push { .. } | Route::OtlpMetrics => {
             HttpError::Internal("push routed without its body".into()).into_response()
         }
         Route::Scrape => scrape::handle(app, req.headers()),

@@ -396,14 +396,7 @@ pub async fn handle(
         }
         Err(e @ (StoreError::Persist(_) | StoreError::Unavailable(_))) => Err(e.into()),
         Err(StoreError::Quota(q)) => {
-            use store::store::QuotaExceeded as Q;
-            app.rejections.count(match q {
-                Q::SeriesPerGroup { .. } | Q::RecordSize { .. } => {
-                    crate::limits::Reason::SeriesPerGroup
-                }
-                Q::Groups { .. } => crate::limits::Reason::Groups,
-                Q::TotalSeries { .. } => crate::limits::Reason::Series,
-            });
+            app.rejections.count(quota_reason(&q));
             Err(StoreError::Quota(q).into())
         }
         Err(e) if checked => {
@@ -415,6 +408,16 @@ pub async fn handle(
             tracing::debug!(err = %e, "unchecked push recorded as failed");
             Ok(empty(StatusCode::ACCEPTED))
         }
+    }
+}
+
+/// The rejection counter a refused quota counts in.
+pub(crate) fn quota_reason(q: &store::store::QuotaExceeded) -> crate::limits::Reason {
+    use store::store::QuotaExceeded as Q;
+    match q {
+        Q::SeriesPerGroup { .. } | Q::RecordSize { .. } => crate::limits::Reason::SeriesPerGroup,
+        Q::Groups { .. } => crate::limits::Reason::Groups,
+        Q::TotalSeries { .. } => crate::limits::Reason::Series,
     }
 }
 

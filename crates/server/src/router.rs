@@ -32,6 +32,8 @@ pub enum Route {
     ApiGroups,
     /// `DELETE /api/v1/admin/groups`: bulk delete by matchers and age (an extension).
     ApiAdminGroups,
+    /// `POST /api/v1/otlp/v1/metrics`: OTLP/HTTP metrics (`--web.enable-otlp-receiver`).
+    OtlpMetrics,
 }
 
 /// What to do with a request.
@@ -52,6 +54,8 @@ pub struct Routes {
     /// Full scrape path (prefix joined with `--web.telemetry-path`).
     pub telemetry: String,
     pub admin_api: bool,
+    /// `--web.enable-otlp-receiver`: route `POST /api/v1/otlp/v1/metrics`.
+    pub otlp: bool,
 }
 
 /// Computes the trailing-slash redirect target for a method, if any.
@@ -151,6 +155,7 @@ impl Routes {
             "/admin/wipe" if self.admin_api => out.push(("PUT", Route::ApiWipe)),
             "/groups" => out.push(("GET", Route::ApiGroups)),
             "/admin/groups" if self.admin_api => out.push(("DELETE", Route::ApiAdminGroups)),
+            "/otlp/v1/metrics" if self.otlp => out.push(("POST", Route::OtlpMetrics)),
             _ => {}
         }
         out
@@ -246,6 +251,7 @@ mod tests {
             prefix: prefix.into(),
             telemetry: format!("{prefix}/metrics"),
             admin_api: true,
+            otlp: false,
         }
     }
 
@@ -335,6 +341,20 @@ mod tests {
         assert_eq!(
             r.dispatch(&Method::GET, "/api/v1/admin/wipe"),
             Dispatch::MethodNotAllowed(vec!["OPTIONS", "PUT"])
+        );
+        // The OTLP receiver's route exists only with --web.enable-otlp-receiver.
+        assert_eq!(
+            r.dispatch(&Method::POST, "/api/v1/otlp/v1/metrics"),
+            Dispatch::NotFound
+        );
+        let r = Routes { otlp: true, ..r };
+        assert_eq!(
+            r.dispatch(&Method::POST, "/api/v1/otlp/v1/metrics"),
+            Dispatch::Handle(Route::OtlpMetrics)
+        );
+        assert_eq!(
+            r.dispatch(&Method::GET, "/api/v1/otlp/v1/metrics"),
+            Dispatch::MethodNotAllowed(vec!["OPTIONS", "POST"])
         );
     }
 

@@ -89,6 +89,7 @@ pub fn handler_label(route: &Route) -> Option<&'static str> {
         Route::ApiWipe => "wipe",
         Route::ApiGroups => "api/v1/groups",
         Route::ApiAdminGroups => "api/v1/admin/groups",
+        Route::OtlpMetrics => "api/v1/otlp/v1/metrics",
         Route::Scrape | Route::Quit | Route::QuitGet => return None,
     })
 }

@@ -666,6 +666,7 @@ mod tests {
                 prefix: String::new(),
                 telemetry: "/metrics".into(),
                 admin_api: admin,
+                otlp: false,
             },
             external_path: ".".into(),
             enable_lifecycle: false,
@@ -686,6 +687,7 @@ mod tests {
             limits: Default::default(),
             web: None,
             formats: Default::default(),
+            otlp: None,
         }
     }
 

@@ -24,6 +24,7 @@ fn config(ttl: TtlPolicy, admin: bool) -> Config {
             prefix: String::new(),
             telemetry: "/metrics".into(),
             admin_api: admin,
+            otlp: false,
         },
         external_path: ".".into(),
         enable_lifecycle: false,
@@ -44,6 +45,7 @@ fn config(ttl: TtlPolicy, admin: bool) -> Config {
         limits: Default::default(),
         web: None,
         formats: Default::default(),
+        otlp: None,
     }
 }
 
