@@ -7,6 +7,8 @@
 
 use exposition::pb::{Bucket, MetricFamily, MetricType};
 use exposition::{delimited, text_encode, text_parse};
+// Go's amd64 `uint64(float64)` (what the parser does with counts).
+use gocompat::strconv::f64_to_u64 as go_f64_to_u64;
 use prost::Message;
 use std::future::Future;
 use std::sync::Arc;
@@ -148,23 +150,6 @@ pub fn roundtrip_applies(fams: &[MetricFamily]) -> bool {
             .iter()
             .any(|s| f.name().strip_suffix(s).is_some_and(|b| names.contains(b)))
     })
-}
-
-/// Go's amd64 `uint64(float64)` (what the parser does with counts), reimplemented here.
-fn go_f64_to_u64(v: f64) -> u64 {
-    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    fn cvttsd2sq(x: f64) -> i64 {
-        if x.is_nan() || !(-TWO_63..TWO_63).contains(&x) {
-            i64::MIN
-        } else {
-            x as i64
-        }
-    }
-    if v < TWO_63 {
-        cvttsd2sq(v) as u64
-    } else {
-        (cvttsd2sq(v - TWO_63) as u64) | (1 << 63)
-    }
 }
 
 fn canon(v: f64) -> f64 {
