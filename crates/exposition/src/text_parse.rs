@@ -205,6 +205,9 @@ struct Parser<'a> {
 /// A label as read from the line: the name, and the value (borrowed unless it had escapes).
 type RawLabel<'a> = (&'a str, Cow<'a, str>);
 
+/// The label names of a long label set, for the duplicate check.
+type SeenNames<'a> = std::collections::HashSet<&'a [u8], ahash::RandomState>;
+
 fn owned_labels(labels: &[RawLabel]) -> Vec<LabelPair> {
     labels
         .iter()
@@ -420,6 +423,8 @@ impl<'a> Parser<'a> {
         Ok(name)
     }
 
+    /// The parse loop: Go's `startOfLine` (skip blanks, then a comment, a sample or nothing)
+    /// for every line.
     fn run(&mut self) -> PResult<()> {
         loop {
             self.line += 1;
@@ -493,7 +498,7 @@ impl<'a> Parser<'a> {
         (i, Role::Plain)
     }
 
-    /// A line whose first non-blank byte, in `cur`, is '#'.
+    /// Go's `startComment`: a line whose first non-blank byte, in `cur`, is '#'.
     fn comment(&mut self) -> PResult<()> {
         // HELP/TYPE lines can create families or fix types: forget the cached lookup.
         self.last_family = None;
@@ -540,7 +545,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The docstring of a HELP line, starting at `cur`.
+    /// Go's `readingHelp`: the docstring of a HELP line, starting at `cur`.
     fn help(&mut self, fi: usize) -> PResult<()> {
         if self.families[fi].help.is_some() {
             return Err(self.error(format!(
@@ -580,7 +585,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// The type of a TYPE line, starting at `cur`.
+    /// Go's `readingType`: the type of a TYPE line, starting at `cur`.
     fn type_hint(&mut self, fi: usize) -> PResult<()> {
         if self.families[fi].typ.is_some() {
             return Err(self.error(format!(
@@ -598,7 +603,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A sample line whose first non-blank byte is in `cur`.
+    /// Go's `readingMetricName` (and the dispatch to `readingLabels`): a sample line whose
+    /// first non-blank byte is in `cur`.
     fn sample(&mut self) -> PResult<()> {
         // The name may come first inside the braces: `{"my.metric",a="b"} 1`.
         let braced = self.cur == b'{';
@@ -636,6 +642,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The label set; `cur` is '{'. Leaves the first byte of the value in `cur`.
+    /// Go's `readingLabels`, looping over `startLabelName` and `startLabelValue`.
     fn labels(
         &mut self,
         fi: usize,
@@ -645,106 +652,16 @@ impl<'a> Parser<'a> {
     ) -> PResult<()> {
         // Names seen so far, once a line has enough labels that scanning them for the
         // duplicate check would make a long label set quadratic.
-        let mut seen: Option<std::collections::HashSet<&'a [u8], ahash::RandomState>> = None;
+        let mut seen: Option<SeenNames<'a>> = None;
         loop {
             self.skip_blanks()?;
             if self.cur == b'}' {
                 return self.skip_blanks();
             }
-            let name = self.label_name_token()?;
-            if name.is_empty() {
-                return Err(self.error(format!(
-                    "invalid label name for metric {}",
-                    go_quote(self.families[fi].name.as_bytes())
-                )));
-            }
-            if name == b"__name__" {
-                return Err(self.error("label name \"__name__\" is reserved".to_owned()));
-            }
-            let is_special = match typ {
-                MetricType::Summary => name == b"quantile",
-                MetricType::Histogram | MetricType::GaugeHistogram => name == b"le",
-                _ => false,
-            };
-            self.skip_blanks_if_blank()?;
-            if self.cur != b'=' {
-                return Err(self.error(format!(
-                    "expected '=' after label name, found {}",
-                    go_quote_byte(self.cur)
-                )));
-            }
-            let duplicate = match &mut seen {
-                Some(set) => set.contains(name),
-                None => labels.iter().any(|l| l.0.as_bytes() == name),
-            };
-            if !is_special && duplicate {
-                return Err(self.error(format!(
-                    "duplicate label names for metric {}",
-                    go_quote(self.families[fi].name.as_bytes())
-                )));
-            }
-            self.skip_blanks()?;
-            if self.cur != b'"' {
-                return Err(self.error(format!(
-                    "expected '\"' at start of label value, found {}",
-                    go_quote_byte(self.cur)
-                )));
-            }
-            let value = self.label_value()?;
-            if self.limits.value_too_long(value.len()) {
-                let hit = LimitExceeded::LabelValueLength {
-                    label: String::from_utf8_lossy(name).into_owned(),
-                    len: value.len(),
-                    max: self.limits.max_label_value_bytes,
-                };
-                return Err(self.limit(hit));
-            }
-            if is_special {
-                *special = match parse_go_float_bytes(value.as_bytes()) {
-                    Some(v) => v,
-                    None => {
-                        return Err(self.error(format!(
-                            "expected float as value for '{}' label, got {}",
-                            if typ == MetricType::Summary {
-                                "quantile"
-                            } else {
-                                "le"
-                            },
-                            go_quote(value.as_bytes())
-                        )))
-                    }
-                };
-            }
-            self.skip_blanks()?;
-            let end = match self.cur {
-                b',' => false,
-                b'}' => true,
-                _ => {
-                    return Err(self.error(format!(
-                        "unexpected end of label value {}",
-                        go_quote(value.as_bytes())
-                    )))
-                }
-            };
+            let (name, is_special) = self.start_label_name(fi, typ, labels, &seen)?;
+            let (value, end) = self.start_label_value(typ, name, is_special, special)?;
             if !is_special {
-                // Label names are ASCII by construction.
-                labels.push((std::str::from_utf8(name).unwrap_or_default(), value));
-                if self.limits.too_many_labels(labels.len()) {
-                    let hit = LimitExceeded::LabelsPerSeries {
-                        family: self.families[fi].name.to_owned(),
-                        max: self.limits.max_labels_per_series,
-                    };
-                    return Err(self.limit(hit));
-                }
-                match &mut seen {
-                    Some(set) => {
-                        set.insert(name);
-                    }
-                    None if labels.len() >= 16 => {
-                        seen = Some(labels.iter().map(|l| l.0.as_bytes()).collect());
-                    }
-                    None => {}
-                }
+                self.push_label(fi, labels, &mut seen, name, value)?;
             }
             if end {
                 return self.skip_blanks();
@@ -752,7 +669,143 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A quoted label value; `cur` is the opening '"'. Leaves the closing '"' in `cur`.
+    /// Go's `startLabelName`: a label name (first byte in `cur`), up to and including the
+    /// '=' (left in `cur`). Returns the name and whether it is the `quantile` (summary) or `le`
+    /// (histogram) label, which is consumed rather than kept.
+    #[inline]
+    fn start_label_name(
+        &mut self,
+        fi: usize,
+        typ: MetricType,
+        labels: &[RawLabel<'a>],
+        seen: &Option<SeenNames<'a>>,
+    ) -> PResult<(&'a [u8], bool)> {
+        let name = self.label_name_token()?;
+        if name.is_empty() {
+            return Err(self.error(format!(
+                "invalid label name for metric {}",
+                go_quote(self.families[fi].name.as_bytes())
+            )));
+        }
+        if name == b"__name__" {
+            return Err(self.error("label name \"__name__\" is reserved".to_owned()));
+        }
+        let is_special = match typ {
+            MetricType::Summary => name == b"quantile",
+            MetricType::Histogram | MetricType::GaugeHistogram => name == b"le",
+            _ => false,
+        };
+        self.skip_blanks_if_blank()?;
+        if self.cur != b'=' {
+            return Err(self.error(format!(
+                "expected '=' after label name, found {}",
+                go_quote_byte(self.cur)
+            )));
+        }
+        let duplicate = match seen {
+            Some(set) => set.contains(name),
+            None => labels.iter().any(|l| l.0.as_bytes() == name),
+        };
+        if !is_special && duplicate {
+            return Err(self.error(format!(
+                "duplicate label names for metric {}",
+                go_quote(self.families[fi].name.as_bytes())
+            )));
+        }
+        Ok((name, is_special))
+    }
+
+    /// Go's `startLabelValue`: after the '=' in `cur`, the quoted value and the ',' or '}'
+    /// after it (left in `cur`; returns whether it was '}'). The value of a `quantile`/`le`
+    /// label is parsed into `special`.
+    #[inline]
+    fn start_label_value(
+        &mut self,
+        typ: MetricType,
+        name: &'a [u8],
+        is_special: bool,
+        special: &mut f64,
+    ) -> PResult<(Cow<'a, str>, bool)> {
+        self.skip_blanks()?;
+        if self.cur != b'"' {
+            return Err(self.error(format!(
+                "expected '\"' at start of label value, found {}",
+                go_quote_byte(self.cur)
+            )));
+        }
+        let value = self.label_value()?;
+        if self.limits.value_too_long(value.len()) {
+            let hit = LimitExceeded::LabelValueLength {
+                label: String::from_utf8_lossy(name).into_owned(),
+                len: value.len(),
+                max: self.limits.max_label_value_bytes,
+            };
+            return Err(self.limit(hit));
+        }
+        if is_special {
+            *special = match parse_go_float_bytes(value.as_bytes()) {
+                Some(v) => v,
+                None => {
+                    return Err(self.error(format!(
+                        "expected float as value for '{}' label, got {}",
+                        if typ == MetricType::Summary {
+                            "quantile"
+                        } else {
+                            "le"
+                        },
+                        go_quote(value.as_bytes())
+                    )))
+                }
+            };
+        }
+        self.skip_blanks()?;
+        let end = match self.cur {
+            b',' => false,
+            b'}' => true,
+            _ => {
+                return Err(self.error(format!(
+                    "unexpected end of label value {}",
+                    go_quote(value.as_bytes())
+                )))
+            }
+        };
+        Ok((value, end))
+    }
+
+    /// Keeps a label of the current sample (the end of Go's `startLabelValue`), checking the
+    /// labels-per-series limit.
+    #[inline]
+    fn push_label(
+        &mut self,
+        fi: usize,
+        labels: &mut Vec<RawLabel<'a>>,
+        seen: &mut Option<SeenNames<'a>>,
+        name: &'a [u8],
+        value: Cow<'a, str>,
+    ) -> PResult<()> {
+        // Label names are ASCII by construction.
+        labels.push((std::str::from_utf8(name).unwrap_or_default(), value));
+        if self.limits.too_many_labels(labels.len()) {
+            let hit = LimitExceeded::LabelsPerSeries {
+                family: self.families[fi].name.to_owned(),
+                max: self.limits.max_labels_per_series,
+            };
+            return Err(self.limit(hit));
+        }
+        match seen {
+            Some(set) => {
+                set.insert(name);
+            }
+            None if labels.len() >= 16 => {
+                *seen = Some(labels.iter().map(|l| l.0.as_bytes()).collect());
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The quoted string of Go's `startLabelValue`; `cur` is the opening '"'. Leaves the
+    /// closing '"' in `cur`.
     fn label_value(&mut self) -> PResult<Cow<'a, str>> {
         let start = self.pos;
         let rest = &self.buf[start..];
@@ -812,7 +865,8 @@ impl<'a> Parser<'a> {
             .map_err(|e| self.error(format!("invalid label value {}", go_quote(e.as_bytes()))))
     }
 
-    /// The value (first byte in `cur`), the optional timestamp and the end of the line.
+    /// Go's `readingValue`: the value (first byte in `cur`) of the sample, stored into the
+    /// metric its labels select; then Go's `startTimestamp` if the line goes on.
     fn value(
         &mut self,
         fi: usize,
@@ -825,48 +879,7 @@ impl<'a> Parser<'a> {
             typ,
             MetricType::Summary | MetricType::Histogram | MetricType::GaugeHistogram
         ) {
-            // All lines of one summary/histogram with the same labels (apart from
-            // quantile/le) make up one metric; the labels of its first line are kept.
-            self.key.clear();
-            self.key.extend_from_slice(&(fi as u64).to_le_bytes());
-            // Label order for the key, without allocating for the usual few labels.
-            let mut small = [0usize; 16];
-            let mut large = Vec::new();
-            let order: &mut [usize] = if labels.len() <= small.len() {
-                &mut small[..labels.len()]
-            } else {
-                large.extend(0..labels.len());
-                &mut large
-            };
-            for (i, o) in order.iter_mut().enumerate() {
-                *o = i;
-            }
-            order.sort_unstable_by(|a, b| labels[*a].0.cmp(labels[*b].0));
-            for l in order.iter().map(|i| &labels[*i]) {
-                // 0xFF never occurs in UTF-8, so the key is unambiguous.
-                self.key.extend_from_slice(l.0.as_bytes());
-                self.key.push(0xFF);
-                self.key.extend_from_slice(l.1.as_bytes());
-                self.key.push(0xFF);
-            }
-            let cached = self.last_grouped.filter(|_| self.last_key == self.key);
-            let mi = match cached.or_else(|| self.grouped.get(self.key.as_slice()).copied()) {
-                Some(mi) => mi,
-                None => {
-                    let metrics = &mut self.families[fi].metrics;
-                    metrics.push(Metric {
-                        label: owned_labels(&labels),
-                        ..Default::default()
-                    });
-                    self.grouped.insert(self.key.clone(), metrics.len() - 1);
-                    metrics.len() - 1
-                }
-            };
-            if cached.is_none() {
-                std::mem::swap(&mut self.last_key, &mut self.key);
-                self.last_grouped = Some(mi);
-            }
-            mi
+            self.grouped_metric(fi, &labels)
         } else {
             let metrics = &mut self.families[fi].metrics;
             metrics.push(Metric {
@@ -881,6 +894,72 @@ impl<'a> Parser<'a> {
         let Some(v) = parse_go_float_bytes(token) else {
             return Err(self.error(format!("expected float as value, got {}", go_quote(token))));
         };
+        self.set_value(fi, mi, typ, role, v, special)?;
+        if self.cur == b'\n' {
+            return Ok(());
+        }
+        self.start_timestamp(fi, mi)
+    }
+
+    /// The summary/histogram metric that a line with these labels (apart from quantile/le)
+    /// belongs to, created with the labels of its first line: Go's `summaries`/`histograms`
+    /// maps keyed by the label signature (in `readingValue`).
+    #[inline]
+    fn grouped_metric(&mut self, fi: usize, labels: &[RawLabel<'a>]) -> usize {
+        self.key.clear();
+        self.key.extend_from_slice(&(fi as u64).to_le_bytes());
+        // Label order for the key, without allocating for the usual few labels.
+        let mut small = [0usize; 16];
+        let mut large = Vec::new();
+        let order: &mut [usize] = if labels.len() <= small.len() {
+            &mut small[..labels.len()]
+        } else {
+            large.extend(0..labels.len());
+            &mut large
+        };
+        for (i, o) in order.iter_mut().enumerate() {
+            *o = i;
+        }
+        order.sort_unstable_by(|a, b| labels[*a].0.cmp(labels[*b].0));
+        for l in order.iter().map(|i| &labels[*i]) {
+            // 0xFF never occurs in UTF-8, so the key is unambiguous.
+            self.key.extend_from_slice(l.0.as_bytes());
+            self.key.push(0xFF);
+            self.key.extend_from_slice(l.1.as_bytes());
+            self.key.push(0xFF);
+        }
+        let cached = self.last_grouped.filter(|_| self.last_key == self.key);
+        let mi = match cached.or_else(|| self.grouped.get(self.key.as_slice()).copied()) {
+            Some(mi) => mi,
+            None => {
+                let metrics = &mut self.families[fi].metrics;
+                metrics.push(Metric {
+                    label: owned_labels(labels),
+                    ..Default::default()
+                });
+                self.grouped.insert(self.key.clone(), metrics.len() - 1);
+                metrics.len() - 1
+            }
+        };
+        if cached.is_none() {
+            std::mem::swap(&mut self.last_key, &mut self.key);
+            self.last_grouped = Some(mi);
+        }
+        mi
+    }
+
+    /// The `switch` on the family's type in Go's `readingValue`: stores `v` into metric `mi`
+    /// as its role (value, `_count`, `_sum`, quantile or bucket) says.
+    #[inline]
+    fn set_value(
+        &mut self,
+        fi: usize,
+        mi: usize,
+        typ: MetricType,
+        role: Role,
+        v: f64,
+        special: f64,
+    ) -> PResult<()> {
         let (mut float, mut negative) = (false, None);
         let metric = &mut self.families[fi].metrics[mi];
         match typ {
@@ -904,42 +983,9 @@ impl<'a> Parser<'a> {
                     Role::Plain => {}
                 }
             }
-            // Counts that are not whole numbers make a float histogram (common v0.67).
             MetricType::Histogram | MetricType::GaugeHistogram => {
                 let histogram = metric.histogram.get_or_insert_with(Default::default);
-                let whole = go_f64_to_u64(v);
-                let is_whole = whole as f64 == v;
-                match role {
-                    Role::Count if is_whole => histogram.sample_count = Some(whole),
-                    Role::Plain if is_whole && !special.is_nan() => histogram.bucket.push(Bucket {
-                        cumulative_count: Some(whole),
-                        upper_bound: Some(special),
-                        ..Default::default()
-                    }),
-                    Role::Count | Role::Plain
-                        if v < 0.0 && (role == Role::Count || !special.is_nan()) =>
-                    {
-                        negative = Some(if role == Role::Count {
-                            "count"
-                        } else {
-                            "bucket population"
-                        });
-                    }
-                    Role::Count => {
-                        histogram.sample_count_float = Some(v);
-                        float = true;
-                    }
-                    Role::Plain if !special.is_nan() => {
-                        histogram.bucket.push(Bucket {
-                            cumulative_count_float: Some(v),
-                            upper_bound: Some(special),
-                            ..Default::default()
-                        });
-                        float = true;
-                    }
-                    Role::Sum => histogram.sample_sum = Some(v),
-                    Role::Plain => {}
-                }
+                (float, negative) = set_histogram_value(histogram, role, v, special);
             }
         }
         if let Some(what) = negative {
@@ -950,10 +996,12 @@ impl<'a> Parser<'a> {
             )));
         }
         self.float_histograms |= float;
-        if self.cur == b'\n' {
-            return Ok(());
-        }
+        Ok(())
+    }
 
+    /// Go's `startTimestamp`: the timestamp after the value (`cur` is the blank before it)
+    /// and the end of the line.
+    fn start_timestamp(&mut self, fi: usize, mi: usize) -> PResult<()> {
         self.skip_blanks()?;
         let token = self.token_until_blank()?;
         let Some(ts) = parse_go_int(token) else {
@@ -975,6 +1023,51 @@ impl<'a> Parser<'a> {
         }
         Ok(())
     }
+}
+
+/// A histogram line's value in Go's `readingValue`: `_count`, `_sum` or a bucket. Counts that
+/// are not whole numbers make a float histogram (common v0.67): returns whether this one did,
+/// and what was negative if a count was (an error).
+#[inline]
+fn set_histogram_value(
+    histogram: &mut crate::pb::Histogram,
+    role: Role,
+    v: f64,
+    special: f64,
+) -> (bool, Option<&'static str>) {
+    let (mut float, mut negative) = (false, None);
+    let whole = go_f64_to_u64(v);
+    let is_whole = whole as f64 == v;
+    match role {
+        Role::Count if is_whole => histogram.sample_count = Some(whole),
+        Role::Plain if is_whole && !special.is_nan() => histogram.bucket.push(Bucket {
+            cumulative_count: Some(whole),
+            upper_bound: Some(special),
+            ..Default::default()
+        }),
+        Role::Count | Role::Plain if v < 0.0 && (role == Role::Count || !special.is_nan()) => {
+            negative = Some(if role == Role::Count {
+                "count"
+            } else {
+                "bucket population"
+            });
+        }
+        Role::Count => {
+            histogram.sample_count_float = Some(v);
+            float = true;
+        }
+        Role::Plain if !special.is_nan() => {
+            histogram.bucket.push(Bucket {
+                cumulative_count_float: Some(v),
+                upper_bound: Some(special),
+                ..Default::default()
+            });
+            float = true;
+        }
+        Role::Sum => histogram.sample_sum = Some(v),
+        Role::Plain => {}
+    }
+    (float, negative)
 }
 
 /// Makes a histogram all-float once any of its counts is a float (common v0.67's
