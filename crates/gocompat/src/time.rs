@@ -1,4 +1,5 @@
-//! Go's `time.Time.Format(time.RFC3339Nano)`, as the API and the web UI print times.
+//! Go's `time.Time`: `Format(time.RFC3339Nano)`, as the API and the web UI print times, and
+//! `UnmarshalBinary`, as the official gateway's persistence file stores them.
 
 use std::fmt::Write as _;
 
@@ -38,9 +39,52 @@ pub fn rfc3339_nano(unix_nanos: i64, offset: ::time::UtcOffset) -> String {
     s
 }
 
+/// Seconds from 0001-01-01 (Go's `time.Time` epoch) to 1970-01-01.
+const GO_TO_UNIX_SECONDS: i64 = 62_135_596_800;
+
+/// Go's `time.Time.UnmarshalBinary` (versions 1 and 2), as Unix nanoseconds; the zero time
+/// is 0. (The official gateway's persistence file stores push times this way.)
+pub fn unmarshal_binary_nanos(b: &[u8]) -> Result<i64, String> {
+    let want = match b.first() {
+        Some(1) => 15,
+        Some(2) => 16,
+        Some(v) => return Err(format!("unknown time encoding version {v}")),
+        None => return Err("empty time".into()),
+    };
+    if b.len() != want {
+        return Err(format!("time of {} bytes, want {want}", b.len()));
+    }
+    let sec = i64::from_be_bytes(b[1..9].try_into().expect("8 bytes"));
+    let nsec = i32::from_be_bytes(b[9..13].try_into().expect("4 bytes"));
+    if sec == 0 && nsec == 0 {
+        return Ok(0);
+    }
+    (sec - GO_TO_UNIX_SECONDS)
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(i64::from(nsec)))
+        .ok_or_else(|| "time out of range".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_binary_times() {
+        // time.Date(2026, 12, 4, 9, 45, 0, 123, time.UTC).MarshalBinary()
+        let sec: i64 = 1_796_377_500 + GO_TO_UNIX_SECONDS;
+        let mut b = vec![1];
+        b.extend_from_slice(&sec.to_be_bytes());
+        b.extend_from_slice(&123i32.to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        assert_eq!(unmarshal_binary_nanos(&b), Ok(1_796_377_500_000_000_123));
+        // The zero time.
+        let mut z = vec![1];
+        z.extend_from_slice(&[0; 12]);
+        z.extend_from_slice(&(-1i16).to_be_bytes());
+        assert_eq!(unmarshal_binary_nanos(&z), Ok(0));
+        assert!(unmarshal_binary_nanos(&b[..10]).is_err());
+    }
 
     #[test]
     fn rfc3339() {
