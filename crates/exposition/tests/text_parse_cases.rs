@@ -170,10 +170,15 @@ fn case_dir(mode: &str) -> PathBuf {
 /// Runs every case of one directory; returns the failures, each naming its file.
 fn check_dir(mode: &str, dir: &Path) -> Vec<String> {
     let bless = std::env::var_os("PGW_BLESS").is_some();
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(dir)
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    let has_ext = |p: &Path, ext: &str| p.extension().is_some_and(|e| e == ext);
+    let mut inputs: Vec<PathBuf> = files
+        .iter()
+        .filter(|p| has_ext(p, "txt"))
+        .cloned()
         .collect();
     inputs.sort();
     assert!(
@@ -181,7 +186,12 @@ fn check_dir(mode: &str, dir: &Path) -> Vec<String> {
         "{}: no cases (*.txt) in the case directory",
         dir.display()
     );
-    let mut failures = Vec::new();
+    // An expectation whose input is gone would silently drop a case.
+    let mut failures: Vec<String> = files
+        .iter()
+        .filter(|p| (has_ext(p, "out") || has_ext(p, "err")) && !p.with_extension("txt").exists())
+        .map(|p| format!("{}: expected output without its input (.txt)", p.display()))
+        .collect();
     for input_path in inputs {
         let input = std::fs::read(&input_path).expect("read case input");
         let (out_path, err_path) = (
