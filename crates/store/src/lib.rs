@@ -13,6 +13,7 @@
 
 pub mod accumulate;
 pub mod check;
+pub mod compaction;
 pub mod group;
 pub mod idempotency;
 pub(crate) mod index;
