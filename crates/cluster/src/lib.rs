@@ -28,8 +28,15 @@
 //! again against the winner (which records `push_failure_time_seconds`, as a refused push
 //! does) and answers 400. Scrapes stay consistent on every replica.
 
-use async_nats::jetstream::{self, kv};
+pub mod bucket;
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod tests_replicated;
+
+use async_nats::jetstream;
 use base64::Engine;
+pub use bucket::{Bucket, NatsBucket};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -79,10 +86,11 @@ struct Rev {
 
 pub struct Cluster {
     store: Arc<Store>,
-    client: async_nats::Client,
-    js: jetstream::Context,
+    /// The bucket (NATS JetStream KV, or in tests the in-memory one).
+    kv: Arc<dyn Bucket>,
     bucket: String,
-    kv: Mutex<Option<kv::Store>>,
+    /// Whether the bucket has been opened and is watched (until then changes get 503).
+    open: AtomicBool,
     revs: Mutex<HashMap<GroupKey, Rev>>,
     /// Grouping keys of hashed bucket keys, learnt from their values (for delete markers).
     hashed: Mutex<HashMap<String, GroupKey>>,
@@ -119,8 +127,6 @@ enum WriteFailed {
     Failed(StoreError),
 }
 
-const KV_OPERATION: &str = "KV-Operation";
-const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
 const MAX_ATTEMPTS: usize = 32;
 /// Refused revisions remembered for their writers.
 const MAX_REJECTED: usize = 10_000;
@@ -268,12 +274,22 @@ impl Cluster {
             .map_err(|e| ClusterError::Connect(e.to_string()))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(cfg.timeout);
+        let kv = Arc::new(NatsBucket::new(client, js, cfg.bucket.clone()));
+        Ok(Cluster::with_bucket(kv, &cfg, store))
+    }
+
+    /// A replica writing to and following `kv` (`cfg` gives the bucket's name, its
+    /// replicas, the URLs for messages and the timeout); starts following at once.
+    pub fn with_bucket(
+        kv: Arc<dyn Bucket>,
+        cfg: &ClusterConfig,
+        store: Arc<Store>,
+    ) -> Arc<Cluster> {
         let cluster = Arc::new(Cluster {
             store,
-            client,
-            js,
+            kv,
             bucket: cfg.bucket.clone(),
-            kv: Mutex::new(None),
+            open: AtomicBool::new(false),
             revs: Mutex::new(HashMap::new()),
             hashed: Mutex::new(HashMap::new()),
             pushing: Default::default(),
@@ -286,11 +302,11 @@ impl Cluster {
             wanted: AtomicU64::new(0),
         });
         tokio::spawn(follow(cluster.clone(), cfg.replicas.max(1)));
-        Ok(cluster)
+        cluster
     }
 
     fn connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        self.kv.connected()
     }
 
     /// Whether the client is connected, after waiting (until `deadline`, at most
@@ -308,22 +324,26 @@ impl Cluster {
 
     /// The bucket, once connected (waiting briefly for a reconnect) and set up; otherwise
     /// the 503 reason.
-    async fn bucket_by(&self, deadline: Instant) -> Result<kv::Store, StoreError> {
+    async fn bucket_by(&self, deadline: Instant) -> Result<&dyn Bucket, StoreError> {
         self.wait_connected(deadline).await;
         self.bucket()
     }
 
     /// The bucket, if connected and set up; otherwise the 503 reason.
-    fn bucket(&self) -> Result<kv::Store, StoreError> {
+    fn bucket(&self) -> Result<&dyn Bucket, StoreError> {
         if !self.connected() {
             return Err(StoreError::Unavailable(format!(
                 "not connected to NATS ({}); the change was not made",
                 self.urls
             )));
         }
-        self.kv.lock().clone().ok_or_else(|| {
-            StoreError::Unavailable(format!("NATS bucket {:?} not available yet", self.bucket))
-        })
+        if !self.open.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(format!(
+                "NATS bucket {:?} not available yet",
+                self.bucket
+            )));
+        }
+        Ok(&*self.kv)
     }
 
     /// Applies a version of a key to the mirror unless it already holds a newer one.
@@ -421,25 +441,23 @@ impl Cluster {
         }
     }
 
-    fn apply_entry(&self, e: &kv::Entry) -> Option<GroupKey> {
-        match e.operation {
-            kv::Operation::Put => {
-                match decode_value(&e.value).and_then(|r| self.store.decode_group(&r)) {
-                    Ok(g) => {
-                        let key = g.key.clone();
-                        if e.key.starts_with('=') {
-                            self.hashed.lock().insert(e.key.clone(), key.clone());
-                        }
-                        self.apply(&key, Some(g), e.revision);
-                        Some(key)
+    fn apply_entry(&self, e: &bucket::Entry) -> Option<GroupKey> {
+        match e.live {
+            true => match decode_value(&e.value).and_then(|r| self.store.decode_group(&r)) {
+                Ok(g) => {
+                    let key = g.key.clone();
+                    if e.key.starts_with('=') {
+                        self.hashed.lock().insert(e.key.clone(), key.clone());
                     }
-                    Err(err) => {
-                        tracing::error!(key = %e.key, %err, "skipping undecodable replicated group");
-                        None
-                    }
+                    self.apply(&key, Some(g), e.revision);
+                    Some(key)
                 }
-            }
-            kv::Operation::Delete | kv::Operation::Purge => {
+                Err(err) => {
+                    tracing::error!(key = %e.key, %err, "skipping undecodable replicated group");
+                    None
+                }
+            },
+            false => {
                 let key = group_key(&e.key).or_else(|| self.hashed.lock().get(&e.key).cloned())?;
                 self.apply(&key, None, e.revision);
                 Some(key)
@@ -451,24 +469,22 @@ impl Cluster {
     /// mirror has applied it (in the bucket's order, via the watch).
     async fn refresh(
         &self,
-        kv: &kv::Store,
+        kv: &dyn Bucket,
         key: &GroupKey,
         deadline: Instant,
     ) -> Result<(), StoreError> {
         let k = kv_key(key);
         let entry = self
             .write_retrying("read", deadline, || async {
-                kv.entry(k.clone())
-                    .await
-                    .map_err(|e| (false, e.to_string()))
+                kv.revision(&k).await.map_err(|e| (false, e))
             })
             .await
             .map_err(|e| match e {
                 WriteFailed::Failed(e) => e,
                 WriteFailed::Conflict => unavailable("read", "conflict"),
             })?;
-        if let Some(e) = entry {
-            if let Err(Unconfirmed::TimedOut) = self.confirmed(e.revision, deadline).await {
+        if let Some(revision) = entry {
+            if let Err(Unconfirmed::TimedOut) = self.confirmed(revision, deadline).await {
                 return Err(unavailable("read", "the mirror did not catch up in time"));
             }
         }
@@ -481,15 +497,9 @@ impl Cluster {
         &self,
         key: &GroupKey,
         expect: Option<u64>,
-    ) -> Result<jetstream::context::PublishAckFuture, StoreError> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(KV_OPERATION, "DEL");
-        if let Some(rev) = expect {
-            headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, rev.to_string().as_str());
-        }
-        let subject = format!("$KV.{}.{}", self.bucket, kv_key(key));
-        self.js
-            .publish_with_headers(subject, headers, bytes::Bytes::new())
+    ) -> Result<bucket::Ack, StoreError> {
+        self.kv
+            .delete(&kv_key(key), expect)
             .await
             .map_err(|e| unavailable("delete", e))
     }
@@ -505,20 +515,18 @@ impl Cluster {
         let mut last = 0;
         for (k, ack) in pending {
             let acked = match ack {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Ok(ack) => ack.await,
                 Err(e) => Err(e.to_string()),
             };
             let seq = match acked {
-                Ok(a) => a.sequence,
+                Ok(seq) => seq,
                 Err(_) => self
                     .write_retrying("delete", deadline, || async {
                         let ack = self
                             .publish_delete(k, None)
                             .await
                             .map_err(|e| (false, e.to_string()))?;
-                        ack.await
-                            .map(|a| a.sequence)
-                            .map_err(|e| (false, e.to_string()))
+                        ack.await.map_err(|e| (false, e))
                     })
                     .await
                     .map_err(|e| match e {
@@ -555,14 +563,15 @@ impl Cluster {
         let (mut imported, mut present, mut last) = (0, 0, 0);
         for g in groups {
             let value = bytes::Bytes::from(encode_value(&g.encode_record()));
-            match tokio::time::timeout(self.timeout, kv.create(kv_key(&g.key), value)).await {
+            let k = kv_key(&g.key);
+            match tokio::time::timeout(self.timeout, kv.create(&k, value)).await {
                 Err(_) => return Err(unavailable("import", "timed out")),
                 Ok(Ok(revision)) => {
                     last = revision;
                     imported += 1;
                 }
-                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => present += 1,
-                Ok(Err(e)) => return Err(unavailable("import", e)),
+                Ok(Err((true, _))) => present += 1,
+                Ok(Err((false, e))) => return Err(unavailable("import", e)),
             }
         }
         let _ = self.confirmed(last, Instant::now() + self.timeout).await;
@@ -619,30 +628,13 @@ async fn follow_once(
     replicas: usize,
     seen_rev: &mut Option<u64>,
 ) -> Result<(), String> {
-    let kv = match c.js.get_key_value(&c.bucket).await {
-        Ok(kv) => kv,
-        Err(_) => {
-            c.js.create_key_value(kv::Config {
-                bucket: c.bucket.clone(),
-                description: "Pushgateway groups (one key per group)".into(),
-                history: 1,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("creating bucket {:?}: {e}", c.bucket))?
-        }
-    };
-    let last = last_revision(&kv).await?;
+    c.kv.open(replicas).await?;
+    let last = c.kv.last_revision().await?;
     let resume = *seen_rev;
-    let mut watch = match resume {
-        // Only what changed since: with history 1, every key changed after `r` has its
-        // latest version after `r` in the stream.
-        Some(r) => kv.watch_all_from_revision(r + 1).await,
-        None => kv.watch_with_history(">").await,
-    }
-    .map_err(|e| format!("watching bucket: {e}"))?;
-    *c.kv.lock() = Some(kv.clone());
+    // Only what changed since: with history 1, every key changed after `r` has its
+    // latest version after `r` in the stream.
+    let mut watch = c.kv.watch(resume.map(|r| r + 1)).await?;
+    c.open.store(true, Ordering::Release);
     let mut seen: Option<HashSet<GroupKey>> = resume.is_none().then(HashSet::new);
     let mut syncing = true;
     let finish_sync = |seen: &mut Option<HashSet<GroupKey>>| {
@@ -677,7 +669,7 @@ async fn follow_once(
         tokio::select! {
             entry = watch.next() => {
                 let Some(entry) = entry else { return Ok(()) };
-                let e = entry.map_err(|e| format!("watch: {e}"))?;
+                let e = entry?;
                 *seen_rev = Some(seen_rev.map_or(e.revision, |r| r.max(e.revision)));
                 behind_since = None;
                 let key = c.apply_entry(&e);
@@ -700,7 +692,7 @@ async fn follow_once(
                 let behind = if wanted > seen {
                     Some((wanted, STALL_LOCAL_WAITER))
                 } else if ticks.is_multiple_of(WATCHDOG_STATUS_EVERY) {
-                    match last_revision(&kv).await {
+                    match c.kv.last_revision().await {
                         Ok(last) if last > seen => Some((last, STALL_BUCKET)),
                         Ok(_) => None,
                         Err(_) => continue,
@@ -724,14 +716,6 @@ async fn follow_once(
     }
 }
 
-async fn last_revision(kv: &kv::Store) -> Result<u64, String> {
-    let status = tokio::time::timeout(Duration::from_secs(5), kv.status())
-        .await
-        .map_err(|_| "bucket status: timed out".to_string())?
-        .map_err(|e| format!("bucket status: {e}"))?;
-    Ok(status.info.state.last_sequence)
-}
-
 impl Writer for Cluster {
     fn push(&self, push: Push) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
@@ -751,7 +735,7 @@ impl Writer for Cluster {
                     Plan::Unchanged => return Ok(()),
                 };
                 let value = bytes::Bytes::from(encode_value(&group.encode_record()));
-                let max = self.client.server_info().max_payload;
+                let max = self.kv.max_payload();
                 if max > 0 && value.len() + 1024 > max {
                     return Err(StoreError::Quota(store::store::QuotaExceeded::RecordSize {
                         have: value.len() as u64,
@@ -763,18 +747,8 @@ impl Writer for Cluster {
                         Some(Rev {
                             revision,
                             live: true,
-                        }) => kv.update(&k, value.clone(), revision).await.map_err(|e| {
-                            (
-                                e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                                e.to_string(),
-                            )
-                        }),
-                        _ => kv.create(&k, value.clone()).await.map_err(|e| {
-                            (
-                                e.kind() == kv::CreateErrorKind::AlreadyExists,
-                                e.to_string(),
-                            )
-                        }),
+                        }) => kv.update(&k, value.clone(), revision).await,
+                        _ => kv.create(&k, value.clone()).await,
                     }
                 };
                 match self.write_retrying("write", deadline, write).await {
@@ -794,7 +768,7 @@ impl Writer for Cluster {
                         }
                     },
                     // Another replica changed the group first: read its version and re-plan.
-                    Err(WriteFailed::Conflict) => self.refresh(&kv, &p.key, deadline).await?,
+                    Err(WriteFailed::Conflict) => self.refresh(kv, &p.key, deadline).await?,
                     Err(WriteFailed::Failed(e)) => return Err(e),
                 }
             }
@@ -858,12 +832,12 @@ impl Writer for Cluster {
                 let ack = self.publish_delete(&k, Some(rev.revision)).await?;
                 let deadline = Instant::now() + self.timeout;
                 match tokio::time::timeout(self.timeout, ack).await {
-                    Ok(Ok(ack)) => {
+                    Ok(Ok(revision)) => {
                         tracing::info!(group = ?k, "group expired");
-                        let _ = self.confirmed(ack.sequence, deadline).await;
+                        let _ = self.confirmed(revision, deadline).await;
                         n += 1;
                     }
-                    Ok(Err(_)) => self.refresh(&kv, &k, deadline).await?,
+                    Ok(Err(_)) => self.refresh(kv, &k, deadline).await?,
                     Err(_) => return Err(unavailable("expire", "timed out")),
                 }
             }
