@@ -5,7 +5,9 @@
 
 use super::*;
 use crate::memory::{Fault, MemoryBucket};
+use std::time::Duration;
 use std::time::UNIX_EPOCH;
+use store::{Plan, Push};
 
 fn config(timeout: Duration) -> ClusterConfig {
     ClusterConfig {
