@@ -91,13 +91,18 @@ struct Rev {
     live: bool,
 }
 
+/// A replica: writes go to the bucket, reads come from the mirror the watch keeps.
 pub struct Cluster {
+    /// The mirror: the ordinary store, changed only by the watch (plans are made against it).
     store: Arc<Store>,
     /// The bucket (NATS JetStream KV, or in tests the in-memory one).
     kv: Arc<dyn Bucket>,
+    /// The bucket's name, for messages.
     bucket: String,
     /// Whether the bucket has been opened and is watched (until then changes get 503).
     open: AtomicBool,
+    /// The revision of every key the mirror holds: the compare-and-set's expected revision,
+    /// and what keeps an older version arriving late from being applied.
     revs: Mutex<HashMap<GroupKey, Rev>>,
     /// Grouping keys of hashed bucket keys, learnt from their values (for delete markers).
     hashed: Mutex<HashMap<String, GroupKey>>,
@@ -105,8 +110,11 @@ pub struct Cluster {
     /// racing each other's compare-and-set (with many concurrent pushes to one group, e.g.
     /// accumulating ones, the losers would otherwise run out of attempts). Only replicas race.
     pushing: store::turn::Turns,
+    /// Caught up with the bucket since the watch (re)started: the readiness answer.
     synced: AtomicBool,
+    /// `--cluster.timeout`: the longest a change waits for the bucket and the mirror.
     timeout: Duration,
+    /// The NATS URLs, for messages.
     urls: String,
     /// The highest revision the watch has applied to the mirror.
     applied: tokio::sync::watch::Sender<u64>,
