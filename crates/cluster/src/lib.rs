@@ -33,6 +33,8 @@
 //! the local store), `memory.rs` and `tests_replicated.rs` (the in-memory bucket with faults,
 //! and the tests that use it).
 
+#![forbid(unsafe_code)]
+
 pub mod bucket;
 mod keys;
 #[cfg(test)]

@@ -6,6 +6,8 @@ use pushgateway::flags;
 mod config;
 mod import;
 mod rules;
+// unsafe: taking over the descriptors systemd passed (SAFETY comment at the call).
+#[allow(unsafe_code)]
 mod systemd;
 
 use anyhow::{Context, Result};

@@ -16,6 +16,8 @@
 //! * [`error`]: the single mapping from errors to HTTP responses.
 
 pub mod api;
+// unsafe: getrlimit/setrlimit(RLIMIT_NOFILE) (SAFETY comments at the calls).
+#[allow(unsafe_code)]
 pub mod conns;
 pub mod cpu;
 pub mod error;
