@@ -19,8 +19,9 @@
 use crate::error::HttpError;
 use crate::http::Resp;
 use crate::router::{Dispatch, Route};
-use crate::{limits, App};
-use hyper::body::Incoming;
+use crate::{limits, App, BoxError};
+use bytes::Bytes;
+use hyper::body::Body;
 use hyper::http::request::Parts;
 use hyper::{Method, Request, StatusCode};
 use otlp::Encoding;
@@ -31,13 +32,17 @@ use std::time::Instant;
 use store::{GroupKey, Push, StoreError};
 
 /// Handles one OTLP export request.
-pub async fn handle(
+pub async fn handle<B>(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<B>,
     remote: SocketAddr,
     client: Option<String>,
     peer: Option<&webconfig::ClientIdentity>,
-) -> Resp {
+) -> Resp
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = Instant::now();
     let approx_size = crate::telemetry::approximate_request_size(&req);
     let encoding = req
@@ -63,14 +68,18 @@ pub async fn handle(
 }
 
 /// Stores what a request carries; `(rejected points, why)` on success.
-async fn export(
+async fn export<B>(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<B>,
     remote: SocketAddr,
     client: Option<String>,
     peer: Option<&webconfig::ClientIdentity>,
     encoding: Option<Encoding>,
-) -> Result<(u64, String), HttpError> {
+) -> Result<(u64, String), HttpError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let Some(settings) = app.cfg.otlp.as_ref() else {
         return Err(HttpError::NotFound);
     };
@@ -84,7 +93,7 @@ async fn export(
             });
         }
     }
-    let (parts, body) = crate::read_body(app, req).await?;
+    let (parts, body) = crate::dispatch::read_body(app, req).await?;
     let Some(encoding) = encoding else {
         return Err(HttpError::UnsupportedMediaType(format!(
             "unsupported Content-Type {:?}: OTLP/HTTP takes application/x-protobuf or application/json",
@@ -115,7 +124,7 @@ async fn export(
     let request =
         otlp::decode(&body, encoding).map_err(|e| HttpError::BadRequest(e.to_string()))?;
     let mut translation = otlp::translate(request, settings);
-    let requested_ttl = crate::lifecycle::requested_ttl(&parts)?;
+    let requested_ttl = crate::expiry::requested_ttl(&parts)?;
     let time = app.clock.now();
 
     // Every check before the first change: a refused request changes nothing.
@@ -229,7 +238,7 @@ fn authorize(
     let Some(web) = app.cfg.web.as_ref().map(|w| w.current()) else {
         return Ok(());
     };
-    crate::authorize(
+    crate::dispatch::authorize(
         &web,
         parts,
         peer,

@@ -20,9 +20,11 @@
 //! Text content is escaped for `<`, `>` and `&` only (so a label reads `job="x"` in the raw
 //! HTML); attribute values are escaped for quotes too.
 
-use crate::api::{json_str, rfc3339_nano, system_time_nanos};
 use crate::error::HttpError;
+use crate::histogram::Count;
 use crate::http::{with_type, Resp};
+use crate::json::json_str;
+use crate::timefmt::{rfc3339_nano, system_time_nanos};
 use crate::{App, Config};
 use base64::Engine;
 use bytes::Bytes;
@@ -562,23 +564,13 @@ fn metric_value(out: &mut String, t: MetricType, m: &Metric) {
                 out.push_str("Sample values &le; ");
                 push_value(out, b.upper_bound.unwrap_or(0.0));
                 out.push_str("</th><td>");
-                match b.cumulative_count_float.filter(|f| *f > 0.0) {
-                    Some(f) => push_value(out, f),
-                    None => {
-                        let _ = write!(out, "{}", b.cumulative_count.unwrap_or(0));
-                    }
-                }
+                push_count(out, Count::cumulative(b));
                 out.push_str("</td></tr>");
             }
             if native.is_none() || !h.bucket.is_empty() {
                 sub_row_start(out);
                 out.push_str("Total sample Count</th><td>");
-                match h.sample_count_float.filter(|f| *f > 0.0) {
-                    Some(f) => push_value(out, f),
-                    None => {
-                        let _ = write!(out, "{}", h.sample_count.unwrap_or(0));
-                    }
-                }
+                push_count(out, Count::samples(h));
                 out.push_str("</td></tr>");
                 sub_row_start(out);
                 out.push_str("Sample Sum</th><td>");
@@ -593,6 +585,16 @@ fn metric_value(out: &mut String, t: MetricType, m: &Metric) {
         MetricType::Gauge => push_value(out, m.gauge.as_ref().and_then(|g| g.value).unwrap_or(0.0)),
         MetricType::Untyped => {
             push_value(out, m.untyped.as_ref().and_then(|u| u.value).unwrap_or(0.0))
+        }
+    }
+}
+
+/// A histogram count in a table cell.
+fn push_count(out: &mut String, c: Count) {
+    match c {
+        Count::Float(f) => push_value(out, f),
+        Count::Int(n) => {
+            let _ = write!(out, "{n}");
         }
     }
 }
