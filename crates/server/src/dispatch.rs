@@ -425,3 +425,152 @@ fn with_sniffed_text(status: StatusCode, body: &'static str) -> Resp {
         Bytes::from_static(body.as_bytes()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! The request path without a socket: `App::handle` with in-memory bodies.
+
+    use super::*;
+    use crate::router::Routes;
+    use crate::{BuildInfo, Config};
+    use http_body_util::Full;
+    use hyper::header::{HeaderMap, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+    use store::{Store, StoreConfig};
+
+    fn config() -> Config {
+        let test = || "test".to_string();
+        Config {
+            routes: Routes {
+                prefix: String::new(),
+                telemetry: "/metrics".into(),
+                admin_api: false,
+                otlp: false,
+            },
+            external_path: ".".into(),
+            enable_lifecycle: false,
+            enable_admin_api: false,
+            flags: Default::default(),
+            build: BuildInfo {
+                version: test(),
+                revision: test(),
+                branch: test(),
+                build_user: test(),
+                build_date: test(),
+                go_version: test(),
+            },
+            utc_offset: time::UtcOffset::UTC,
+            ttl: Default::default(),
+            stale_warning_age: std::time::Duration::ZERO,
+            expiry_period: std::time::Duration::from_secs(60),
+            limits: Default::default(),
+            web: None,
+            formats: Default::default(),
+            otlp: None,
+        }
+    }
+
+    fn app(cfg: Config) -> Arc<App> {
+        let own_families = telemetry::OWN_FAMILIES
+            .iter()
+            .map(|(n, t, _)| (n.to_string(), *t))
+            .collect();
+        let store = Store::open(StoreConfig {
+            checked: true,
+            own_families,
+            persistence: None,
+            quotas: Default::default(),
+        })
+        .unwrap();
+        App::new(cfg, Arc::new(store))
+    }
+
+    /// One request through `App::handle`: status, headers and body text.
+    async fn call(
+        app: &Arc<App>,
+        method: Method,
+        uri: &str,
+        body: &'static str,
+    ) -> (StatusCode, HeaderMap, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        let resp = app.handle(req, "127.0.0.1:9".parse().unwrap(), None).await;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn push_then_scrape() {
+        let app = app(config());
+        let push = "# TYPE x gauge\nx 1\n";
+        let (status, _, body) = call(&app, Method::PUT, "/metrics/job/j/instance/i", push).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+        let (status, headers, body) = call(&app, Method::GET, "/metrics", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        assert!(
+            body.contains("# TYPE x gauge\nx{instance=\"i\",job=\"j\"} 1\n"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_405_with_allow() {
+        let app = app(config());
+        let (status, headers, body) = call(&app, Method::GET, "/metrics/job/j", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[ALLOW], "DELETE, OPTIONS, POST, PUT");
+        assert_eq!(body, "Method Not Allowed\n");
+        let (status, headers, _) = call(&app, Method::PUT, "/metrics", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[ALLOW], "GET, OPTIONS");
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_push_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(
+            &path,
+            "basic_auth_users:\n  dave: $2y$10$2UXri9cIDdgeKjBo4Rlpx.U3ZLDV8X1IxKmsfOvhcM5oXQt/mLmXq\n",
+        )
+        .unwrap();
+        let mut cfg = config();
+        cfg.web = Some(webconfig::ReloadingWebConfig::without_watcher(&path).unwrap());
+        let app = app(cfg);
+        let (status, headers, body) = call(&app, Method::PUT, "/metrics/job/j", "x 1\n").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(headers[WWW_AUTHENTICATE], "Basic");
+        assert_eq!(body, "Unauthorized\n");
+        assert!(app.store.snapshot().groups.is_empty());
+        let (status, _, _) = call(&app, Method::GET, "/metrics", "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn body_over_the_limit_is_413_and_changes_nothing() {
+        let mut cfg = config();
+        cfg.limits.max_body_bytes = 16;
+        let app = app(cfg);
+        let push = "# TYPE x gauge\nx 1\n";
+        let (status, _, body) = call(&app, Method::PUT, "/metrics/job/j", push).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body,
+            "limit exceeded: request body larger than 16 bytes (--limits.max-body-size)\n"
+        );
+        assert!(app.store.snapshot().groups.is_empty());
+        let (status, _, _) = call(&app, Method::PUT, "/metrics/job/j", "x 1\n").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
