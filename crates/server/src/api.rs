@@ -14,16 +14,8 @@ use store::{FamilyEntry, Group};
 
 /// GET /api/v1/status
 pub fn status(app: &Arc<App>) -> Resp {
-    let b = &app.cfg.build;
     let mut out = String::from("{\"status\":\"success\",\"data\":{\"build_information\":{");
-    let info = [
-        ("branch", &b.branch),
-        ("buildDate", &b.build_date),
-        ("buildUser", &b.build_user),
-        ("goVersion", &b.go_version),
-        ("revision", &b.revision),
-        ("version", &b.version),
-    ];
+    let info = app.cfg.build.fields();
     for (i, (k, v)) in info.iter().enumerate() {
         if i > 0 {
             out.push(',');

@@ -431,58 +431,9 @@ mod tests {
     //! The request path without a socket: `App::handle` with in-memory bodies.
 
     use super::*;
-    use crate::router::Routes;
-    use crate::{BuildInfo, Config};
+    use crate::testing::{app, config};
     use http_body_util::Full;
     use hyper::header::{HeaderMap, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
-    use store::{Store, StoreConfig};
-
-    fn config() -> Config {
-        let test = || "test".to_string();
-        Config {
-            routes: Routes {
-                prefix: String::new(),
-                telemetry: "/metrics".into(),
-                admin_api: false,
-                otlp: false,
-            },
-            external_path: ".".into(),
-            enable_lifecycle: false,
-            enable_admin_api: false,
-            flags: Default::default(),
-            build: BuildInfo {
-                version: test(),
-                revision: test(),
-                branch: test(),
-                build_user: test(),
-                build_date: test(),
-                go_version: test(),
-            },
-            utc_offset: time::UtcOffset::UTC,
-            ttl: Default::default(),
-            stale_warning_age: std::time::Duration::ZERO,
-            expiry_period: std::time::Duration::from_secs(60),
-            limits: Default::default(),
-            web: None,
-            formats: Default::default(),
-            otlp: None,
-        }
-    }
-
-    fn app(cfg: Config) -> Arc<App> {
-        let own_families = telemetry::OWN_FAMILIES
-            .iter()
-            .map(|(n, t, _)| (n.to_string(), *t))
-            .collect();
-        let store = Store::open(StoreConfig {
-            checked: true,
-            own_families,
-            persistence: None,
-            quotas: Default::default(),
-        })
-        .unwrap();
-        App::new(cfg, Arc::new(store))
-    }
 
     /// One request through `App::handle`: status, headers and body text.
     async fn call(

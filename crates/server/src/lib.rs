@@ -42,6 +42,8 @@ pub mod router;
 pub mod scrape;
 pub mod serve;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod timefmt;
 pub mod ui;
 
@@ -64,6 +66,20 @@ pub struct BuildInfo {
     pub build_user: String,
     pub build_date: String,
     pub go_version: String,
+}
+
+impl BuildInfo {
+    /// The fields by their Go names, sorted, as `/api/v1/status` and the UI list them.
+    pub fn fields(&self) -> [(&'static str, &str); 6] {
+        [
+            ("branch", &self.branch),
+            ("buildDate", &self.build_date),
+            ("buildUser", &self.build_user),
+            ("goVersion", &self.go_version),
+            ("revision", &self.revision),
+            ("version", &self.version),
+        ]
+    }
 }
 
 /// Server settings derived from the flags.

@@ -94,27 +94,7 @@ where
         }
     }
     let (parts, body) = crate::dispatch::read_body(app, req).await?;
-    let Some(encoding) = encoding else {
-        return Err(HttpError::UnsupportedMediaType(format!(
-            "unsupported Content-Type {:?}: OTLP/HTTP takes application/x-protobuf or application/json",
-            parts
-                .headers
-                .get(hyper::header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_default()
-        )));
-    };
-    // OTLP/HTTP bodies are plain or gzip; anything else would only fail to decode.
-    if let Some(enc) = parts.headers.get(hyper::header::CONTENT_ENCODING) {
-        let enc = String::from_utf8_lossy(enc.as_bytes())
-            .trim()
-            .to_ascii_lowercase();
-        if !matches!(enc.as_str(), "" | "identity" | "gzip") {
-            return Err(HttpError::UnsupportedMediaType(format!(
-                "unsupported Content-Encoding {enc:?}: OTLP/HTTP bodies are plain or gzip"
-            )));
-        }
-    }
+    let encoding = check_encodings(&parts, encoding)?;
     let body =
         crate::push::decode_body(&parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
             if matches!(e, HttpError::TooLarge(_)) {
@@ -126,33 +106,8 @@ where
     let mut translation = otlp::translate(request, settings);
     let requested_ttl = crate::expiry::requested_ttl(&parts)?;
     let time = app.clock.now();
-
-    // Every check before the first change: a refused request changes nothing.
-    let mut planned = Vec::with_capacity(translation.groups.len());
-    let mut series = 0usize;
-    for group in std::mem::take(&mut translation.groups) {
-        let key = GroupKey::new(group.key.iter().cloned());
-        authorize(app, &parts, peer, &key)?;
-        for families in [&group.cumulative, &group.delta] {
-            if let Err((reason, e)) = limits::check_push(&app.cfg.limits, &key, families) {
-                app.rejections.count(reason);
-                return Err(e);
-            }
-            series += families.iter().map(|f| f.metric.len()).sum::<usize>();
-        }
-        // One request is one push for --limits.max-series-per-push, however many groups.
-        let max = app.cfg.limits.max_series_per_push;
-        if max != 0 && series > max {
-            app.rejections.count(limits::Reason::SeriesPerPush);
-            return Err(HttpError::TooLarge(format!(
-                "limit exceeded: the OTLP request has more than the {max} series allowed per \
-                 push (--limits.max-series-per-push)"
-            )));
-        }
-        let ttl_ms = app.cfg.ttl.resolve(requested_ttl, &key).as_millis() as u64;
-        planned.push((key, group, ttl_ms));
-    }
-
+    let groups = std::mem::take(&mut translation.groups);
+    let planned = plan(app, &parts, peer, groups, requested_ttl)?;
     let body_digest = sha2::Sha256::digest(&body);
     for (key, group, ttl_ms) in planned {
         let delta_points = group.delta_points;
@@ -194,6 +149,69 @@ where
         }
     }
     Ok((translation.rejected, translation.message()))
+}
+
+/// The body's encoding (from `Content-Type`), refused if unknown, and its
+/// `Content-Encoding`: OTLP/HTTP bodies are plain or gzip.
+fn check_encodings(parts: &Parts, encoding: Option<Encoding>) -> Result<Encoding, HttpError> {
+    let Some(encoding) = encoding else {
+        return Err(HttpError::UnsupportedMediaType(format!(
+            "unsupported Content-Type {:?}: OTLP/HTTP takes application/x-protobuf or application/json",
+            parts
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        )));
+    };
+    // Anything else would only fail to decode.
+    if let Some(enc) = parts.headers.get(hyper::header::CONTENT_ENCODING) {
+        let enc = String::from_utf8_lossy(enc.as_bytes())
+            .trim()
+            .to_ascii_lowercase();
+        if !matches!(enc.as_str(), "" | "identity" | "gzip") {
+            return Err(HttpError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {enc:?}: OTLP/HTTP bodies are plain or gzip"
+            )));
+        }
+    }
+    Ok(encoding)
+}
+
+/// Every check before the first change, so a refused request changes nothing: scoped access
+/// per grouping key, the per-push limits, the series per request; each group with its TTL.
+fn plan(
+    app: &App,
+    parts: &Parts,
+    peer: Option<&webconfig::ClientIdentity>,
+    groups: Vec<otlp::Group>,
+    requested_ttl: Option<std::time::Duration>,
+) -> Result<Vec<(GroupKey, otlp::Group, u64)>, HttpError> {
+    let mut planned = Vec::with_capacity(groups.len());
+    let mut series = 0usize;
+    for group in groups {
+        let key = GroupKey::new(group.key.iter().cloned());
+        authorize(app, parts, peer, &key)?;
+        for families in [&group.cumulative, &group.delta] {
+            if let Err((reason, e)) = limits::check_push(&app.cfg.limits, &key, families) {
+                app.rejections.count(reason);
+                return Err(e);
+            }
+            series += families.iter().map(|f| f.metric.len()).sum::<usize>();
+        }
+        // One request is one push for --limits.max-series-per-push, however many groups.
+        let max = app.cfg.limits.max_series_per_push;
+        if max != 0 && series > max {
+            app.rejections.count(limits::Reason::SeriesPerPush);
+            return Err(HttpError::TooLarge(format!(
+                "limit exceeded: the OTLP request has more than the {max} series allowed per \
+                 push (--limits.max-series-per-push)"
+            )));
+        }
+        let ttl_ms = app.cfg.ttl.resolve(requested_ttl, &key).as_millis() as u64;
+        planned.push((key, group, ttl_ms));
+    }
+    Ok(planned)
 }
 
 /// What makes a retried export count once: the client's `Idempotency-Key`, else the digest of

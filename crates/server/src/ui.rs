@@ -618,15 +618,7 @@ fn status_section(out: &mut String, cfg: &Config, start_time: SystemTime) {
         &rfc3339_nano(system_time_nanos(start_time), cfg.utc_offset),
     );
     out.push_str("</tbody></table>\n<h2>Build Information</h2>\n<table class=\"tbl kv\"><tbody>\n");
-    let b = &cfg.build;
-    for (k, v) in [
-        ("branch", &b.branch),
-        ("buildDate", &b.build_date),
-        ("buildUser", &b.build_user),
-        ("goVersion", &b.go_version),
-        ("revision", &b.revision),
-        ("version", &b.version),
-    ] {
+    for (k, v) in cfg.build.fields() {
         kv_row(out, k, v);
     }
     out.push_str("</tbody></table>\n<h2>Startup Flags</h2>\n<table class=\"tbl kv\"><tbody>\n");
@@ -654,43 +646,17 @@ fn foot(out: &mut String, cfg: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Routes;
-    use crate::BuildInfo;
     use exposition::pb::{Bucket, Gauge, Histogram, LabelPair, Quantile, Summary};
-    use std::collections::BTreeMap;
 
     fn cfg(admin: bool) -> Config {
-        let mut flags = BTreeMap::new();
-        flags.insert("web.listen-address".to_string(), ":9091".to_string());
-        flags.insert("web.route-prefix".to_string(), "<odd>".to_string());
-        Config {
-            routes: Routes {
-                prefix: String::new(),
-                telemetry: "/metrics".into(),
-                admin_api: admin,
-                otlp: false,
-            },
-            external_path: ".".into(),
-            enable_lifecycle: false,
-            enable_admin_api: admin,
-            flags,
-            build: BuildInfo {
-                version: "1.2.3".into(),
-                revision: "abc".into(),
-                branch: "main".into(),
-                build_user: "me@host".into(),
-                build_date: "20240101".into(),
-                go_version: "rust".into(),
-            },
-            utc_offset: time::UtcOffset::UTC,
-            ttl: Default::default(),
-            stale_warning_age: std::time::Duration::from_secs(3600),
-            expiry_period: std::time::Duration::from_secs(1),
-            limits: Default::default(),
-            web: None,
-            formats: Default::default(),
-            otlp: None,
-        }
+        let mut cfg = crate::testing::config();
+        cfg.flags
+            .insert("web.listen-address".to_string(), ":9091".to_string());
+        cfg.flags
+            .insert("web.route-prefix".to_string(), "<odd>".to_string());
+        cfg.routes.admin_api = admin;
+        cfg.enable_admin_api = admin;
+        cfg
     }
 
     #[test]
