@@ -16,6 +16,8 @@
 //!
 //! Nothing here knows about metrics: this crate sits below `exposition`.
 
+#![forbid(unsafe_code)]
+
 pub mod duration;
 pub mod float;
 pub mod quote;
