@@ -16,6 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 bin=${PGW_BIN:-$root/target/release/pushgateway}
 lua=${PGW_LUA:-$root/../shared/bench/pgw.lua}
+[ -e "$lua" ] || lua=$root/../../shared/bench/pgw.lua   # from a worktree under /work/wt
 groups=${PGW_PROFILE_GROUPS:-50000}
 out=/tmp/pgw-profile-$mode
 rm -rf "$out"; mkdir -p "$out"

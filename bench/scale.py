@@ -390,7 +390,7 @@ def fnum(x, nd=2):
 
 def print_table(runs, st):
     cols = [r["server"] for r in runs]
-    rows = [
+    rows = [] if not runs else [
         ("preload rate", "series/s", "preload_series_s", 0),
         ("preload rate", "groups/s", "preload_groups_s", 0),
         ("RSS after preload (VmRSS)", "MiB", "rss_mib", 0),
@@ -413,8 +413,9 @@ def print_table(runs, st):
     ]
     hdr = "| | unit | " + " | ".join(
         f"{c} ({r['groups']:,} x {r['series']})" for c, r in zip(cols, runs)) + " | target |"
-    print(hdr)
-    print("|---|---|" + "---:|" * len(runs) + "---|")
+    if runs:
+        print(hdr)
+        print("|---|---|" + "---:|" * len(runs) + "---|")
     for label, unit, key, nd in rows:
         if not any(key in r for r in runs):
             continue
@@ -452,6 +453,9 @@ def main():
     ap.add_argument("--max-rss-gib", type=float, default=12.0)
     ap.add_argument("--min-avail-gib", type=float, default=3.0)
     ap.add_argument("--server-arg", action="append", default=[], help="extra flag for our binary")
+    ap.add_argument("--no-thp", action="store_true",
+                    help="disable transparent huge pages for the servers (prctl PR_SET_THP_DISABLE "
+                         "on this process, inherited): what mimalloc's no_thp feature would do")
     ap.add_argument("--smoke", action="store_true", help="2,000 x 20, 20 pushes, 2 starts: seconds")
     ap.add_argument("--json", help="write the raw values here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -465,6 +469,11 @@ def main():
             sys.exit(f"scale.py: {tool} not found")
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"scale.py: no binary at {args.bin} (cargo build --release -p pushgateway)")
+
+    if args.no_thp:
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) != 0:  # PR_SET_THP_DISABLE
+            sys.exit("scale.py: prctl(PR_SET_THP_DISABLE) failed")
 
     def on_term(signum, frame):
         for s in list(RUNNING):
@@ -497,7 +506,7 @@ def main():
         for s in list(RUNNING):
             s.kill()
     print(f"\nscale.py {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))} "
-          f"({time.time() - t0:.0f} s), load avg at end {os.getloadavg()[0]:.1f}, "
+          f"({time.time() - t0:.0f} s){', THP disabled' if args.no_thp else ''}, load avg at end {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} CPUs, fsync median {fs[0] * 1e3:.2f} ms (p90 {fs[1] * 1e3:.2f})\n")
     if runs or st:
         print_table(runs, st)
