@@ -5,7 +5,8 @@
 //! * `index`: the incremental consistency index that makes a checked push O(push).
 //! * [`store::Store`]: applies mutations under one short lock and publishes an immutable
 //!   [`store::Snapshot`] (persistent maps, O(1) to clone) that scrapes read without locking.
-//! * [`wal`]: the crash-safe, group-committing log behind `--persistence.file`.
+//! * [`wal`]: the crash-safe, group-committing log behind `--persistence.file`, and the
+//!   persisted group record ([`wal::record`]): everything on disk.
 //! * [`writer::Writer`]: where changes go (the local store, or a replicated log).
 //! * [`matcher`], [`ttl`]: label selectors on grouping keys; the TTL policy.
 //! * [`accumulate`], [`idempotency`]: accumulating pushes (merged into the stored group) and

@@ -66,6 +66,7 @@
 
 mod format;
 mod fs;
+pub mod record;
 mod recovery;
 #[cfg(test)]
 mod tests;
