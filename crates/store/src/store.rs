@@ -901,7 +901,7 @@ impl Store {
                 })
                 .collect();
             if let Err(msg) = st.index.check(&removed, &added) {
-                return failure(StoreError::Inconsistent(msg));
+                return failure(StoreError::Inconsistent(msg.to_string()));
             }
         }
         Plan::Accept(group)
@@ -1015,7 +1015,7 @@ impl Store {
             let added: Vec<&FamilyEntry> = group.families.values().map(|e| &**e).collect();
             st.index
                 .check(&removed, &added)
-                .map_err(StoreError::Inconsistent)?;
+                .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
         }
         let g = Arc::new(group);
         Self::insert_group(&mut st, g.clone(), old.as_deref());
@@ -1248,7 +1248,7 @@ impl Store {
         for g in snap.groups.values() {
             let entries: Vec<&FamilyEntry> = g.families.values().map(|e| &**e).collect();
             if let Err(e) = ix.check(&[], &entries) {
-                return e;
+                return e.to_string();
             }
             for e in entries {
                 ix.add(e);
