@@ -35,17 +35,29 @@ type SeriesSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 
 const N_TYPES: usize = 6;
 
+/// The consistency index (see the module documentation). The counters below `own` are kept
+/// so that [`Index::has_problem`] is O(1): each counts the problems of one kind that the store
+/// holds right now (they can only be non-zero with the check off, or after a failed push
+/// recorded the official way).
 #[derive(Default)]
 pub(crate) struct Index {
+    /// Per family name, how many non-empty families of each type carry it: a push of another
+    /// type conflicts, and suffix collisions are looked up here.
     names: HashMap<Arc<str>, [u32; N_TYPES], ahash::RandomState>,
     /// Every series identity in the store (8 bytes each)...
     series: SeriesSet,
     /// ...and, for the rare identities that occur more than once, the number of extra copies.
     extra_series: SeriesMap,
+    /// The gateway's own families (name and type): pushed families of these names must have
+    /// the same type, as they would be scraped together.
     own: HashMap<String, MetricType, ahash::RandomState>,
+    /// Series identities that occur more than once.
     dup_series: usize,
+    /// Family names carried with more than one type.
     conflicted_names: usize,
+    /// Families holding a metric that breaks a per-metric rule (`FamilyEntry::invalid`).
     invalid_entries: usize,
+    /// Summary or histogram names `X` that meet an `X_count`/`X_sum`/`X_bucket` family.
     colliding_bases: HashSet<Arc<str>, ahash::RandomState>,
     /// Family names that are not legacy names, by their escaped (`underscores`) form, with
     /// the number of non-empty entries carrying each: a push whose names become the same as

@@ -32,5 +32,9 @@ pub mod writer;
 pub use accumulate::{Accumulate, GaugeMode};
 pub use group::{FamilyEntry, Group};
 pub use key::GroupKey;
-pub use store::{PersistConfig, Plan, Prepared, Push, Snapshot, Store, StoreConfig, StoreError};
+pub use store::{
+    compaction_period, PersistConfig, Plan, Prepared, Push, QuotaExceeded, Quotas, Snapshot, Store,
+    StoreConfig, StoreError,
+};
+pub use wal::{SyncMode, WalError};
 pub use writer::Writer;

@@ -160,8 +160,13 @@ pub struct StoreConfig {
     pub quotas: Quotas,
 }
 
+/// Everything a mutation changes, behind [`Store::state`]: one short lock per mutation.
 struct State {
+    /// The live maps: changed in place by mutations, cloned (O(1), persistent maps) into
+    /// [`Store::current`] when a reader finds the store dirty.
     snap: Snapshot,
+    /// The consistency index over `snap`: makes a checked push O(size of the push) and tells
+    /// in O(1) whether the whole store is consistent.
     index: Index,
     /// Groups with a TTL, by expiry time (Unix milliseconds).
     expiry: BTreeSet<(i64, GroupKey)>,
@@ -169,19 +174,32 @@ struct State {
     series: u64,
 }
 
+/// The metric store: every group, the consistency index and the persistence log. `Send +
+/// Sync`; share it via `Arc`. Mutations take `state` briefly; scrapes read `current` without
+/// taking any lock.
 pub struct Store {
+    /// The mutable state. Held only while a change is applied, never across I/O: a durable
+    /// mutation logs its ops under the lock and waits for the log's ticket after releasing it.
     state: Mutex<State>,
+    /// The last published snapshot, read lock-free by scrapes and API calls.
     current: ArcSwap<Snapshot>,
     /// Set when the state changed since `current` was cut.
     dirty: AtomicBool,
+    /// Family names interned once, so the families of every group share one allocation per
+    /// name (restoring and decoding replicated groups use it too).
     names: RwLock<crate::intern::Interner>,
+    /// Whether pushes are checked for consistency (`--push.disable-consistency-check` turns
+    /// it off).
     checked: bool,
+    /// The persistence log (`--persistence.file`); `None` keeps everything in memory only.
     wal: Option<Wal>,
+    /// Groups removed by TTL expiry so far (exposed as a metric).
     expired: AtomicU64,
     /// Summary quantiles dropped from accumulating pushes.
     dropped_quantiles: AtomicU64,
     /// Accumulating pushes to one group take turns (see [`Store::push`]).
     turns: crate::turn::Turns,
+    /// Limits on groups and series (`--push.max-*`), checked before a push is applied.
     quotas: Quotas,
     /// The gateway's own per-group gauges, interned once: push time, failure time, expiry.
     gauge_names: [Arc<str>; 3],
@@ -195,8 +213,12 @@ pub struct Store {
 
 /// The version of a group before a logged change (`None`: the group did not exist).
 struct Undo {
+    /// The log sequence number of the change ([`Wal::append_seq`]): undone if the log's
+    /// durable sequence number stops below it.
     seq: u64,
+    /// The group the change touched.
     key: GroupKey,
+    /// The group as it was before the change.
     old: Option<Arc<Group>>,
 }
 

@@ -173,7 +173,9 @@ pub struct WalStats {
 
 /// A crash-safe, group-committing key/value log. `Send + Sync`; share it via `Arc`.
 pub struct Wal {
+    /// The state shared with the writer and compaction threads.
     shared: Arc<Shared>,
+    /// The writer thread, joined (and taken) by [`Wal::close`]; `None` once closed.
     writer: Mutex<Option<JoinHandle<Result<(), WalError>>>>,
     /// The exclusive lock on the file, released when the log is closed.
     lock: Mutex<Option<crate::lock::FileLock>>,

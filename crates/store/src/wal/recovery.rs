@@ -45,28 +45,29 @@ pub(super) fn apply(map: &mut Map, payload: &[u8]) {
     }
 }
 
+/// How the file was found, which decides what [`recover`] does with it.
 pub(super) enum Outcome {
     /// Every byte after the header is an intact frame.
     Clean,
     /// Empty file or only a prefix of the header: (re)initialise.
     Uninitialized,
     /// Intact frames up to `valid_len`, then bytes containing no intact frame.
-    TornTail {
-        valid_len: u64,
-    },
+    TornTail { valid_len: u64 },
     /// Damage followed by intact data, or a bad header.
-    Damaged {
-        reason: String,
-    },
-    UnsupportedVersion {
-        found: u32,
-    },
+    Damaged { reason: String },
+    /// A newer format version than this build reads: refused, left untouched.
+    UnsupportedVersion { found: u32 },
 }
 
+/// What [`load`] read.
 pub(super) struct Loaded {
+    /// The state replayed from every intact frame.
     map: Map,
+    /// How many intact frames were replayed (for the log messages).
     frames: u64,
+    /// The file's size when it was read.
     file_len: u64,
+    /// What to do with the file.
     outcome: Outcome,
 }
 
@@ -75,8 +76,11 @@ pub(super) struct Loaded {
 /// recovered values, one `read` per `READ_BUF` bytes).
 struct ChunkReader<'f> {
     file: &'f File,
+    /// Bytes read from the file; `buf[start..end]` is not consumed yet.
     buf: Vec<u8>,
+    /// Start of the unconsumed bytes.
     start: usize,
+    /// End of the bytes read.
     end: usize,
 }
 

@@ -23,13 +23,17 @@ use super::WalError;
 
 /// Completion of one group-commit batch, shared by all tickets of the batch.
 pub(super) struct Signal {
+    /// The result once completed, and the async waiters to wake then.
     state: Mutex<SignalState>,
+    /// Wakes blocking waiters ([`Ticket::wait_blocking`]).
     cond: Condvar,
 }
 
 #[derive(Default)]
 struct SignalState {
+    /// `Some` once completed; never changes after that.
     result: Option<Result<(), WalError>>,
+    /// Async waiters registered before completion.
     wakers: Vec<Waker>,
 }
 
@@ -70,7 +74,9 @@ impl Signal {
 /// Completes a batch signal; if dropped uncompleted (writer thread died), the
 /// batch fails with [`WalError::Closed`] instead of hanging forever.
 pub(super) struct Completer {
+    /// The batch's signal, taken when completed.
     pub(super) signal: Option<Arc<Signal>>,
+    /// The log file, for the [`WalError::Closed`] of an uncompleted batch.
     pub(super) path: PathBuf,
 }
 
@@ -98,7 +104,9 @@ impl Drop for Completer {
 pub struct Ticket(pub(super) TicketState);
 
 pub(super) enum TicketState {
+    /// Decided at append time: refused, or [`SyncMode::Interval`](super::SyncMode::Interval).
     Ready(Result<(), WalError>),
+    /// Waits for the group-commit batch the append went into.
     Pending(Arc<Signal>),
 }
 
@@ -135,6 +143,7 @@ impl fmt::Debug for Ticket {
 }
 
 struct WaitFuture {
+    /// The batch signal the ticket waits for.
     signal: Arc<Signal>,
     /// Index of our waker in the signal's waker list once registered.
     slot: Option<usize>,

@@ -22,6 +22,7 @@ use super::{SyncMode, WalError};
 /// Batch buffers larger than this are released after use.
 const KEEP_BUF: usize = 16 << 20;
 
+/// What an append (or a compaction) hands to the writer thread, in log order.
 pub(super) enum Item {
     /// The ops of one append, with the append's sequence number.
     Ops(u64, Vec<Op>),
@@ -29,6 +30,7 @@ pub(super) enum Item {
     CompactMark,
 }
 
+/// What appenders and the writer thread exchange, under [`Shared::state`].
 pub(super) struct State {
     /// Appended, not yet taken by the writer.
     pub(super) pending: Vec<Item>,
@@ -38,7 +40,11 @@ pub(super) struct State {
     pub(super) compacting: bool,
     /// Result of the snapshot thread, for the writer to pick up.
     pub(super) snapshot: Option<Result<(File, u64), WalError>>,
+    /// The snapshot thread of the last compaction, joined before the next one starts and
+    /// when the log closes.
     pub(super) compactor: Option<JoinHandle<()>>,
+    /// [`Wal::close`](super::Wal::close) was called (or the writer exited): appends fail, the
+    /// writer drains what is pending and exits.
     pub(super) shutdown: bool,
     /// Test hook: the writer exits without writing anything more (simulated crash).
     pub(super) abandon: bool,
@@ -48,15 +54,26 @@ pub(super) struct State {
     pub(super) failed: Option<WalError>,
 }
 
+/// The state shared by the [`Wal`](super::Wal) handle, the writer thread and the compaction
+/// thread.
 pub(super) struct Shared {
+    /// The log file (for errors, the compaction's rename and the lock).
     pub(super) path: PathBuf,
+    /// Its directory, fsynced after a rename so the rename is durable.
     pub(super) dir: PathBuf,
+    /// `PATH.tmp`, where a compaction writes the new log before renaming it over `path`.
     pub(super) tmp: PathBuf,
+    /// When an append counts as acknowledged.
     pub(super) mode: SyncMode,
+    /// Pending appends and the compaction hand-over; held briefly, never across I/O.
     pub(super) state: Mutex<State>,
+    /// Wakes the writer thread: something was appended, a snapshot is ready, or the log closes.
     pub(super) work: Condvar,
+    /// Bytes in the current log file ([`WalStats::log_bytes`](super::WalStats)).
     pub(super) log_bytes: AtomicU64,
+    /// Size of the last compaction's output ([`WalStats::compacted_bytes`](super::WalStats)).
     pub(super) compacted_bytes: AtomicU64,
+    /// Group-commit fsyncs so far ([`Wal::fsync_count`](super::Wal::fsync_count)).
     pub(super) fsyncs: AtomicU64,
     /// Highest sequence number whose append is durable (Always mode).
     pub(super) durable_seq: AtomicU64,
@@ -130,8 +147,11 @@ pub(super) fn spawn(
         .spawn(move || writer.run())
 }
 
+/// The writer thread's own state: only it touches the file between open and close.
 struct Writer {
+    /// What it shares with the handle and the compaction thread.
     shared: Arc<Shared>,
+    /// The log file, positioned at `good_len` unless `needs_repair`.
     file: File,
     /// Length of the file up to the end of the last successful write.
     good_len: u64,
@@ -149,6 +169,7 @@ struct Writer {
     dir_dirty: bool,
     /// Interval mode: data written but not fsynced.
     dirty: bool,
+    /// Interval mode: when the last periodic fsync ran.
     last_sync: Instant,
 }
 
