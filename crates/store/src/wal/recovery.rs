@@ -129,20 +129,10 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
     let mut map = Map::default();
     let mut frames = 0u64;
 
-    let expected = file_header();
     if file_len < FILE_HEADER_LEN as u64 {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let outcome = if expected.starts_with(&bytes) {
-            Outcome::Uninitialized
-        } else {
-            Outcome::Damaged {
-                reason: format!(
-                    "{} bytes that are not a persistence file header",
-                    bytes.len()
-                ),
-            }
-        };
+        let outcome = short_file_outcome(&bytes);
         return Ok(Loaded {
             map,
             frames,
@@ -156,56 +146,23 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
     let mut header = [0u8; FILE_HEADER_LEN];
     header.copy_from_slice(r.peek(FILE_HEADER_LEN)?);
     r.consume(FILE_HEADER_LEN);
-    let mut header_damage = None;
-    if header != expected {
-        let version = read_u32(&header[8..12]);
-        let crc_ok = crc32fast::hash(&header[..12]) == read_u32(&header[12..16]);
-        if header[..8] != MAGIC {
-            header_damage = Some("not a persistence file (bad magic number)".to_string());
-        } else if !crc_ok {
-            header_damage = Some("corrupt file header".to_string());
-        } else if version > VERSION {
+    let header_damage = match check_header(&header) {
+        Ok(damage) => damage,
+        Err(found) => {
             return Ok(Loaded {
                 map,
                 frames,
                 file_len,
-                outcome: Outcome::UnsupportedVersion { found: version },
-            });
-        } else {
-            header_damage = Some(format!("invalid format version {version}"));
-        }
-    }
-
-    let mut off = FILE_HEADER_LEN as u64;
-    let bad_at = if header_damage.is_some() {
-        Some(off)
-    } else {
-        loop {
-            let remaining = file_len - off;
-            if remaining == 0 {
-                break None;
-            }
-            if remaining < FRAME_HEADER_LEN as u64 {
-                break Some(off);
-            }
-            let Some((plen, pcrc)) = parse_frame_header(r.peek(FRAME_HEADER_LEN)?) else {
-                break Some(off);
-            };
-            if plen as u64 > remaining - FRAME_HEADER_LEN as u64 {
-                break Some(off);
-            }
-            let frame = r.peek(FRAME_HEADER_LEN + plen)?;
-            let payload = &frame[FRAME_HEADER_LEN..];
-            if crc32fast::hash(payload) != pcrc || !payload_valid(payload) {
-                break Some(off);
-            }
-            apply(&mut map, payload);
-            r.consume(FRAME_HEADER_LEN + plen);
-            frames += 1;
-            off += (FRAME_HEADER_LEN + plen) as u64;
+                outcome: Outcome::UnsupportedVersion { found },
+            })
         }
     };
 
+    let bad_at = if header_damage.is_some() {
+        Some(FILE_HEADER_LEN as u64)
+    } else {
+        replay_intact(&mut r, file_len, &mut map, &mut frames)?
+    };
     let Some(bad_at) = bad_at else {
         return Ok(Loaded {
             map,
@@ -220,6 +177,95 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
     file.seek(SeekFrom::Start(bad_at))?;
     let mut rest = Vec::with_capacity((file_len - bad_at) as usize);
     file.read_to_end(&mut rest)?;
+    let outcome = scan_damaged(&rest, bad_at, header_damage, &mut map, &mut frames);
+    Ok(Loaded {
+        map,
+        frames,
+        file_len,
+        outcome,
+    })
+}
+
+/// A file shorter than the header: a prefix of it (interrupted creation), or damage.
+fn short_file_outcome(bytes: &[u8]) -> Outcome {
+    if file_header().starts_with(bytes) {
+        Outcome::Uninitialized
+    } else {
+        Outcome::Damaged {
+            reason: format!(
+                "{} bytes that are not a persistence file header",
+                bytes.len()
+            ),
+        }
+    }
+}
+
+/// Checks the file header: `Ok(None)` if intact, `Ok(Some(reason))` if damaged, `Err(version)`
+/// if it is intact but of a newer format version.
+fn check_header(header: &[u8; FILE_HEADER_LEN]) -> Result<Option<String>, u32> {
+    if *header == file_header() {
+        return Ok(None);
+    }
+    let version = read_u32(&header[8..12]);
+    let crc_ok = crc32fast::hash(&header[..12]) == read_u32(&header[12..16]);
+    if header[..8] != MAGIC {
+        Ok(Some(
+            "not a persistence file (bad magic number)".to_string(),
+        ))
+    } else if !crc_ok {
+        Ok(Some("corrupt file header".to_string()))
+    } else if version > VERSION {
+        Err(version)
+    } else {
+        Ok(Some(format!("invalid format version {version}")))
+    }
+}
+
+/// The fast path: replays intact frames after the header, streaming, until the end of the
+/// file (`None`) or the first bad byte (its offset).
+fn replay_intact(
+    r: &mut ChunkReader<'_>,
+    file_len: u64,
+    map: &mut Map,
+    frames: &mut u64,
+) -> io::Result<Option<u64>> {
+    let mut off = FILE_HEADER_LEN as u64;
+    loop {
+        let remaining = file_len - off;
+        if remaining == 0 {
+            return Ok(None);
+        }
+        if remaining < FRAME_HEADER_LEN as u64 {
+            return Ok(Some(off));
+        }
+        let Some((plen, pcrc)) = parse_frame_header(r.peek(FRAME_HEADER_LEN)?) else {
+            return Ok(Some(off));
+        };
+        if plen as u64 > remaining - FRAME_HEADER_LEN as u64 {
+            return Ok(Some(off));
+        }
+        let frame = r.peek(FRAME_HEADER_LEN + plen)?;
+        let payload = &frame[FRAME_HEADER_LEN..];
+        if crc32fast::hash(payload) != pcrc || !payload_valid(payload) {
+            return Ok(Some(off));
+        }
+        apply(map, payload);
+        r.consume(FRAME_HEADER_LEN + plen);
+        *frames += 1;
+        off += (FRAME_HEADER_LEN + plen) as u64;
+    }
+}
+
+/// The slow path: `rest` is the file from offset `bad_at` (the first bad byte) on. Replays
+/// every intact frame in it, skipping damaged regions, and tells a torn tail (nothing intact
+/// after the bad byte) from damage.
+fn scan_damaged(
+    rest: &[u8],
+    bad_at: u64,
+    header_damage: Option<String>,
+    map: &mut Map,
+    frames: &mut u64,
+) -> Outcome {
     let mut pos = 0usize;
     let mut valid_end = 0usize;
     let mut regions = 0usize;
@@ -227,13 +273,13 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
     let mut first_damage = None;
     while pos < rest.len() {
         if let Some((payload, n)) = frame_at(&rest[pos..]) {
-            apply(&mut map, payload);
-            frames += 1;
+            apply(map, payload);
+            *frames += 1;
             pos += n;
             valid_end = pos;
             continue;
         }
-        match find_next_frame(&rest, pos + 1) {
+        match find_next_frame(rest, pos + 1) {
             Some(next) => {
                 first_damage.get_or_insert(bad_at + pos as u64);
                 regions += 1;
@@ -244,7 +290,7 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
         }
     }
     let torn = rest.len() - pos;
-    let outcome = if let Some(reason) = header_damage {
+    if let Some(reason) = header_damage {
         Outcome::Damaged { reason }
     } else if let Some(at) = first_damage {
         Outcome::Damaged {
@@ -257,13 +303,7 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
         Outcome::TornTail {
             valid_len: bad_at + valid_end as u64,
         }
-    };
-    Ok(Loaded {
-        map,
-        frames,
-        file_len,
-        outcome,
-    })
+    }
 }
 
 /// The paths recovery works with: the log, its directory, the temporary file a new log is

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-#[cfg(test)]
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -147,6 +145,20 @@ pub(super) fn spawn(
         .spawn(move || writer.run())
 }
 
+/// One round of the writer's work, taken from [`State`] under its lock.
+struct Batch {
+    /// The appends (and a compaction mark) since the previous round.
+    items: Vec<Item>,
+    /// Completed with the round's result: the tickets of these appends wait for it.
+    signal: Arc<Signal>,
+    /// The finished compaction snapshot, if one was handed over.
+    snapshot: Option<Result<(File, u64), WalError>>,
+    /// The log is closing and this is the last round.
+    exit: bool,
+    /// The write failure that stopped the log ([`State::failed`]).
+    failed: Option<WalError>,
+}
+
 /// The writer thread's own state: only it touches the file between open and close.
 struct Writer {
     /// What it shares with the handle and the compaction thread.
@@ -192,6 +204,8 @@ impl Drop for WriterExit {
 }
 
 impl Writer {
+    /// The writer thread: one round per batch of work (appends, a finished snapshot, the
+    /// interval fsync, or closing) until the log closes.
     fn run(mut self) -> Result<(), WalError> {
         let _exit = WriterExit(self.shared.clone());
         let interval = match self.shared.mode {
@@ -199,82 +213,20 @@ impl Writer {
             SyncMode::Interval(d) => Some(d),
         };
         loop {
-            let (items, signal, snapshot, exit, failed) = {
-                let mut st = self.shared.state.lock();
-                loop {
-                    if st.abandon {
-                        return Ok(());
-                    }
-                    if !st.pending.is_empty() || st.snapshot.is_some() {
-                        break;
-                    }
-                    if st.shutdown && !st.compacting {
-                        break;
-                    }
-                    match interval {
-                        Some(d) if self.dirty || !self.carry.is_empty() => {
-                            let due = self.last_sync + d;
-                            if Instant::now() >= due {
-                                break;
-                            }
-                            self.shared.work.wait_until(&mut st, due);
-                        }
-                        _ => self.shared.work.wait(&mut st),
-                    }
-                }
-                let items = std::mem::take(&mut st.pending);
-                let signal = std::mem::replace(&mut st.signal, Signal::new());
-                let snapshot = st.snapshot.take();
-                let exit = st.shutdown && !st.compacting && items.is_empty() && snapshot.is_none();
-                (items, signal, snapshot, exit, st.failed.clone())
+            let Some(batch) = self.next_batch(interval) else {
+                return Ok(());
             };
             let completer = Completer {
-                signal: Some(signal),
+                signal: Some(batch.signal),
                 path: self.shared.path.clone(),
             };
-
-            self.buf.clear();
-            let mut mark = None;
-            let mut max_seq = None;
-            for item in &items {
-                match item {
-                    // After a failed write nothing is written until the log is resumed:
-                    // these appends were made on top of the failed ones.
-                    Item::Ops(_, _) if failed.is_some() => {}
-                    Item::Ops(seq, ops) => {
-                        encode_frames(&mut self.buf, ops);
-                        max_seq = Some(*seq);
-                    }
-                    Item::CompactMark => mark = Some(self.buf.len()),
-                }
-            }
-            drop(items);
-            if let Some(m) = mark {
-                self.tail = Some(self.buf[m..].to_vec());
-            } else if let Some(tail) = &mut self.tail {
-                tail.extend_from_slice(&self.buf);
-            }
-            if failed.is_some() && self.tail.is_some() {
-                self.poisoned = true;
-            }
+            let failed = batch.failed;
+            let max_seq = self.encode(batch.items, failed.is_some());
 
             let mut result = Ok(());
             let mut switched = false;
-            if let Some(snapshot) = snapshot {
-                if std::mem::take(&mut self.poisoned) {
-                    // The snapshot holds changes whose writes failed (and were undone).
-                    self.tail = None;
-                    if let Ok((file, _)) = snapshot {
-                        drop(file);
-                        let _ = fs::remove_file(&self.shared.tmp);
-                    }
-                    tracing::warn!(
-                        "compaction abandoned: a write failed while it ran; retried later"
-                    );
-                } else {
-                    (switched, result) = self.finish_compaction(snapshot);
-                }
-                self.shared.state.lock().compacting = false;
+            if let Some(snapshot) = batch.snapshot {
+                (switched, result) = self.take_snapshot(snapshot);
             }
             if !switched {
                 result = self.write_batch();
@@ -288,12 +240,12 @@ impl Writer {
                 // Also restarts the interval when a retry of a failed write is
                 // due, so a persistently failing disk is retried once per
                 // interval rather than in a busy loop.
-                if exit || self.last_sync.elapsed() >= d {
+                if batch.exit || self.last_sync.elapsed() >= d {
                     self.sync_interval();
                 }
             }
             completer.complete(result.clone());
-            if exit {
+            if batch.exit {
                 return result;
             }
             // Do not pin the memory of one huge batch forever.
@@ -304,6 +256,97 @@ impl Writer {
                 self.carry = Vec::new();
             }
         }
+    }
+
+    /// Waits for work and takes it: everything appended since the previous round, with the
+    /// signal its tickets wait for. `None`: the log was abandoned (simulated crash).
+    fn next_batch(&mut self, interval: Option<Duration>) -> Option<Batch> {
+        let mut st = self.shared.state.lock();
+        loop {
+            if st.abandon {
+                return None;
+            }
+            if !st.pending.is_empty() || st.snapshot.is_some() {
+                break;
+            }
+            if st.shutdown && !st.compacting {
+                break;
+            }
+            match interval {
+                Some(d) if self.dirty || !self.carry.is_empty() => {
+                    let due = self.last_sync + d;
+                    if Instant::now() >= due {
+                        break;
+                    }
+                    self.shared.work.wait_until(&mut st, due);
+                }
+                _ => self.shared.work.wait(&mut st),
+            }
+        }
+        let items = std::mem::take(&mut st.pending);
+        let signal = std::mem::replace(&mut st.signal, Signal::new());
+        let snapshot = st.snapshot.take();
+        let exit = st.shutdown && !st.compacting && items.is_empty() && snapshot.is_none();
+        Some(Batch {
+            items,
+            signal,
+            snapshot,
+            exit,
+            failed: st.failed.clone(),
+        })
+    }
+
+    /// Encodes the batch's appends into `buf` (none after a failed write) and keeps the part
+    /// after a compaction mark as the tail for the new file. Returns the highest sequence
+    /// number encoded.
+    fn encode(&mut self, items: Vec<Item>, failed: bool) -> Option<u64> {
+        self.buf.clear();
+        let mut mark = None;
+        let mut max_seq = None;
+        for item in &items {
+            match item {
+                // After a failed write nothing is written until the log is resumed:
+                // these appends were made on top of the failed ones.
+                Item::Ops(_, _) if failed => {}
+                Item::Ops(seq, ops) => {
+                    encode_frames(&mut self.buf, ops);
+                    max_seq = Some(*seq);
+                }
+                Item::CompactMark => mark = Some(self.buf.len()),
+            }
+        }
+        drop(items);
+        if let Some(m) = mark {
+            self.tail = Some(self.buf[m..].to_vec());
+        } else if let Some(tail) = &mut self.tail {
+            tail.extend_from_slice(&self.buf);
+        }
+        if failed && self.tail.is_some() {
+            self.poisoned = true;
+        }
+        max_seq
+    }
+
+    /// Takes the finished compaction snapshot: switches the log to it
+    /// ([`Writer::finish_compaction`]), or drops it if a write failed while it ran.
+    fn take_snapshot(
+        &mut self,
+        snapshot: Result<(File, u64), WalError>,
+    ) -> (bool, Result<(), WalError>) {
+        let mut outcome = (false, Ok(()));
+        if std::mem::take(&mut self.poisoned) {
+            // The snapshot holds changes whose writes failed (and were undone).
+            self.tail = None;
+            if let Ok((file, _)) = snapshot {
+                drop(file);
+                let _ = fs::remove_file(&self.shared.tmp);
+            }
+            tracing::warn!("compaction abandoned: a write failed while it ran; retried later");
+        } else {
+            outcome = self.finish_compaction(snapshot);
+        }
+        self.shared.state.lock().compacting = false;
+        outcome
     }
 
     /// Writes `carry` + `buf` at `good_len` and (in Always mode) fsyncs.
