@@ -492,9 +492,9 @@ fn help_interner() -> &'static parking_lot::Mutex<crate::intern::Interner> {
     HELPS.get_or_init(Default::default)
 }
 
-/// How many distinct HELP texts are interned (for tests and the soak benchmark).
-#[doc(hidden)]
-pub fn interned_help_count() -> usize {
+/// How many distinct HELP texts are interned.
+#[cfg(test)]
+pub(crate) fn interned_help_count() -> usize {
     help_interner().lock().len()
 }
 

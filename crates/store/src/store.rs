@@ -351,9 +351,9 @@ impl Store {
         self.names.write().intern(name)
     }
 
-    /// How many distinct family names are interned (for tests and the soak benchmark).
-    #[doc(hidden)]
-    pub fn interned_name_count(&self) -> usize {
+    /// How many distinct family names are interned.
+    #[cfg(test)]
+    pub(crate) fn interned_name_count(&self) -> usize {
         self.names.read().len()
     }
 

@@ -411,8 +411,9 @@ impl Wal {
         }
     }
 
-    /// Number of group-commit fsyncs of the log so far (for tests and metrics).
-    pub fn fsync_count(&self) -> u64 {
+    /// Number of group-commit fsyncs of the log so far.
+    #[cfg(test)]
+    pub(crate) fn fsync_count(&self) -> u64 {
         self.shared.fsyncs.load(Ordering::Relaxed)
     }
 

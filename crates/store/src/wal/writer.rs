@@ -71,7 +71,7 @@ pub(super) struct Shared {
     pub(super) log_bytes: AtomicU64,
     /// Size of the last compaction's output ([`WalStats::compacted_bytes`](super::WalStats)).
     pub(super) compacted_bytes: AtomicU64,
-    /// Group-commit fsyncs so far ([`Wal::fsync_count`](super::Wal::fsync_count)).
+    /// Group-commit fsyncs so far (the tests check that concurrent appends share them).
     pub(super) fsyncs: AtomicU64,
     /// Highest sequence number whose append is durable (Always mode).
     pub(super) durable_seq: AtomicU64,
