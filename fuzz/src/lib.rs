@@ -805,6 +805,32 @@ fn block_on<F: Future>(f: F) -> F::Output {
     }
 }
 
+/// Removes its directory when dropped.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh (not yet created) directory for one run of a target, removed when the guard is
+/// dropped. On tmpfs when there is one: fsyncs are free there, so the fuzzer runs many more
+/// inputs.
+fn scratch_dir(target: &str, run: &std::sync::atomic::AtomicU64) -> (std::path::PathBuf, Cleanup) {
+    let base = match std::path::Path::new("/dev/shm") {
+        p if p.is_dir() => p.to_path_buf(),
+        _ => std::env::temp_dir(),
+    };
+    let dir = base.join(format!(
+        "pgw-fuzz-{target}-{}-{}",
+        std::process::id(),
+        run.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    (dir.clone(), Cleanup(dir))
+}
+
 /// Everything a client can observe of the store: per group, its header and every family in
 /// both encodings.
 fn visible(st: &store::Store) -> Vec<Vec<u8>> {
@@ -851,24 +877,7 @@ pub fn store_persist(data: &[u8]) {
     let Some((&mode, ops)) = data.split_first() else {
         return;
     };
-    // On tmpfs when there is one: fsyncs are free there, so the fuzzer runs many more ops.
-    let base = match std::path::Path::new("/dev/shm") {
-        p if p.is_dir() => p.to_path_buf(),
-        _ => std::env::temp_dir(),
-    };
-    let dir = base.join(format!(
-        "pgw-fuzz-persist-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
+    let (dir, _cleanup) = scratch_dir("persist", &RUN);
     let open = || {
         store::Store::open(store::StoreConfig {
             checked: mode & 1 == 0,
@@ -1024,24 +1033,8 @@ pub fn wal_recover(data: &[u8]) {
     if mode & 1 != 0 {
         reseal(&mut original);
     }
-    let base = match std::path::Path::new("/dev/shm") {
-        p if p.is_dir() => p.to_path_buf(),
-        _ => std::env::temp_dir(),
-    };
-    let dir = base.join(format!(
-        "pgw-fuzz-recover-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (dir, _cleanup) = scratch_dir("recover", &RUN);
     std::fs::create_dir_all(&dir).expect("create the directory");
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
     let path = dir.join("p.db");
     std::fs::write(&path, &original).expect("write the persistence file");
     let open = || {

@@ -415,6 +415,17 @@ fn check_duplicates_in_push(
     Ok(())
 }
 
+/// The (name, type) of every non-empty entry, sorted.
+fn sorted_types<'a>(entries: &[&'a FamilyEntry]) -> Vec<(&'a str, MetricType)> {
+    let mut types: Vec<(&str, MetricType)> = entries
+        .iter()
+        .filter(|e| e.metric_count > 0)
+        .map(|e| (&*e.name, e.mtype))
+        .collect();
+    types.sort_unstable();
+    types
+}
+
 /// The store as it would be after the push, as far as the checks need it: the index, minus
 /// the replaced entries, plus the pushed ones (sorted vectors, so O(size of the push)).
 struct After<'a> {
@@ -426,24 +437,14 @@ struct After<'a> {
 
 impl<'a> After<'a> {
     fn new(index: &'a Index, removed: &[&'a FamilyEntry], added: &[&'a FamilyEntry]) -> Self {
-        let mut removed_types: Vec<(&str, MetricType)> = removed
-            .iter()
-            .filter(|e| e.metric_count > 0)
-            .map(|e| (&*e.name, e.mtype))
-            .collect();
-        removed_types.sort_unstable();
+        let removed_types = sorted_types(removed);
         let mut removed_series: Vec<u64> = removed
             .iter()
             .filter(|e| e.metric_count > 0)
             .flat_map(|e| e.series())
             .collect();
         removed_series.sort_unstable();
-        let mut added_types: Vec<(&str, MetricType)> = added
-            .iter()
-            .filter(|e| e.metric_count > 0)
-            .map(|e| (&*e.name, e.mtype))
-            .collect();
-        added_types.sort_unstable();
+        let added_types = sorted_types(added);
         After {
             index,
             removed_types,
