@@ -518,16 +518,16 @@ pub fn store_push(data: &[u8]) {
     };
     let checked = mode & 1 == 0;
     let quotas = match (mode >> 1) & 3 {
-        0 => store::store::Quotas::default(),
-        1 => store::store::Quotas {
+        0 => store::Quotas::default(),
+        1 => store::Quotas {
             max_series_per_group: 3,
             ..Default::default()
         },
-        2 => store::store::Quotas {
+        2 => store::Quotas {
             max_groups: 2,
             ..Default::default()
         },
-        _ => store::store::Quotas {
+        _ => store::Quotas {
             max_total_series: 5,
             ..Default::default()
         },

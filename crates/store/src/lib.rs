@@ -29,8 +29,6 @@ pub mod shared;
 pub mod store;
 pub mod ttl;
 pub mod turn;
-// unsafe: SIGXFSZ ignored, so a file-size limit fails a write instead of killing the process.
-#[allow(unsafe_code)]
 pub mod wal;
 pub mod writer;
 
