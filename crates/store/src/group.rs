@@ -152,23 +152,23 @@ impl FamilyEntry {
         help: Option<&str>,
         mtype: MetricType,
         timestamp_ns: i64,
-        proto: Vec<u8>,
-        text: Vec<u8>,
+        proto: &[u8],
+        text: &[u8],
         invalid: Option<String>,
         shared: Option<(Arc<SharedLabels>, Vec<u32>)>,
     ) -> Result<FamilyEntry, String> {
-        let metric_count = count_metrics(&proto)?;
+        let metric_count = count_metrics(proto)?;
         let spliced = match shared {
             Some((labels, at)) => {
                 if at.iter().any(|&a| a as usize > text.len()) || !at.is_sorted() {
                     return Err("shared label offsets out of range".into());
                 }
-                Some(Box::new(Spliced::new(labels, &text, at, &proto)))
+                Some(Box::new(Spliced::new(labels, text, at, proto)))
             }
             None => None,
         };
         let needs_escaping =
-            !exposition::names::is_legacy_name(&name) || label_names_need_escaping(&proto)?;
+            !exposition::names::is_legacy_name(&name) || label_names_need_escaping(proto)?;
         Ok(FamilyEntry {
             spliced,
             name,
@@ -177,7 +177,7 @@ impl FamilyEntry {
             timestamp_ns,
             metric_count,
             text_len: text.len() as u32,
-            bytes: [&text[..], &proto[..]].concat().into_boxed_slice(),
+            bytes: [text, proto].concat().into_boxed_slice(),
             invalid: invalid.map(Into::into),
             needs_escaping,
         })
@@ -795,8 +795,8 @@ mod tests {
             None,
             e.mtype,
             0,
-            e.proto_metrics().to_vec(),
-            e.text().to_vec(),
+            &e.proto_metrics(),
+            &e.text(),
             None,
             None,
         )

@@ -11,7 +11,7 @@ use crate::idempotency;
 use crate::index::Index;
 use crate::key::GroupKey;
 use crate::shared::SharedLabels;
-use crate::wal::{Op, SyncMode, Ticket, Wal, WalError};
+use crate::wal::{Op, Recovered, SyncMode, Ticket, Wal, WalError};
 use arc_swap::ArcSwap;
 use exposition::pb::{Metric, MetricFamily, MetricType};
 use imbl::OrdMap;
@@ -239,9 +239,9 @@ impl Store {
         let (wal, recovered) = match &cfg.persistence {
             Some(p) => {
                 let (wal, rec) = Wal::open(&p.path, p.sync.clone())?;
-                (Some(wal), rec.entries)
+                (Some(wal), rec)
             }
-            None => (None, Vec::new()),
+            None => (None, Recovered::default()),
         };
         let store = Store {
             state: Mutex::new(State {
@@ -278,39 +278,47 @@ impl Store {
         self.utf8_label_names.store(on, Ordering::Relaxed);
     }
 
-    fn restore(&self, mut entries: Vec<(Vec<u8>, Vec<u8>)>) {
-        if entries.is_empty() {
+    fn restore(&self, mut recovered: Recovered) {
+        if recovered.is_empty() {
             return;
         }
         let started = std::time::Instant::now();
         // Persistence keys are the canonical key bytes, so this is group order: inserting in
         // it always extends the right edge of the trees.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        // Worker threads decode chunks (rebuilding the series identities and push-time
-        // gauges) while this thread inserts finished chunks, in order, into the maps.
+        recovered.sort();
+        // Worker threads decode chunks straight from the file's bytes (rebuilding the series
+        // identities and push-time gauges) while this thread inserts finished chunks, in
+        // order, into the maps.
         const CHUNK: usize = 2048;
-        let chunks: Vec<&[(Vec<u8>, Vec<u8>)]> = entries.chunks(CHUNK).collect();
+        let total = recovered.len();
+        let chunks = total.div_ceil(CHUNK);
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut st = self.state.lock();
-        st.index.reserve(entries.len() * 16);
+        st.index.reserve(total * 16);
         let mut n = 0;
         std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Group>)>();
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (chunks, next) = (&chunks, &next);
+                let (recovered, next) = (&recovered, &next);
                 s.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(part) = chunks.get(i) else { break };
+                    if i >= chunks {
+                        break;
+                    }
+                    let part = i * CHUNK..((i + 1) * CHUNK).min(total);
                     let mut out = Vec::with_capacity(part.len());
-                    for (key, value) in part.iter() {
-                        match Group::decode_record(value, &mut |n| self.intern(n)) {
+                    for j in part {
+                        match Group::decode_record_bytes(recovered.value(j), &mut |n| {
+                            self.intern(n)
+                        }) {
                             Ok(g) => out.push(g),
                             Err(e) => tracing::error!(
-                                key = %String::from_utf8_lossy(key).replace('\u{fffd}', "/"),
+                                key = %String::from_utf8_lossy(recovered.key(j))
+                                    .replace('\u{fffd}', "/"),
                                 err = %e,
                                 "skipping undecodable group record"
                             ),
@@ -335,6 +343,8 @@ impl Store {
                 }
             }
         });
+        // The file's bytes go now, not with the caller's frame.
+        drop(recovered);
         self.publish(&mut st);
         tracing::info!(
             groups = n,

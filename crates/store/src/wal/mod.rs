@@ -154,13 +154,57 @@ impl WalError {
     }
 }
 
-/// What was on disk at open.
+/// What was on disk at open: the file's bytes, read once, and where every live key's latest
+/// value is in them (its last put and the appends after it), so that the records are decoded
+/// straight from the file's bytes instead of copied out first.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The latest value of every live key, in no particular order.
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The file's bytes (shared, so that decoded records can borrow slices of them).
+    data: bytes::Bytes,
+    /// Every live key, in no particular order until [`Recovered::sort`].
+    slots: Vec<recovery::Slot>,
     /// True if the file was damaged (not merely a torn tail) and was moved aside.
     pub damaged: bool,
+}
+
+impl Recovered {
+    /// The number of live keys.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Orders the keys by their bytes.
+    pub fn sort(&mut self) {
+        let data = &self.data;
+        self.slots
+            .sort_unstable_by(|a, b| data[a.key.clone()].cmp(&data[b.key.clone()]));
+    }
+
+    /// The `i`th key.
+    pub fn key(&self, i: usize) -> &[u8] {
+        &self.data[self.slots[i].key.clone()]
+    }
+
+    /// The `i`th key's value: a slice of the file's bytes when the value is one piece (a put
+    /// and no append after it), else the pieces concatenated.
+    pub fn value(&self, i: usize) -> bytes::Bytes {
+        let v = &self.slots[i].value;
+        if v.more.is_empty() {
+            return self.data.slice(v.first.clone());
+        }
+        bytes::Bytes::from(v.value(&self.data).into_owned())
+    }
+
+    /// Every live key and its value, copied.
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        (0..self.len())
+            .map(|i| (self.key(i).to_vec(), self.value(i).to_vec()))
+            .collect()
+    }
 }
 
 /// Sizes the caller can use to decide when to compact.
@@ -227,13 +271,18 @@ impl Wal {
             tmp: &tmp,
             name: &name,
         };
-        let (file, map, size, damaged) = recovery::recover(&files)?;
+        let (file, state, size, damaged) = recovery::recover(&files)?;
 
-        let compacted_estimate = recovery::compacted_size(&map);
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = map.into_iter().collect();
+        let compacted_estimate = recovery::compacted_size(&state);
+        let recovery::State { data, slots } = state;
+        let recovered = Recovered {
+            data: bytes::Bytes::from(data),
+            slots,
+            damaged,
+        };
         tracing::info!(
             path = %path.display(),
-            keys = entries.len(),
+            keys = recovered.len(),
             bytes = size,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded persistence file"
@@ -255,7 +304,7 @@ impl Wal {
                 writer: Mutex::new(Some(handle)),
                 lock: Mutex::new(Some(lock)),
             },
-            Recovered { entries, damaged },
+            recovered,
         ))
     }
 

@@ -56,10 +56,12 @@ pub struct EntryRecord {
     pub mtype: i32,
     #[prost(int64, tag = "4")]
     pub timestamp_ns: i64,
-    #[prost(bytes = "vec", tag = "6")]
-    pub proto: Vec<u8>,
-    #[prost(bytes = "vec", tag = "7")]
-    pub text: Vec<u8>,
+    /// `bytes::Bytes`, so that decoding from a [`bytes::Bytes`] (the persistence file's
+    /// bytes at restore) borrows instead of copying.
+    #[prost(bytes = "bytes", tag = "6")]
+    pub proto: bytes::Bytes,
+    #[prost(bytes = "bytes", tag = "7")]
+    pub text: bytes::Bytes,
     #[prost(string, optional, tag = "8")]
     pub invalid: Option<String>,
     /// Offsets (u32 little-endian) in `text` where the shared grouping labels go.
@@ -158,11 +160,22 @@ impl Group {
         bytes: &[u8],
         intern: &mut dyn FnMut(&str) -> Arc<str>,
     ) -> Result<Group, String> {
-        let (&version, body) = bytes.split_first().ok_or("empty record")?;
+        Group::decode_record_bytes(bytes::Bytes::copy_from_slice(bytes), intern)
+    }
+
+    /// [`Group::decode_record`] from shared bytes: the entries' encodings are read in place
+    /// and copied once, into each entry's single allocation.
+    pub fn decode_record_bytes(
+        mut bytes: bytes::Bytes,
+        intern: &mut dyn FnMut(&str) -> Arc<str>,
+    ) -> Result<Group, String> {
+        use bytes::Buf;
+        let version = *bytes.first().ok_or("empty record")?;
         if version != RECORD_VERSION {
             return Err(format!("unknown record version {version}"));
         }
-        let rec = GroupRecord::decode(body).map_err(|e| e.to_string())?;
+        bytes.advance(1);
+        let rec = GroupRecord::decode(bytes).map_err(|e| e.to_string())?;
         let key = GroupKey::new(
             rec.labels
                 .iter()
@@ -216,8 +229,8 @@ impl Group {
                 er.help.as_deref(),
                 mtype,
                 er.timestamp_ns,
-                er.proto,
-                er.text,
+                &er.proto,
+                &er.text,
                 er.invalid,
                 spliced,
             )?;

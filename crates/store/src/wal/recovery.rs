@@ -2,9 +2,11 @@
 //! frames after the first bad byte), classifying what was found ([`Outcome`]) and acting on
 //! each outcome as the [module documentation](super) describes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::Path;
 
 use super::format::{
@@ -14,29 +16,104 @@ use super::format::{
 use super::fs::{preserve_damaged, sync_dir, write_snapshot};
 use super::WalError;
 
-/// Read buffer used when loading the log at open.
-const READ_BUF: usize = 4 << 20;
+/// Where a key's current value is in the file's bytes: its latest put (or first append) and
+/// the appends after it, to be concatenated. Positions, not copies: recovery reads the file
+/// once and the records are decoded straight from those bytes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Pieces {
+    pub(super) first: Range<usize>,
+    pub(super) more: Vec<Range<usize>>,
+}
 
-/// Keys come from our own file, so a fast non-DoS-resistant hash is fine for replay.
-pub(super) type Map = HashMap<Vec<u8>, Vec<u8>, ahash::RandomState>;
+impl Pieces {
+    pub(super) fn len(&self) -> usize {
+        self.first.len() + self.more.iter().map(|r| r.len()).sum::<usize>()
+    }
 
-pub(super) fn apply(map: &mut Map, payload: &[u8]) {
+    /// The value: borrowed from `data` when it is one piece, else concatenated.
+    pub(super) fn value<'d>(&self, data: &'d [u8]) -> Cow<'d, [u8]> {
+        if self.more.is_empty() {
+            return Cow::Borrowed(&data[self.first.clone()]);
+        }
+        let mut v = Vec::with_capacity(self.len());
+        v.extend_from_slice(&data[self.first.clone()]);
+        for r in &self.more {
+            v.extend_from_slice(&data[r.clone()]);
+        }
+        Cow::Owned(v)
+    }
+}
+
+/// One live key after replay: the key's and its value's positions in the file's bytes.
+#[derive(Debug, Clone)]
+pub(super) struct Slot {
+    pub(super) key: Range<usize>,
+    pub(super) value: Pieces,
+}
+
+/// The replayed state: the file's bytes and every live key in them (in no particular order).
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) data: Vec<u8>,
+    pub(super) slots: Vec<Slot>,
+}
+
+impl State {
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Every live key and its value.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], Cow<'_, [u8]>)> {
+        self.slots
+            .iter()
+            .map(|s| (&self.data[s.key.clone()], s.value.value(&self.data)))
+    }
+}
+
+/// Keys come from our own file, so a fast non-DoS-resistant hash is fine for replay. The
+/// keys borrow the file's bytes; the values are positions in them.
+type Map<'d> = HashMap<&'d [u8], Pieces, ahash::RandomState>;
+
+/// The position of `part`, a slice of the buffer starting at address `base`, in it.
+fn range_of(base: usize, part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base;
+    start..start + part.len()
+}
+
+fn apply<'d>(map: &mut Map<'d>, base: usize, payload: &'d [u8]) {
     for op in (OpIter { buf: payload }).flatten() {
         match op {
             OpRef::Put(k, v) => {
+                let v = range_of(base, v);
                 if let Some(slot) = map.get_mut(k) {
-                    slot.clear();
-                    slot.extend_from_slice(v);
+                    slot.first = v;
+                    slot.more.clear();
                 } else {
-                    map.insert(k.to_vec(), v.to_vec());
+                    map.insert(
+                        k,
+                        Pieces {
+                            first: v,
+                            more: Vec::new(),
+                        },
+                    );
                 }
             }
-            OpRef::Append(k, v) => match map.get_mut(k) {
-                Some(slot) => slot.extend_from_slice(v),
-                None => {
-                    map.insert(k.to_vec(), v.to_vec());
+            OpRef::Append(k, v) => {
+                let v = range_of(base, v);
+                match map.get_mut(k) {
+                    Some(slot) => slot.more.push(v),
+                    None => {
+                        map.insert(
+                            k,
+                            Pieces {
+                                first: v,
+                                more: Vec::new(),
+                            },
+                        );
+                    }
                 }
-            },
+            }
             OpRef::Delete(k) => {
                 map.remove(k);
             }
@@ -62,7 +139,7 @@ pub(super) enum Outcome {
 /// What [`load`] read.
 pub(super) struct Loaded {
     /// The state replayed from every intact frame.
-    map: Map,
+    state: State,
     /// How many intact frames were replayed (for the log messages).
     frames: u64,
     /// The file's size when it was read.
@@ -71,86 +148,40 @@ pub(super) struct Loaded {
     outcome: Outcome,
 }
 
-/// Sequential reader handing out slices of a large buffer, so frames are
-/// checked and decoded in place (one copy from the kernel, one into the
-/// recovered values, one `read` per `READ_BUF` bytes).
-struct ChunkReader<'f> {
-    file: &'f File,
-    /// Bytes read from the file; `buf[start..end]` is not consumed yet.
-    buf: Vec<u8>,
-    /// Start of the unconsumed bytes.
-    start: usize,
-    /// End of the bytes read.
-    end: usize,
-}
-
-impl<'f> ChunkReader<'f> {
-    fn new(file: &'f File, capacity: usize) -> Self {
-        ChunkReader {
-            file,
-            buf: vec![0; capacity],
-            start: 0,
-            end: 0,
-        }
-    }
-
-    /// Returns the next `n` bytes without consuming them. The caller
-    /// guarantees that the file holds at least `n` more bytes.
-    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
-        if self.end - self.start < n {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.buf.len() < n {
-                self.buf.resize(n, 0);
-            }
-            while self.end < n {
-                match self.file.read(&mut self.buf[self.end..]) {
-                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                    Ok(k) => self.end += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(&self.buf[self.start..self.start + n])
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-    }
-}
-
-/// Reads the whole log. The common (intact) case streams through a large
-/// buffer; from the first bad byte on, the rest of the file is read into
-/// memory and scanned for intact frames.
+/// Reads the whole log with one read into one buffer and replays it in place: the intact
+/// frames from the start, then, from the first bad byte on, a scan for intact frames.
 pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
-    let file_len = file.metadata()?.len();
-    let mut map = Map::default();
+    let size_hint = file.metadata()?.len() as usize;
+    let mut data = Vec::new();
+    data.try_reserve_exact(size_hint)
+        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e.to_string()))?;
+    file.read_to_end(&mut data)?;
+    let file_len = data.len() as u64;
     let mut frames = 0u64;
 
-    if file_len < FILE_HEADER_LEN as u64 {
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let outcome = short_file_outcome(&bytes);
+    if data.len() < FILE_HEADER_LEN {
+        let outcome = short_file_outcome(&data);
         return Ok(Loaded {
-            map,
+            state: State {
+                data,
+                slots: Vec::new(),
+            },
             frames,
             file_len,
             outcome,
         });
     }
 
-    let cap = READ_BUF.min(file_len as usize);
-    let mut r = ChunkReader::new(file, cap);
     let mut header = [0u8; FILE_HEADER_LEN];
-    header.copy_from_slice(r.peek(FILE_HEADER_LEN)?);
-    r.consume(FILE_HEADER_LEN);
+    header.copy_from_slice(&data[..FILE_HEADER_LEN]);
     let header_damage = match check_header(&header) {
         Ok(damage) => damage,
         Err(found) => {
             return Ok(Loaded {
-                map,
+                state: State {
+                    data,
+                    slots: Vec::new(),
+                },
                 frames,
                 file_len,
                 outcome: Outcome::UnsupportedVersion { found },
@@ -158,28 +189,34 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
         }
     };
 
+    let base = data.as_ptr() as usize;
+    let mut map = Map::default();
     let bad_at = if header_damage.is_some() {
-        Some(FILE_HEADER_LEN as u64)
+        Some(FILE_HEADER_LEN)
     } else {
-        replay_intact(&mut r, file_len, &mut map, &mut frames)?
+        replay_intact(&data, &mut map, &mut frames)
     };
-    let Some(bad_at) = bad_at else {
-        return Ok(Loaded {
-            map,
-            frames,
-            file_len,
-            outcome: Outcome::Clean,
-        });
+    let outcome = match bad_at {
+        None => Outcome::Clean,
+        // Slow path: scan the rest of the file.
+        Some(bad_at) => scan_damaged(
+            &data[bad_at..],
+            bad_at as u64,
+            base,
+            header_damage,
+            &mut map,
+            &mut frames,
+        ),
     };
-
-    // Slow path: scan the rest of the file in memory.
-    drop(r);
-    file.seek(SeekFrom::Start(bad_at))?;
-    let mut rest = Vec::with_capacity((file_len - bad_at) as usize);
-    file.read_to_end(&mut rest)?;
-    let outcome = scan_damaged(&rest, bad_at, header_damage, &mut map, &mut frames);
+    let slots: Vec<Slot> = map
+        .into_iter()
+        .map(|(k, value)| Slot {
+            key: range_of(base, k),
+            value,
+        })
+        .collect();
     Ok(Loaded {
-        map,
+        state: State { data, slots },
         frames,
         file_len,
         outcome,
@@ -221,49 +258,44 @@ fn check_header(header: &[u8; FILE_HEADER_LEN]) -> Result<Option<String>, u32> {
     }
 }
 
-/// The fast path: replays intact frames after the header, streaming, until the end of the
-/// file (`None`) or the first bad byte (its offset).
-fn replay_intact(
-    r: &mut ChunkReader<'_>,
-    file_len: u64,
-    map: &mut Map,
-    frames: &mut u64,
-) -> io::Result<Option<u64>> {
-    let mut off = FILE_HEADER_LEN as u64;
+/// The fast path: replays intact frames after the header until the end of the file (`None`)
+/// or the first bad byte (its offset).
+fn replay_intact<'d>(data: &'d [u8], map: &mut Map<'d>, frames: &mut u64) -> Option<usize> {
+    let base = data.as_ptr() as usize;
+    let mut off = FILE_HEADER_LEN;
     loop {
-        let remaining = file_len - off;
+        let remaining = data.len() - off;
         if remaining == 0 {
-            return Ok(None);
+            return None;
         }
-        if remaining < FRAME_HEADER_LEN as u64 {
-            return Ok(Some(off));
+        if remaining < FRAME_HEADER_LEN {
+            return Some(off);
         }
-        let Some((plen, pcrc)) = parse_frame_header(r.peek(FRAME_HEADER_LEN)?) else {
-            return Ok(Some(off));
+        let Some((plen, pcrc)) = parse_frame_header(&data[off..off + FRAME_HEADER_LEN]) else {
+            return Some(off);
         };
-        if plen as u64 > remaining - FRAME_HEADER_LEN as u64 {
-            return Ok(Some(off));
+        if plen > remaining - FRAME_HEADER_LEN {
+            return Some(off);
         }
-        let frame = r.peek(FRAME_HEADER_LEN + plen)?;
-        let payload = &frame[FRAME_HEADER_LEN..];
+        let payload = &data[off + FRAME_HEADER_LEN..off + FRAME_HEADER_LEN + plen];
         if crc32fast::hash(payload) != pcrc || !payload_valid(payload) {
-            return Ok(Some(off));
+            return Some(off);
         }
-        apply(map, payload);
-        r.consume(FRAME_HEADER_LEN + plen);
+        apply(map, base, payload);
         *frames += 1;
-        off += (FRAME_HEADER_LEN + plen) as u64;
+        off += FRAME_HEADER_LEN + plen;
     }
 }
 
 /// The slow path: `rest` is the file from offset `bad_at` (the first bad byte) on. Replays
 /// every intact frame in it, skipping damaged regions, and tells a torn tail (nothing intact
 /// after the bad byte) from damage.
-fn scan_damaged(
-    rest: &[u8],
+fn scan_damaged<'d>(
+    rest: &'d [u8],
     bad_at: u64,
+    base: usize,
     header_damage: Option<String>,
-    map: &mut Map,
+    map: &mut Map<'d>,
     frames: &mut u64,
 ) -> Outcome {
     let mut pos = 0usize;
@@ -273,7 +305,7 @@ fn scan_damaged(
     let mut first_damage = None;
     while pos < rest.len() {
         if let Some((payload, n)) = frame_at(&rest[pos..]) {
-            apply(map, payload);
+            apply(map, base, payload);
             *frames += 1;
             pos += n;
             valid_end = pos;
@@ -319,7 +351,7 @@ pub(super) struct Files<'a> {
 /// found (see the module documentation of `wal`). Returns the file to append to
 /// (positioned at its end), the recovered state, the file's size and whether it was
 /// damaged.
-pub(super) fn recover(files: &Files<'_>) -> Result<(File, Map, u64, bool), WalError> {
+pub(super) fn recover(files: &Files<'_>) -> Result<(File, State, u64, bool), WalError> {
     let path = files.path;
     let existing = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => Some(f),
@@ -327,14 +359,14 @@ pub(super) fn recover(files: &Files<'_>) -> Result<(File, Map, u64, bool), WalEr
         Err(e) => return Err(WalError::io("opening", path, e)),
     };
     let Some(mut file) = existing else {
-        let map = Map::default();
-        let (file, size) = fresh(files, &map)?;
+        let state = State::default();
+        let (file, size) = fresh(files, &state)?;
         tracing::info!(path = %path.display(), "created new persistence file");
-        return Ok((file, map, size, false));
+        return Ok((file, state, size, false));
     };
     let loaded = load(&file).map_err(|e| WalError::io("reading", path, e))?;
     let Loaded {
-        map,
+        state,
         frames,
         file_len,
         outcome,
@@ -343,7 +375,7 @@ pub(super) fn recover(files: &Files<'_>) -> Result<(File, Map, u64, bool), WalEr
         Outcome::Clean => {
             file.seek(SeekFrom::End(0))
                 .map_err(|e| WalError::io("seeking in", path, e))?;
-            Ok((file, map, file_len, false))
+            Ok((file, state, file_len, false))
         }
         Outcome::Uninitialized => {
             if file_len > 0 {
@@ -355,17 +387,17 @@ pub(super) fn recover(files: &Files<'_>) -> Result<(File, Map, u64, bool), WalEr
                 );
             }
             drop(file);
-            let (file, size) = fresh(files, &map)?;
-            Ok((file, map, size, false))
+            let (file, size) = fresh(files, &state)?;
+            Ok((file, state, size, false))
         }
         Outcome::TornTail { valid_len } => {
             truncate_torn_tail(path, &mut file, frames, file_len, valid_len)?;
-            Ok((file, map, valid_len, false))
+            Ok((file, state, valid_len, false))
         }
         Outcome::Damaged { reason } => {
             drop(file);
-            let (file, size) = replace_damaged(files, &map, frames, &reason)?;
-            Ok((file, map, size, true))
+            let (file, size) = replace_damaged(files, &state, frames, &reason)?;
+            Ok((file, state, size, true))
         }
         Outcome::UnsupportedVersion { found } => Err(WalError::UnsupportedVersion {
             path: path.to_path_buf(),
@@ -375,18 +407,19 @@ pub(super) fn recover(files: &Files<'_>) -> Result<(File, Map, u64, bool), WalEr
     }
 }
 
-/// The size a compaction of `map` would have (the initial `compacted_bytes`).
-pub(super) fn compacted_size(map: &Map) -> u64 {
+/// The size a compaction of `state` would have (the initial `compacted_bytes`).
+pub(super) fn compacted_size(state: &State) -> u64 {
     FILE_HEADER_LEN as u64
-        + map
+        + state
+            .slots
             .iter()
-            .map(|(k, v)| (FRAME_HEADER_LEN + 9 + k.len() + v.len()) as u64)
+            .map(|s| (FRAME_HEADER_LEN + 9 + s.key.len() + s.value.len()) as u64)
             .sum::<u64>()
 }
 
 /// Writes a new log holding `entries` to `tmp` and fsyncs it. A new file is written to `tmp`
 /// and fsynced, then renamed over `path` ([`install`]): `path` never holds a partial file.
-fn prepare(files: &Files<'_>, entries: &Map) -> Result<(File, u64), WalError> {
+fn prepare(files: &Files<'_>, entries: &State) -> Result<(File, u64), WalError> {
     write_snapshot(files.tmp, entries.iter()).map_err(|e| {
         let _ = fs::remove_file(files.tmp);
         WalError::io("writing", files.tmp, e)
@@ -403,7 +436,7 @@ fn install(files: &Files<'_>) -> Result<(), WalError> {
 }
 
 /// [`prepare`] then [`install`]: a new log holding `entries` replaces `path`.
-fn fresh(files: &Files<'_>, entries: &Map) -> Result<(File, u64), WalError> {
+fn fresh(files: &Files<'_>, entries: &State) -> Result<(File, u64), WalError> {
     let created = prepare(files, entries)?;
     install(files)?;
     Ok(created)
@@ -435,7 +468,7 @@ fn truncate_torn_tail(
 /// with a clean one holding everything recovered.
 fn replace_damaged(
     files: &Files<'_>,
-    map: &Map,
+    map: &State,
     frames: u64,
     reason: &str,
 ) -> Result<(File, u64), WalError> {

@@ -22,7 +22,7 @@ fn del(k: &str) -> Op {
 }
 
 fn sorted(r: &Recovered) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    r.entries.iter().cloned().collect()
+    r.entries().into_iter().collect()
 }
 
 fn model(pairs: &[(&str, &str)]) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -97,7 +97,7 @@ fn round_trip_put_delete_clear() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wal");
     let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert!(rec.entries.is_empty());
+    assert!(rec.entries().is_empty());
     assert!(!rec.damaged);
     wal.append(vec![put("a", "1"), put("b", "2")])
         .wait_blocking()
@@ -122,7 +122,7 @@ fn round_trip_put_delete_clear() {
     wal.append(vec![Op::Clear]).wait_blocking().unwrap();
     drop(wal); // Drop closes.
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert!(rec.entries.is_empty());
+    assert!(rec.entries().is_empty());
     assert!(corrupt_files(dir.path()).is_empty());
 }
 
@@ -185,7 +185,7 @@ fn group_commit_shares_fsyncs() {
     );
     wal.close().unwrap();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert_eq!(rec.entries.len(), appends as usize);
+    assert_eq!(rec.entries().len(), appends as usize);
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn async_wait_from_many_tasks() {
     assert!(wal.fsync_count() <= 500);
     wal.close().unwrap();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert_eq!(rec.entries.len(), 500);
+    assert_eq!(rec.entries().len(), 500);
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn torn_tail_is_truncated() {
     fs::write(&path, &bytes).unwrap();
     let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(!rec.damaged);
-    assert_eq!(rec.entries.len(), 5);
+    assert_eq!(rec.entries().len(), 5);
     assert_eq!(fs::read(&path).unwrap(), good, "tail truncated");
     assert!(corrupt_files(dir.path()).is_empty());
     // Appends continue after the truncation point.
@@ -244,7 +244,7 @@ fn torn_tail_is_truncated() {
     wal.close().unwrap();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(!rec.damaged);
-    assert_eq!(rec.entries.len(), 6);
+    assert_eq!(rec.entries().len(), 6);
 
     // A partial frame header, and zero-filled blocks (delayed allocation after a crash).
     for tail in [&torn[..5], &[0u8; 4096][..]] {
@@ -254,7 +254,7 @@ fn torn_tail_is_truncated() {
         fs::write(&path, &bytes).unwrap();
         let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
-        assert_eq!(rec.entries.len(), 6);
+        assert_eq!(rec.entries().len(), 6);
         wal.close().unwrap();
         assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
     }
@@ -316,7 +316,7 @@ fn flipped_byte_in_middle_moves_file_aside() {
 
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(!rec.damaged, "the rewritten file is valid");
-    assert_eq!(rec.entries.len(), 9);
+    assert_eq!(rec.entries().len(), 9);
     assert_eq!(corrupt_files(dir.path()).len(), 1);
 }
 
@@ -331,7 +331,7 @@ fn damaged_last_record_header_followed_by_nothing_is_a_torn_tail() {
     fs::write(&path, &bytes).unwrap();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(!rec.damaged);
-    assert_eq!(rec.entries.len(), 2);
+    assert_eq!(rec.entries().len(), 2);
 }
 
 #[test]
@@ -347,7 +347,7 @@ fn garbage_file_is_moved_aside() {
     fs::write(&path, &garbage).unwrap();
     let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(rec.damaged);
-    assert!(rec.entries.is_empty());
+    assert!(rec.entries().is_empty());
     let aside = corrupt_files(dir.path());
     assert_eq!(aside.len(), 1);
     assert_eq!(fs::read(&aside[0]).unwrap(), garbage);
@@ -375,7 +375,7 @@ fn damaged_header_recovers_intact_frames() {
     fs::write(&path, &bytes).unwrap();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(rec.damaged);
-    assert_eq!(rec.entries.len(), 4);
+    assert_eq!(rec.entries().len(), 4);
 }
 
 #[test]
@@ -386,11 +386,11 @@ fn empty_or_partial_header_file_is_initialised() {
         fs::write(&path, &file_header()[..len]).unwrap();
         let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
         assert!(!rec.damaged);
-        assert!(rec.entries.is_empty());
+        assert!(rec.entries().is_empty());
         wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
         wal.close().unwrap();
         let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-        assert_eq!(rec.entries.len(), 1);
+        assert_eq!(rec.entries().len(), 1);
     }
     assert!(corrupt_files(dir.path()).is_empty());
 }
@@ -420,12 +420,12 @@ fn missing_parent_directories_are_created() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a/b/c/state.wal");
     let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert!(rec.entries.is_empty());
+    assert!(rec.entries().is_empty());
     wal.append(vec![put("a", "1")]).wait_blocking().unwrap();
     wal.close().unwrap();
     assert!(path.is_file());
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert_eq!(rec.entries.len(), 1);
+    assert_eq!(rec.entries().len(), 1);
 }
 
 #[test]
@@ -449,7 +449,7 @@ fn stale_compaction_temp_file_is_ignored() {
     write_records(&path, 3);
     fs::write(dir.path().join("wal.tmp"), b"half-written snapshot").unwrap();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert_eq!(rec.entries.len(), 3);
+    assert_eq!(rec.entries().len(), 3);
     assert!(!dir.path().join("wal.tmp").exists());
 }
 
@@ -592,7 +592,7 @@ fn compaction_shrinks_the_log() {
     assert_eq!(fs::metadata(&path).unwrap().len(), after.log_bytes);
     wal.close().unwrap();
     let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert_eq!(rec.entries.len(), 1);
+    assert_eq!(rec.entries().len(), 1);
     assert_eq!(wal.stats().compacted_bytes, wal.stats().log_bytes);
 }
 
@@ -614,7 +614,7 @@ fn interval_mode_acknowledges_immediately_and_persists_after_close() {
     wal.close().unwrap();
     assert_eq!(wal.fsync_count(), 1);
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
-    assert_eq!(rec.entries.len(), 100);
+    assert_eq!(rec.entries().len(), 100);
 }
 
 #[test]
@@ -649,11 +649,10 @@ fn acknowledged_data_survives_a_crash() {
     wal.crash();
     let (wal, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(!rec.damaged);
-    assert_eq!(rec.entries.len(), 19);
+    assert_eq!(rec.entries().len(), 19);
     // Again, with a crash in the middle of a compaction.
     assert!(wal.compact(Box::new(
-        rec.entries
-            .clone()
+        rec.entries()
             .into_iter()
             .inspect(|_| thread::sleep(Duration::from_millis(2)))
     )));
@@ -663,7 +662,7 @@ fn acknowledged_data_survives_a_crash() {
     wal.crash();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     assert!(!rec.damaged);
-    assert_eq!(rec.entries.len(), 20);
+    assert_eq!(rec.entries().len(), 20);
 }
 
 #[test]
@@ -819,7 +818,7 @@ fn load_is_fast() {
     let t0 = Instant::now();
     let (_, rec) = Wal::open(&path, SyncMode::Always).unwrap();
     let elapsed = t0.elapsed();
-    assert_eq!(rec.entries.len(), n);
+    assert_eq!(rec.entries().len(), n);
     eprintln!("loaded {n} records, {bytes} bytes in {elapsed:?}");
     assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
 }
