@@ -162,3 +162,59 @@ pub(super) fn clear_tmp(path: &Path, tmp: &Path) -> Result<(), WalError> {
         .map_err(|e| WalError::io("creating a file in the directory of", path, e))?;
     fs::remove_file(tmp).map_err(|e| WalError::io("removing", tmp, e))
 }
+
+/// A read-only, private mapping of a whole file, unmapped when dropped: recovery reads the log
+/// through it, so the file's bytes are the page cache's (no zeroed copy of them, and nothing
+/// for the allocator to keep once the records are decoded). The log's lock keeps other
+/// processes from changing the file; recovery itself only truncates a torn tail, which no
+/// recovered record points into.
+pub(super) struct Mapped {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned; the bytes can be read from any thread.
+unsafe impl Send for Mapped {}
+// SAFETY: as above: shared access is read-only.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps the first `len` (> 0) bytes of `file`.
+    pub(super) fn map(file: &File, len: usize) -> io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a new private read-only mapping of a file we hold open; the result is
+        // checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap"))?;
+        Ok(Mapped { ptr, len })
+    }
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until `drop`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`, once; no slice of it outlives
+        // `self` (`as_ref` borrows it).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}

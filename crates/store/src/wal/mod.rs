@@ -276,7 +276,7 @@ impl Wal {
         let compacted_estimate = recovery::compacted_size(&state);
         let recovery::State { data, slots } = state;
         let recovered = Recovered {
-            data: bytes::Bytes::from(data),
+            data,
             slots,
             damaged,
         };

@@ -54,7 +54,7 @@ pub(super) struct Slot {
 /// The replayed state: the file's bytes and every live key in them (in no particular order).
 #[derive(Debug, Default)]
 pub(super) struct State {
-    pub(super) data: Vec<u8>,
+    pub(super) data: bytes::Bytes,
     pub(super) slots: Vec<Slot>,
 }
 
@@ -148,14 +148,11 @@ pub(super) struct Loaded {
     outcome: Outcome,
 }
 
-/// Reads the whole log with one read into one buffer and replays it in place: the intact
-/// frames from the start, then, from the first bad byte on, a scan for intact frames.
-pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
-    let size_hint = file.metadata()?.len() as usize;
-    let mut data = Vec::new();
-    data.try_reserve_exact(size_hint)
-        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e.to_string()))?;
-    file.read_to_end(&mut data)?;
+/// Maps the whole log (or, where it cannot be mapped, reads it into one buffer) and replays it
+/// in place: the intact frames from the start, then, from the first bad byte on, a scan for
+/// intact frames.
+pub(super) fn load(file: &File) -> io::Result<Loaded> {
+    let data = read_all(file)?;
     let file_len = data.len() as u64;
     let mut frames = 0u64;
 
@@ -221,6 +218,23 @@ pub(super) fn load(mut file: &File) -> io::Result<Loaded> {
         file_len,
         outcome,
     })
+}
+
+/// The file's bytes: mapped, or read where mapping fails.
+fn read_all(mut file: &File) -> io::Result<bytes::Bytes> {
+    let len = file.metadata()?.len();
+    if len > 0 {
+        if let Ok(len) = usize::try_from(len) {
+            if let Ok(m) = super::fs::Mapped::map(file, len) {
+                return Ok(bytes::Bytes::from_owner(m));
+            }
+        }
+    }
+    let mut data = Vec::new();
+    data.try_reserve_exact(len as usize)
+        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e.to_string()))?;
+    file.read_to_end(&mut data)?;
+    Ok(bytes::Bytes::from(data))
 }
 
 /// A file shorter than the header: a prefix of it (interrupted creation), or damage.
