@@ -2,77 +2,33 @@
 //! users, reloads) and with every limit, checked over real sockets. Certificates are made in
 //! the test with rcgen; bcrypt hashes use the minimum cost to keep the tests fast.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
 use reqwest::blocking::{Client, Response};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::certs::{write_atomically, Pki, TLS};
+use testkit::gateway::free_port;
 
-struct Gateway {
-    child: Child,
-    port: u16,
-    scheme: &'static str,
-}
+/// The kit's gateway, ready once its port accepts connections (TLS or not).
+struct Gateway(testkit::gateway::Gateway);
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Gateway {
+    type Target = testkit::gateway::Gateway;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Gateway {
-    /// Starts the binary and waits (bounded) until its port accepts connections.
     fn start(tls: bool, extra: &[String]) -> Gateway {
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pushgateway"))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start pushgateway");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Gateway {
-                        child,
-                        port,
-                        scheme: if tls { "https" } else { "http" },
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        let mut b = testkit::gateway::Gateway::builder()
+            .args(extra)
+            .ready_on_connect();
+        if tls {
+            b = b.tls();
         }
-        panic!("gateway did not start");
-    }
-
-    fn url(&self, path: &str) -> String {
-        let host = if self.scheme == "https" {
-            "localhost"
-        } else {
-            "127.0.0.1"
-        };
-        format!("{}://{host}:{}{path}", self.scheme, self.port)
+        Gateway(b.start())
     }
 }
 
@@ -89,90 +45,9 @@ fn body(r: Response) -> (u16, String) {
     (code, r.text().unwrap_or_default())
 }
 
-// ------------------------------------------------------------------------------------ PKI
-
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-    client_pem: String,
-}
-
-fn ca() -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "test CA");
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// `(cert PEM, key PEM)` signed by `ca`.
-fn leaf(
-    ca: &CertifiedIssuer<'static, KeyPair>,
-    cn: &str,
-    eku: ExtendedKeyUsagePurpose,
-) -> (String, String) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.subject_alt_names = vec![SanType::DnsName(cn.try_into().unwrap())];
-    p.extended_key_usages = vec![eku];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, ca).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = ca();
-        let (server, server_key) = leaf(&ca, "localhost", ExtendedKeyUsagePurpose::ServerAuth);
-        let (client, client_key) = leaf(
-            &ca,
-            "batch.example.org",
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("server.crt"), server).unwrap();
-        std::fs::write(dir.path().join("server.key"), server_key).unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            client_pem: format!("{client}{client_key}"),
-            dir,
-        }
-    }
-
-    fn config(&self, yaml: &str) -> PathBuf {
-        let p = self.dir.path().join("web.yml");
-        write_atomically(&p, yaml);
-        p
-    }
-
-    fn client(&self, with_cert: bool) -> Client {
-        let mut b = Client::builder()
-            .use_rustls_tls()
-            .timeout(Duration::from_secs(10))
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap());
-        if with_cert {
-            b = b.identity(reqwest::Identity::from_pem(self.client_pem.as_bytes()).unwrap());
-        }
-        b.build().unwrap()
-    }
-}
-
-fn write_atomically(p: &Path, text: &str) {
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, p).unwrap();
-}
-
 fn hash(pass: &str) -> String {
     bcrypt::hash(pass, 4).unwrap()
 }
-
-const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
 // ---------------------------------------------------------------------------------- tests
 
