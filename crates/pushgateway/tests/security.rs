@@ -8,27 +8,14 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::certs::{write_atomically, Pki, TLS};
-use testkit::gateway::free_port;
+use testkit::gateway::{free_port, Gateway};
 
 /// The kit's gateway, ready once its port accepts connections (TLS or not).
-struct Gateway(testkit::gateway::Gateway);
-
-impl std::ops::Deref for Gateway {
-    type Target = testkit::gateway::Gateway;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl Gateway {
-    fn start(tls: bool, extra: &[String]) -> Gateway {
-        let mut b = testkit::gateway::Gateway::builder()
-            .args(extra)
-            .ready_on_connect();
-        if tls {
-            b = b.tls();
-        }
-        Gateway(b.start())
+fn start(tls: bool, extra: &[String]) -> Gateway {
+    let b = Gateway::builder().args(extra).ready_on_connect();
+    match tls {
+        true => b.tls().start(),
+        false => b.start(),
     }
 }
 
@@ -58,7 +45,7 @@ fn tls_with_basic_auth_serves_https_and_refuses_missing_or_wrong_credentials() {
         "{TLS}basic_auth_users:\n  alice: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
         hash("secret")
     ));
-    let gw = Gateway::start(true, &[format!("--web.config.file={}", cfg.display())]);
+    let gw = start(true, &[format!("--web.config.file={}", cfg.display())]);
     let c = pki.client(false);
     let r = c.get(gw.url("/metrics")).send().unwrap();
     assert_eq!(r.status(), 401);
@@ -105,7 +92,7 @@ fn mutual_tls_requires_a_certificate_from_the_client_ca() {
     let cfg = pki.config(&format!(
         "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
     ));
-    let gw = Gateway::start(true, &[format!("--web.config.file={}", cfg.display())]);
+    let gw = start(true, &[format!("--web.config.file={}", cfg.display())]);
     assert!(
         pki.client(false).get(gw.url("/metrics")).send().is_err(),
         "handshake without a client certificate must fail"
@@ -134,7 +121,7 @@ reader: {{ roles: [read] }}\n    ops: {{ roles: [push, read, admin] }}\n",
         hash("o")
     );
     let cfg = pki.config(&yaml);
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             format!("--web.config.file={}", cfg.display()),
@@ -185,7 +172,7 @@ reader: {{ roles: [read] }}\n    ops: {{ roles: [push, read, admin] }}\n",
 fn changed_web_config_is_picked_up_without_restart_and_a_broken_one_is_ignored() {
     let pki = Pki::new();
     let cfg = pki.config(&format!("basic_auth_users:\n  alice: {}\n", hash("a")));
-    let gw = Gateway::start(false, &[format!("--web.config.file={}", cfg.display())]);
+    let gw = start(false, &[format!("--web.config.file={}", cfg.display())]);
     let c = plain();
     let status = |u: &str, p: &str| {
         c.get(gw.url("/metrics"))
@@ -250,7 +237,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn request_limits_refuse_with_reasons_and_leave_stored_data_alone() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--limits.max-body-size=4KiB".into(),
@@ -327,7 +314,7 @@ fn request_limits_refuse_with_reasons_and_leave_stored_data_alone() {
 
 #[test]
 fn quotas_refuse_new_groups_and_series_but_keep_existing_ones_pushable() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--limits.max-groups=2".into(),
@@ -371,7 +358,7 @@ fn quotas_refuse_new_groups_and_series_but_keep_existing_ones_pushable() {
 
 #[test]
 fn push_rate_limit_answers_429_with_retry_after() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--limits.push-rate=1".into(),
@@ -401,7 +388,7 @@ fn push_rate_limit_answers_429_with_retry_after() {
 
 #[test]
 fn slow_clients_are_timed_out_and_do_not_block_others() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--web.read-header-timeout=1s".into(),
@@ -441,7 +428,7 @@ fn slow_clients_are_timed_out_and_do_not_block_others() {
 
 #[test]
 fn connection_limit_queues_extra_connections_instead_of_failing() {
-    let gw = Gateway::start(false, &["--web.max-connections=2".into()]);
+    let gw = start(false, &["--web.max-connections=2".into()]);
     // Two idle keep-alive connections hold both slots...
     let a = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     let b = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
@@ -474,7 +461,7 @@ fn push_rate_is_per_user_so_one_runaway_client_does_not_slow_others() {
         hash("r"),
         hash("c")
     ));
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             format!("--web.config.file={}", cfg.display()),
