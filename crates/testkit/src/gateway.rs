@@ -432,3 +432,37 @@ impl Drop for Gateway {
         self.kill();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_reply_over_a_loopback_socket() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            while !got.ends_with(b"\r\n\r\nbody") {
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+            }
+            c.write_all(b"HTTP/1.1 202 Accepted\r\nX-A: 1\r\nContent-Type: text/plain\r\n\r\nok\r\n\r\nmore")
+                .unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        let r = request(port, "PUT", "/p", &[("X-Req", "v")], b"body").unwrap();
+        let sent = server.join().unwrap();
+        assert!(sent.starts_with("PUT /p HTTP/1.1\r\n"), "{sent}");
+        assert!(sent.contains("\r\nX-Req: v\r\n") && sent.contains("Content-Length: 4\r\n"));
+        assert_eq!(r.status, 202);
+        assert_eq!(r.header("x-a"), Some("1"));
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        assert_eq!(r.body, "ok\r\n\r\nmore");
+        assert_eq!(r.raw_body, b"ok\r\n\r\nmore");
+    }
+}

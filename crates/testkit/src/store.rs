@@ -141,3 +141,30 @@ pub fn scrape_text(snap: &Snapshot) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[tokio::test]
+    async fn scrape_text_shows_the_first_groups_header_then_every_group() {
+        let s = StoreBuilder::new().build();
+        let t = UNIX_EPOCH + Duration::from_secs(5);
+        for (job, body) in [("b", "# HELP m two\nm 2\n"), ("a", "# HELP m one\nm 1\n")] {
+            s.push(push(key(&[("job", job)]), text(body), true, t))
+                .await
+                .unwrap();
+        }
+        let got = scrape_text(&s.snapshot());
+        let m = got.lines().take(4).collect::<Vec<_>>().join("\n");
+        assert_eq!(
+            m,
+            "# HELP m one\n# TYPE m untyped\nm{instance=\"\",job=\"a\"} 1\nm{instance=\"\",job=\"b\"} 2"
+        );
+        assert!(
+            got.contains("push_time_seconds{instance=\"\",job=\"a\"} 5\n"),
+            "{got}"
+        );
+    }
+}
