@@ -27,18 +27,34 @@
 //! out everywhere. Its writer, waiting for its own revision, sees the refusal, plans the push
 //! again against the winner (which records `push_failure_time_seconds`, as a refused push
 //! does) and answers 400. Scrapes stay consistent on every replica.
+//!
+//! Files: `bucket.rs` (the [`Bucket`] trait and its NATS implementation), `keys.rs` (bucket
+//! keys and values), `writes.rs` (changes through the bucket), `mirror.rs` (the watch into
+//! the local store), `memory.rs` and `tests_replicated.rs` (the in-memory bucket with faults,
+//! and the tests that use it).
 
-use async_nats::jetstream::{self, kv};
-use base64::Engine;
-use futures_util::StreamExt;
+#![forbid(unsafe_code)]
+
+pub mod bucket;
+mod keys;
+#[cfg(test)]
+mod memory;
+mod mirror;
+#[cfg(test)]
+mod tests_replicated;
+mod writes;
+
+use async_nats::jetstream;
+pub use bucket::{Bucket, NatsBucket};
+pub use keys::{decode_value, encode_value, group_key, kv_key};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use store::writer::{BoxFuture, Selector, Writer};
-use store::{Group, GroupKey, Plan, Push, Store, StoreError};
+use std::time::Duration;
+use store::writer::Writer;
+use store::{GroupKey, Store, StoreError};
 use tokio::time::Instant;
 
 /// How to reach NATS and which bucket to use.
@@ -77,12 +93,18 @@ struct Rev {
     live: bool,
 }
 
+/// A replica: writes go to the bucket, reads come from the mirror the watch keeps.
 pub struct Cluster {
+    /// The mirror: the ordinary store, changed only by the watch (plans are made against it).
     store: Arc<Store>,
-    client: async_nats::Client,
-    js: jetstream::Context,
+    /// The bucket (NATS JetStream KV, or in tests the in-memory one).
+    kv: Arc<dyn Bucket>,
+    /// The bucket's name, for messages.
     bucket: String,
-    kv: Mutex<Option<kv::Store>>,
+    /// Whether the bucket has been opened and is watched (until then changes get 503).
+    open: AtomicBool,
+    /// The revision of every key the mirror holds: the compare-and-set's expected revision,
+    /// and what keeps an older version arriving late from being applied.
     revs: Mutex<HashMap<GroupKey, Rev>>,
     /// Grouping keys of hashed bucket keys, learnt from their values (for delete markers).
     hashed: Mutex<HashMap<String, GroupKey>>,
@@ -90,8 +112,11 @@ pub struct Cluster {
     /// racing each other's compare-and-set (with many concurrent pushes to one group, e.g.
     /// accumulating ones, the losers would otherwise run out of attempts). Only replicas race.
     pushing: store::turn::Turns,
+    /// Caught up with the bucket since the watch (re)started: the readiness answer.
     synced: AtomicBool,
+    /// `--cluster.timeout`: the longest a change waits for the bucket and the mirror.
     timeout: Duration,
+    /// The NATS URLs, for messages.
     urls: String,
     /// The highest revision the watch has applied to the mirror.
     applied: tokio::sync::watch::Sender<u64>,
@@ -119,81 +144,12 @@ enum WriteFailed {
     Failed(StoreError),
 }
 
-const KV_OPERATION: &str = "KV-Operation";
-const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
 const MAX_ATTEMPTS: usize = 32;
 /// Refused revisions remembered for their writers.
 const MAX_REJECTED: usize = 10_000;
 /// How long a change waits for a client that lost its NATS server to reconnect to another
 /// one before it fails (a dead server is usually replaced in milliseconds).
 const RECONNECT_GRACE: Duration = Duration::from_millis(750);
-
-/// Longest bucket key spelled out; longer grouping keys are named by their hash (NATS
-/// subjects must stay well below the server's control-line limit).
-const MAX_PLAIN_KEY: usize = 512;
-
-/// The bucket key of a group: its canonical bytes, base64url without padding, or for very
-/// long grouping keys `=` and the hex SHA-256 of them (base64url never contains `=`).
-pub fn kv_key(key: &GroupKey) -> String {
-    let plain = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.canonical());
-    if plain.len() <= MAX_PLAIN_KEY {
-        return plain;
-    }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(key.canonical());
-    let mut out = String::with_capacity(65);
-    out.push('=');
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// The group key of a spelled-out bucket key (`None` for hashed keys and foreign keys).
-pub fn group_key(kv_key: &str) -> Option<GroupKey> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(kv_key)
-        .ok()?;
-    let mut parts = bytes.split(|b| *b == 0xff);
-    let mut labels = Vec::new();
-    while let Some(name) = parts.next() {
-        let value = parts.next()?;
-        labels.push((
-            String::from_utf8(name.to_vec()).ok()?,
-            String::from_utf8(value.to_vec()).ok()?,
-        ));
-    }
-    if labels.is_empty() {
-        return None;
-    }
-    Some(GroupKey::new(labels))
-}
-
-/// First byte of a bucket value holding a snappy-compressed group record.
-const SNAPPY: u8 = b'S';
-
-/// A group record as stored in the bucket: snappy-compressed (records repeat label names and
-/// values in both encodings, so this typically shrinks them several times).
-pub fn encode_value(record: &[u8]) -> Vec<u8> {
-    let mut out = vec![SNAPPY];
-    out.extend(
-        snap::raw::Encoder::new()
-            .compress_vec(record)
-            .unwrap_or_else(|_| record.to_vec()),
-    );
-    out
-}
-
-/// The group record of a bucket value.
-pub fn decode_value(value: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
-    match value.split_first() {
-        Some((&SNAPPY, rest)) => snap::raw::Decoder::new()
-            .decompress_vec(rest)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|e| format!("snappy: {e}")),
-        _ => Ok(std::borrow::Cow::Borrowed(value)),
-    }
-}
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("replication via NATS failed ({what}): {e}"))
@@ -268,12 +224,22 @@ impl Cluster {
             .map_err(|e| ClusterError::Connect(e.to_string()))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(cfg.timeout);
+        let kv = Arc::new(NatsBucket::new(client, js, cfg.bucket.clone()));
+        Ok(Cluster::with_bucket(kv, &cfg, store))
+    }
+
+    /// A replica writing to and following `kv` (`cfg` gives the bucket's name, its
+    /// replicas, the URLs for messages and the timeout); starts following at once.
+    pub fn with_bucket(
+        kv: Arc<dyn Bucket>,
+        cfg: &ClusterConfig,
+        store: Arc<Store>,
+    ) -> Arc<Cluster> {
         let cluster = Arc::new(Cluster {
             store,
-            client,
-            js,
+            kv,
             bucket: cfg.bucket.clone(),
-            kv: Mutex::new(None),
+            open: AtomicBool::new(false),
             revs: Mutex::new(HashMap::new()),
             hashed: Mutex::new(HashMap::new()),
             pushing: Default::default(),
@@ -285,12 +251,12 @@ impl Cluster {
             checking: AtomicBool::new(false),
             wanted: AtomicU64::new(0),
         });
-        tokio::spawn(follow(cluster.clone(), cfg.replicas.max(1)));
-        Ok(cluster)
+        tokio::spawn(mirror::follow(cluster.clone(), cfg.replicas.max(1)));
+        cluster
     }
 
     fn connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        self.kv.connected()
     }
 
     /// Whether the client is connected, after waiting (until `deadline`, at most
@@ -308,234 +274,28 @@ impl Cluster {
 
     /// The bucket, once connected (waiting briefly for a reconnect) and set up; otherwise
     /// the 503 reason.
-    async fn bucket_by(&self, deadline: Instant) -> Result<kv::Store, StoreError> {
+    async fn bucket_by(&self, deadline: Instant) -> Result<&dyn Bucket, StoreError> {
         self.wait_connected(deadline).await;
         self.bucket()
     }
 
     /// The bucket, if connected and set up; otherwise the 503 reason.
-    fn bucket(&self) -> Result<kv::Store, StoreError> {
+    fn bucket(&self) -> Result<&dyn Bucket, StoreError> {
         if !self.connected() {
             return Err(StoreError::Unavailable(format!(
                 "not connected to NATS ({}); the change was not made",
                 self.urls
             )));
         }
-        self.kv.lock().clone().ok_or_else(|| {
-            StoreError::Unavailable(format!("NATS bucket {:?} not available yet", self.bucket))
-        })
+        if !self.open.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(format!(
+                "NATS bucket {:?} not available yet",
+                self.bucket
+            )));
+        }
+        Ok(&*self.kv)
     }
 
-    /// Applies a version of a key to the mirror unless it already holds a newer one.
-    fn apply(&self, key: &GroupKey, group: Option<Group>, revision: u64) {
-        let mut revs = self.revs.lock();
-        if revs.get(key).is_some_and(|r| r.revision >= revision) {
-            return;
-        }
-        revs.insert(
-            key.clone(),
-            Rev {
-                revision,
-                live: group.is_some(),
-            },
-        );
-        match group {
-            Some(g) if self.checking.load(Ordering::Acquire) => {
-                if let Err(e) = self.store.apply_replicated_checked(key, g) {
-                    let why = match e {
-                        StoreError::Inconsistent(m) => m,
-                        e => e.to_string(),
-                    };
-                    tracing::info!(group = ?key, revision, err = %why,
-                        "replicated change left out: inconsistent with an earlier one");
-                    let mut rejected = self.rejected.lock();
-                    rejected.insert(revision, why);
-                    while rejected.len() > MAX_REJECTED {
-                        rejected.pop_first();
-                    }
-                }
-            }
-            g => self.store.apply_replicated(key, g),
-        }
-    }
-
-    /// Records that the watch has applied everything up to `revision`.
-    fn mark_applied(&self, revision: u64) {
-        self.applied.send_if_modified(|v| {
-            let newer = revision > *v;
-            if newer {
-                *v = revision;
-            }
-            newer
-        });
-    }
-
-    /// Waits (until `deadline`) for the watch to apply `revision` to the mirror, and says
-    /// whether the mirror took it.
-    async fn confirmed(&self, revision: u64, deadline: Instant) -> Result<(), Unconfirmed> {
-        self.wanted.fetch_max(revision, Ordering::AcqRel);
-        let mut rx = self.applied.subscribe();
-        match tokio::time::timeout_at(deadline, rx.wait_for(|v| *v >= revision)).await {
-            Ok(Ok(_)) => {}
-            _ => return Err(Unconfirmed::TimedOut),
-        }
-        match self.rejected.lock().remove(&revision) {
-            Some(_) => Err(Unconfirmed::Refused),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs one JetStream write (`op` returns `Err((lost compare-and-set, error))`),
-    /// retrying transient failures until `deadline`: a stream leader change after a NATS
-    /// node died ("no stream found for given subject", no responders, timeouts) or a client
-    /// reconnecting to another node. A retried write that had in fact landed shows up as a
-    /// lost compare-and-set, and is planned again like any.
-    async fn write_retrying<T, F, Fut>(
-        &self,
-        what: &str,
-        deadline: Instant,
-        mut op: F,
-    ) -> Result<T, WriteFailed>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, (bool, String)>>,
-    {
-        let mut backoff = Duration::from_millis(25);
-        loop {
-            let now = Instant::now();
-            // One attempt may not use up the whole budget: leave time for a retry.
-            let attempt = (deadline.saturating_duration_since(now))
-                .min((self.timeout / 2).max(Duration::from_millis(500)));
-            let err = match tokio::time::timeout(attempt, op()).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err((true, _))) => return Err(WriteFailed::Conflict),
-                Ok(Err((false, e))) => e,
-                Err(_) => "timed out".to_string(),
-            };
-            if Instant::now() + backoff >= deadline || !self.wait_connected(deadline).await {
-                return Err(WriteFailed::Failed(unavailable(what, err)));
-            }
-            tracing::debug!(%err, "NATS write failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(400));
-        }
-    }
-
-    fn apply_entry(&self, e: &kv::Entry) -> Option<GroupKey> {
-        match e.operation {
-            kv::Operation::Put => {
-                match decode_value(&e.value).and_then(|r| self.store.decode_group(&r)) {
-                    Ok(g) => {
-                        let key = g.key.clone();
-                        if e.key.starts_with('=') {
-                            self.hashed.lock().insert(e.key.clone(), key.clone());
-                        }
-                        self.apply(&key, Some(g), e.revision);
-                        Some(key)
-                    }
-                    Err(err) => {
-                        tracing::error!(key = %e.key, %err, "skipping undecodable replicated group");
-                        None
-                    }
-                }
-            }
-            kv::Operation::Delete | kv::Operation::Purge => {
-                let key = group_key(&e.key).or_else(|| self.hashed.lock().get(&e.key).cloned())?;
-                self.apply(&key, None, e.revision);
-                Some(key)
-            }
-        }
-    }
-
-    /// After losing a compare-and-set: reads the key's current revision and waits until the
-    /// mirror has applied it (in the bucket's order, via the watch).
-    async fn refresh(
-        &self,
-        kv: &kv::Store,
-        key: &GroupKey,
-        deadline: Instant,
-    ) -> Result<(), StoreError> {
-        let k = kv_key(key);
-        let entry = self
-            .write_retrying("read", deadline, || async {
-                kv.entry(k.clone())
-                    .await
-                    .map_err(|e| (false, e.to_string()))
-            })
-            .await
-            .map_err(|e| match e {
-                WriteFailed::Failed(e) => e,
-                WriteFailed::Conflict => unavailable("read", "conflict"),
-            })?;
-        if let Some(e) = entry {
-            if let Err(Unconfirmed::TimedOut) = self.confirmed(e.revision, deadline).await {
-                return Err(unavailable("read", "the mirror did not catch up in time"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Publishes a delete marker for a key (with an expected revision: only if unchanged);
-    /// returns the marker's revision.
-    async fn publish_delete(
-        &self,
-        key: &GroupKey,
-        expect: Option<u64>,
-    ) -> Result<jetstream::context::PublishAckFuture, StoreError> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(KV_OPERATION, "DEL");
-        if let Some(rev) = expect {
-            headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, rev.to_string().as_str());
-        }
-        let subject = format!("$KV.{}.{}", self.bucket, kv_key(key));
-        self.js
-            .publish_with_headers(subject, headers, bytes::Bytes::new())
-            .await
-            .map_err(|e| unavailable("delete", e))
-    }
-
-    /// Deletes keys (pipelined; a failed one is retried on its own until `deadline`), then
-    /// waits until the mirror has applied the deletes.
-    async fn delete_keys(&self, keys: &[GroupKey], deadline: Instant) -> Result<(), StoreError> {
-        self.bucket_by(deadline).await?;
-        let mut pending = Vec::with_capacity(keys.len());
-        for k in keys {
-            pending.push((k, self.publish_delete(k, None).await));
-        }
-        let mut last = 0;
-        for (k, ack) in pending {
-            let acked = match ack {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let seq = match acked {
-                Ok(a) => a.sequence,
-                Err(_) => self
-                    .write_retrying("delete", deadline, || async {
-                        let ack = self
-                            .publish_delete(k, None)
-                            .await
-                            .map_err(|e| (false, e.to_string()))?;
-                        ack.await
-                            .map(|a| a.sequence)
-                            .map_err(|e| (false, e.to_string()))
-                    })
-                    .await
-                    .map_err(|e| match e {
-                        WriteFailed::Failed(e) => e,
-                        WriteFailed::Conflict => unavailable("delete", "conflict"),
-                    })?,
-            };
-            last = last.max(seq);
-        }
-        // A delete cannot be refused: it is done once acknowledged; this only keeps
-        // read-your-writes on this replica.
-        let _ = self.confirmed(last, deadline).await;
-        Ok(())
-    }
-}
-
-impl Cluster {
     /// Waits (at most `limit`) until this replica is connected and caught up.
     pub async fn wait_ready(&self, limit: Duration) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + limit;
@@ -546,384 +306,5 @@ impl Cluster {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-    }
-
-    /// Migration from a single-node store: creates every group that the bucket does not
-    /// have yet (existing keys win). Returns `(imported, already present)`.
-    pub async fn import(&self, groups: Vec<Arc<Group>>) -> Result<(usize, usize), StoreError> {
-        let kv = self.bucket()?;
-        let (mut imported, mut present, mut last) = (0, 0, 0);
-        for g in groups {
-            let value = bytes::Bytes::from(encode_value(&g.encode_record()));
-            match tokio::time::timeout(self.timeout, kv.create(kv_key(&g.key), value)).await {
-                Err(_) => return Err(unavailable("import", "timed out")),
-                Ok(Ok(revision)) => {
-                    last = revision;
-                    imported += 1;
-                }
-                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => present += 1,
-                Ok(Err(e)) => return Err(unavailable("import", e)),
-            }
-        }
-        let _ = self.confirmed(last, Instant::now() + self.timeout).await;
-        Ok((imported, present))
-    }
-}
-
-/// Follows the bucket into the mirror, forever: (re)creates the bucket if needed, watches
-/// it (from the start the first time, from the last revision seen after that), marks the
-/// replica ready once it has caught up, and restarts the watch if it ends, fails or stalls.
-async fn follow(c: Arc<Cluster>, replicas: usize) {
-    let mut backoff = Duration::from_millis(100);
-    // The highest revision the watch delivered: a restarted watch resumes after it.
-    let mut seen_rev: Option<u64> = None;
-    // The same failure is logged once (and again every 5 minutes while it lasts), not on
-    // every retry.
-    let mut last_err: Option<(String, tokio::time::Instant)> = None;
-    loop {
-        match follow_once(&c, replicas, &mut seen_rev).await {
-            Ok(()) => tracing::warn!("NATS bucket watch ended; restarting it"),
-            Err(e) => {
-                let text = e.to_string();
-                let repeat = matches!(&last_err, Some((t, at)) if *t == text
-                    && at.elapsed() < Duration::from_secs(300));
-                if !repeat {
-                    tracing::warn!(err = %text, "following the NATS bucket failed; retrying");
-                    last_err = Some((text, tokio::time::Instant::now()));
-                }
-            }
-        }
-        if c.synced.load(Ordering::Acquire) {
-            last_err = None;
-        }
-        if c.synced.swap(false, Ordering::AcqRel) {
-            // It was working: retry quickly.
-            backoff = Duration::from_millis(100);
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// The watchdog: after a NATS node dies, a watch served by it can stop delivering without
-/// an error; this restarts it. Every tick it compares the watch with the revisions local
-/// changes wait for (at once) and, every few ticks, with the bucket's last revision; a watch
-/// behind either without progress for the given time is restarted.
-const WATCHDOG_PERIOD: Duration = Duration::from_millis(250);
-const WATCHDOG_STATUS_EVERY: u32 = 4;
-const STALL_LOCAL_WAITER: Duration = Duration::from_secs(1);
-const STALL_BUCKET: Duration = Duration::from_secs(3);
-
-async fn follow_once(
-    c: &Arc<Cluster>,
-    replicas: usize,
-    seen_rev: &mut Option<u64>,
-) -> Result<(), String> {
-    let kv = match c.js.get_key_value(&c.bucket).await {
-        Ok(kv) => kv,
-        Err(_) => {
-            c.js.create_key_value(kv::Config {
-                bucket: c.bucket.clone(),
-                description: "Pushgateway groups (one key per group)".into(),
-                history: 1,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("creating bucket {:?}: {e}", c.bucket))?
-        }
-    };
-    let last = last_revision(&kv).await?;
-    let resume = *seen_rev;
-    let mut watch = match resume {
-        // Only what changed since: with history 1, every key changed after `r` has its
-        // latest version after `r` in the stream.
-        Some(r) => kv.watch_all_from_revision(r + 1).await,
-        None => kv.watch_with_history(">").await,
-    }
-    .map_err(|e| format!("watching bucket: {e}"))?;
-    *c.kv.lock() = Some(kv.clone());
-    let mut seen: Option<HashSet<GroupKey>> = resume.is_none().then(HashSet::new);
-    let mut syncing = true;
-    let finish_sync = |seen: &mut Option<HashSet<GroupKey>>| {
-        // First sync: groups the bucket no longer has (deleted while this replica was away
-        // and since purged, or only in a local persistence file) leave the mirror.
-        if let Some(seen) = seen.take() {
-            let snap = c.store.snapshot();
-            for k in snap.groups.keys() {
-                if !seen.contains(k) && c.revs.lock().get(k).is_none_or(|r| r.revision <= last) {
-                    c.store.apply_replicated(k, None);
-                    c.revs.lock().remove(k);
-                }
-            }
-        }
-        c.synced.store(true, Ordering::Release);
-        // From now on versions are checked as they arrive, in the bucket's order. (The
-        // first replay is not: it holds only each key's latest version, and a local
-        // persistence file may still hold groups the bucket no longer has.)
-        c.checking.store(true, Ordering::Release);
-        tracing::info!(bucket = %c.bucket, revision = last, "caught up with the NATS bucket");
-    };
-    if last == 0 || resume.is_some_and(|r| r >= last) {
-        finish_sync(&mut seen);
-        syncing = false;
-    }
-    let mut tick = tokio::time::interval(WATCHDOG_PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks = 0u32;
-    // Since when the watch has been seen behind without delivering anything.
-    let mut behind_since: Option<(Instant, Duration)> = None;
-    loop {
-        tokio::select! {
-            entry = watch.next() => {
-                let Some(entry) = entry else { return Ok(()) };
-                let e = entry.map_err(|e| format!("watch: {e}"))?;
-                *seen_rev = Some(seen_rev.map_or(e.revision, |r| r.max(e.revision)));
-                behind_since = None;
-                let key = c.apply_entry(&e);
-                c.mark_applied(e.revision);
-                if let (Some(s), Some(k)) = (seen.as_mut(), key) {
-                    s.insert(k);
-                }
-                if syncing && (e.delta == 0 || e.revision >= last) {
-                    finish_sync(&mut seen);
-                    syncing = false;
-                }
-            }
-            _ = tick.tick() => {
-                ticks = ticks.wrapping_add(1);
-                if !c.connected() {
-                    continue;
-                }
-                let seen = seen_rev.unwrap_or(0);
-                let wanted = c.wanted.load(Ordering::Acquire);
-                let behind = if wanted > seen {
-                    Some((wanted, STALL_LOCAL_WAITER))
-                } else if ticks.is_multiple_of(WATCHDOG_STATUS_EVERY) {
-                    match last_revision(&kv).await {
-                        Ok(last) if last > seen => Some((last, STALL_BUCKET)),
-                        Ok(_) => None,
-                        Err(_) => continue,
-                    }
-                } else {
-                    continue;
-                };
-                match (behind, behind_since) {
-                    (None, _) => behind_since = None,
-                    (Some((_, limit)), None) => behind_since = Some((Instant::now(), limit)),
-                    (Some((target, limit)), Some((since, _))) => {
-                        if since.elapsed() >= limit {
-                            return Err(format!(
-                                "watch stalled at revision {seen} while revision {target} exists"
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn last_revision(kv: &kv::Store) -> Result<u64, String> {
-    let status = tokio::time::timeout(Duration::from_secs(5), kv.status())
-        .await
-        .map_err(|_| "bucket status: timed out".to_string())?
-        .map_err(|e| format!("bucket status: {e}"))?;
-    Ok(status.info.state.last_sequence)
-}
-
-impl Writer for Cluster {
-    fn push(&self, push: Push) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let deadline = Instant::now() + self.timeout;
-            let kv = self.bucket_by(deadline).await?;
-            let p = self.store.prepare(push);
-            let k = kv_key(&p.key);
-            let _turn = self.pushing.take(&p.key).await;
-            for _ in 0..MAX_ATTEMPTS {
-                let rev = self.revs.lock().get(&p.key).copied();
-                let (_, plan) = self.store.plan(&p);
-                let (group, result) = match plan {
-                    Plan::Accept(g) => (g, Ok(())),
-                    Plan::Record(g, e) => (g, Err(e)),
-                    Plan::Refuse(e) => return Err(e),
-                    // The idempotency key is in the mirror: that push was acknowledged.
-                    Plan::Unchanged => return Ok(()),
-                };
-                let value = bytes::Bytes::from(encode_value(&group.encode_record()));
-                let max = self.client.server_info().max_payload;
-                if max > 0 && value.len() + 1024 > max {
-                    return Err(StoreError::Quota(store::store::QuotaExceeded::RecordSize {
-                        have: value.len() as u64,
-                        max: max as u64,
-                    }));
-                }
-                let write = || async {
-                    match rev {
-                        Some(Rev {
-                            revision,
-                            live: true,
-                        }) => kv.update(&k, value.clone(), revision).await.map_err(|e| {
-                            (
-                                e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                                e.to_string(),
-                            )
-                        }),
-                        _ => kv.create(&k, value.clone()).await.map_err(|e| {
-                            (
-                                e.kind() == kv::CreateErrorKind::AlreadyExists,
-                                e.to_string(),
-                            )
-                        }),
-                    }
-                };
-                match self.write_retrying("write", deadline, write).await {
-                    // Answered once this replica's mirror has applied it in the bucket's order.
-                    Ok(revision) => match self.confirmed(revision, deadline).await {
-                        Ok(()) => return result,
-                        // A conflicting change from another replica came first in the
-                        // bucket: plan again against it (it records the failure; the client
-                        // gets the 400).
-                        Err(Unconfirmed::Refused) => {}
-                        Err(Unconfirmed::TimedOut) => {
-                            return Err(unavailable(
-                                "write",
-                                "written, but not yet applied by this replica's mirror \
-                                 within --cluster.timeout",
-                            ))
-                        }
-                    },
-                    // Another replica changed the group first: read its version and re-plan.
-                    Err(WriteFailed::Conflict) => self.refresh(&kv, &p.key, deadline).await?,
-                    Err(WriteFailed::Failed(e)) => return Err(e),
-                }
-            }
-            Err(unavailable(
-                "write",
-                format!("gave up after {MAX_ATTEMPTS} concurrent updates of the group"),
-            ))
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a GroupKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let deadline = Instant::now() + self.timeout;
-            self.delete_keys(std::slice::from_ref(key), deadline).await
-        })
-    }
-
-    fn wipe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let keys: Vec<GroupKey> = self.store.snapshot().groups.keys().cloned().collect();
-            self.delete_keys(&keys, Instant::now() + self.timeout).await
-        })
-    }
-
-    fn delete_where(
-        &self,
-        select: Selector,
-        dry_run: bool,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Group>>, StoreError>> {
-        Box::pin(async move {
-            let picked: Vec<Arc<Group>> = self
-                .store
-                .snapshot()
-                .groups
-                .values()
-                .filter(|g| select(g))
-                .cloned()
-                .collect();
-            if !dry_run {
-                let keys: Vec<GroupKey> = picked.iter().map(|g| g.key.clone()).collect();
-                self.delete_keys(&keys, Instant::now() + self.timeout)
-                    .await?;
-            }
-            Ok(picked)
-        })
-    }
-
-    fn expire_due(&self, now: SystemTime) -> BoxFuture<'_, Result<usize, StoreError>> {
-        Box::pin(async move {
-            let due = self.store.due(now);
-            if due.is_empty() || self.bucket().is_err() {
-                return Ok(0);
-            }
-            let kv = self.bucket()?;
-            let mut n = 0;
-            for k in due {
-                let Some(rev) = self.revs.lock().get(&k).copied().filter(|r| r.live) else {
-                    continue;
-                };
-                // Only if nobody pushed (or expired) it meanwhile: one replica wins.
-                let ack = self.publish_delete(&k, Some(rev.revision)).await?;
-                let deadline = Instant::now() + self.timeout;
-                match tokio::time::timeout(self.timeout, ack).await {
-                    Ok(Ok(ack)) => {
-                        tracing::info!(group = ?k, "group expired");
-                        let _ = self.confirmed(ack.sequence, deadline).await;
-                        n += 1;
-                    }
-                    Ok(Err(_)) => self.refresh(&kv, &k, deadline).await?,
-                    Err(_) => return Err(unavailable("expire", "timed out")),
-                }
-            }
-            self.store.count_expired(n as u64);
-            Ok(n)
-        })
-    }
-
-    fn ready(&self) -> Result<(), String> {
-        if !self.connected() {
-            return Err(format!("not connected to NATS ({})", self.urls));
-        }
-        if !self.synced.load(Ordering::Acquire) {
-            return Err(format!("catching up with NATS bucket {:?}", self.bucket));
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_round_trip_compressed_and_plain() {
-        let rec = [1u8, 10, 3, b'j', b'o', b'b'].repeat(50);
-        let v = encode_value(&rec);
-        assert!(v.len() < rec.len());
-        assert_eq!(&*decode_value(&v).unwrap(), &rec[..]);
-        assert_eq!(
-            &*decode_value(&rec).unwrap(),
-            &rec[..],
-            "uncompressed records still read"
-        );
-        assert!(decode_value(b"S\xff\xff").is_err());
-    }
-
-    #[test]
-    fn kv_keys_round_trip_and_are_valid_nats_keys() {
-        for k in [
-            GroupKey::new([("job", "a")]),
-            GroupKey::new([("job", "a/b"), ("instance", ""), ("x", "Προμηθεύς")]),
-        ] {
-            assert!(kv_key(&k).len() <= MAX_PLAIN_KEY);
-            let s = kv_key(&k);
-            assert!(s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-            assert_eq!(group_key(&s), Some(k));
-        }
-        let long = GroupKey::new([("job", "j".repeat(8000))]);
-        let h = kv_key(&long);
-        assert_eq!(h.len(), 65);
-        assert!(h.starts_with('='));
-        assert_eq!(
-            group_key(&h),
-            None,
-            "hashed keys are resolved from their values"
-        );
-        assert_eq!(group_key("!!"), None);
-        assert_eq!(group_key(""), None);
     }
 }

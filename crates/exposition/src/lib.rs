@@ -17,6 +17,8 @@
 //!
 //! Architecture invariant: nothing here knows about groups, HTTP or time.
 
+#![forbid(unsafe_code)]
+
 pub mod delimited;
 pub mod float;
 pub mod limits;

@@ -13,6 +13,8 @@
 //!
 //! Architecture invariant: nothing here knows about HTTP, groups in the store, or time.
 
+#![forbid(unsafe_code)]
+
 pub mod names;
 mod translate;
 

@@ -19,4 +19,6 @@ pub mod duration;
 pub mod grouping;
 pub mod groups;
 pub mod metrics;
+// unsafe: kill(2) forwarding signals to the child (SAFETY comment at the call).
+#[allow(unsafe_code)]
 pub mod runner;

@@ -129,6 +129,7 @@ fn signal_killed_command_is_128_plus_signal() {
 }
 
 #[test]
+#[allow(unsafe_code)] // kill(2), SAFETY comment at the call
 fn signals_sent_to_pgw_are_forwarded() {
     let gw = Gateway::start(Kind::Ours);
     let mut child = Command::new(pgw_bin())

@@ -3,6 +3,8 @@
 //! (`cargo run -p xtask -- dist-assets DIR`), so `--help`, `pushgateway.1` and the
 //! completions come from the same definitions.
 
+#![forbid(unsafe_code)]
+
 pub mod flags;
 pub mod logging;
 

@@ -1,151 +1,21 @@
 //! `/api/v1/status` and `/api/v1/metrics`: the official JSON, written directly (keys sorted,
 //! every value a string in Go's `%v` format, Go's HTML-safe string escaping).
 
+use crate::histogram::Count;
 use crate::http::Resp;
+use crate::json::{json_float, json_response, json_str};
+use crate::timefmt::{rfc3339_nano, system_time_nanos, TimeCache};
 use crate::App;
 use exposition::float::write_go_float;
 use exposition::pb::{Metric, MetricType};
-use hyper::header::HeaderValue;
-use hyper::StatusCode;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::SystemTime;
 use store::{FamilyEntry, Group};
-
-/// Adds the CORS headers the official API sets on every response.
-pub fn cors(mut r: Resp) -> Resp {
-    let h = r.headers_mut();
-    h.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("Accept, Authorization, Content-Type, Origin"),
-    );
-    h.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
-    );
-    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    h.insert(
-        "access-control-expose-headers",
-        HeaderValue::from_static("Date"),
-    );
-    h.insert(
-        "cache-control",
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
-    r
-}
-
-fn json_response(body: String) -> Resp {
-    cors(crate::http::with_type(
-        StatusCode::OK,
-        "application/json",
-        body,
-    ))
-}
-
-/// Bytes that may need escaping: controls, quote, backslash, `<`, `>`, `&`, and 0xE2 (the
-/// first byte of U+2028/U+2029, checked properly on the slow path).
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = b < 0x20 || matches!(b as u8, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xE2);
-        b += 1;
-    }
-    t
-};
-
-/// Appends `s` as a JSON string, escaped like Go's `encoding/json`.
-pub fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    // Most strings need no escaping at all: copy them in one go.
-    let plain = !s.bytes().any(|b| NEEDS_ESCAPE[b as usize]);
-    if plain {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn json_float(out: &mut String, v: f64) {
-    out.push('"');
-    write_go_float(out, v);
-    out.push('"');
-}
-
-/// RFC 3339 with nanoseconds (trailing zeros trimmed) in the given offset, as Go's
-/// `time.RFC3339Nano`.
-pub fn rfc3339_nano(unix_nanos: i64, offset: time::UtcOffset) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(unix_nanos as i128)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(offset);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let ns = t.nanosecond();
-    if ns != 0 {
-        let frac = format!("{ns:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    if offset.is_utc() {
-        s.push('Z');
-    } else {
-        let (h, m, _) = offset.as_hms();
-        let _ = write!(
-            s,
-            "{}{:02}:{:02}",
-            if offset.is_negative() { '-' } else { '+' },
-            h.unsigned_abs(),
-            m.unsigned_abs()
-        );
-    }
-    s
-}
-
-pub fn system_time_nanos(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
 
 /// GET /api/v1/status
 pub fn status(app: &Arc<App>) -> Resp {
-    let b = &app.cfg.build;
     let mut out = String::from("{\"status\":\"success\",\"data\":{\"build_information\":{");
-    let info = [
-        ("branch", &b.branch),
-        ("buildDate", &b.build_date),
-        ("buildUser", &b.build_user),
-        ("goVersion", &b.go_version),
-        ("revision", &b.revision),
-        ("version", &b.version),
-    ];
+    let info = app.cfg.build.fields();
     for (i, (k, v)) in info.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -263,20 +133,10 @@ fn metric_obj(out: &mut String, t: MetricType, m: &Metric) {
                 }
                 json_float(out, b.upper_bound.unwrap_or(0.0));
                 out.push(':');
-                match b.cumulative_count_float.filter(|f| *f > 0.0) {
-                    Some(f) => json_float(out, f),
-                    None => {
-                        let _ = write!(out, "\"{}\"", b.cumulative_count.unwrap_or(0));
-                    }
-                }
+                json_count(out, Count::cumulative(b));
             }
             out.push_str("},\"count\":");
-            match h.sample_count_float.filter(|f| *f > 0.0) {
-                Some(f) => json_float(out, f),
-                None => {
-                    let _ = write!(out, "\"{}\"", h.sample_count.unwrap_or(0));
-                }
-            }
+            json_count(out, Count::samples(h));
             out.push_str(",\"labels\":");
             labels_obj(out, labels());
             out.push_str(",\"sum\":");
@@ -299,22 +159,13 @@ fn metric_obj(out: &mut String, t: MetricType, m: &Metric) {
     }
 }
 
-/// The families of a group share their push time: format each distinct time once.
-pub struct TimeCache {
-    offset: time::UtcOffset,
-    last: Option<(i64, String)>,
-}
-
-impl TimeCache {
-    pub fn new(offset: time::UtcOffset) -> TimeCache {
-        TimeCache { offset, last: None }
-    }
-
-    fn get(&mut self, ns: i64) -> &str {
-        if self.last.as_ref().is_none_or(|(t, _)| *t != ns) {
-            self.last = Some((ns, rfc3339_nano(ns, self.offset)));
+/// A histogram count: a JSON string either way (`"3"`, `"2.5"`).
+fn json_count(out: &mut String, c: Count) {
+    match c {
+        Count::Float(f) => json_float(out, f),
+        Count::Int(n) => {
+            let _ = write!(out, "\"{n}\"");
         }
-        &self.last.as_ref().expect("just set").1
     }
 }
 
@@ -406,36 +257,4 @@ pub fn metrics(app: &Arc<App>) -> Resp {
     }
     out.push_str("]}");
     json_response(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_json_escaping() {
-        let mut s = String::new();
-        json_str(&mut s, "a<b>&\"\\\n\u{1}é");
-        assert_eq!(s, "\"a\\u003cb\\u003e\\u0026\\\"\\\\\\n\\u0001é\"");
-        let mut s = String::new();
-        json_str(&mut s, "plain é \u{2028}x");
-        assert_eq!(s, "\"plain é \\u2028x\"");
-    }
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(
-            rfc3339_nano(1_583_781_848_025_744_841, time::UtcOffset::UTC),
-            "2020-03-09T19:24:08.025744841Z"
-        );
-        assert_eq!(
-            rfc3339_nano(1_583_781_848_000_000_000, time::UtcOffset::UTC),
-            "2020-03-09T19:24:08Z"
-        );
-        let ist = time::UtcOffset::from_hms(5, 30, 0).unwrap();
-        assert_eq!(
-            rfc3339_nano(1_583_781_848_100_000_000, ist),
-            "2020-03-10T00:54:08.1+05:30"
-        );
-    }
 }

@@ -1,4 +1,4 @@
-//! Small response helpers shared by the handlers.
+//! Small request and response helpers shared by the handlers.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -84,4 +84,38 @@ pub fn html_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// Decodes an `application/x-www-form-urlencoded` query string (`+` is a space).
+pub fn query_pairs(q: &str) -> Vec<(String, String)> {
+    let dec = |s: &str| {
+        let s = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (dec(k), dec(v)),
+            None => (dec(p), String::new()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            query_pairs("match%5B%5D=%7Bjob%3D%22a%22%7D&dry_run&x=a+b"),
+            vec![
+                ("match[]".to_string(), "{job=\"a\"}".to_string()),
+                ("dry_run".to_string(), String::new()),
+                ("x".to_string(), "a b".to_string()),
+            ]
+        );
+    }
 }

@@ -19,8 +19,9 @@
 use crate::error::HttpError;
 use crate::http::Resp;
 use crate::router::{Dispatch, Route};
-use crate::{limits, App};
-use hyper::body::Incoming;
+use crate::{limits, App, BoxError};
+use bytes::Bytes;
+use hyper::body::Body;
 use hyper::http::request::Parts;
 use hyper::{Method, Request, StatusCode};
 use otlp::Encoding;
@@ -31,13 +32,17 @@ use std::time::Instant;
 use store::{GroupKey, Push, StoreError};
 
 /// Handles one OTLP export request.
-pub async fn handle(
+pub async fn handle<B>(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<B>,
     remote: SocketAddr,
     client: Option<String>,
     peer: Option<&webconfig::ClientIdentity>,
-) -> Resp {
+) -> Resp
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = Instant::now();
     let approx_size = crate::telemetry::approximate_request_size(&req);
     let encoding = req
@@ -63,14 +68,18 @@ pub async fn handle(
 }
 
 /// Stores what a request carries; `(rejected points, why)` on success.
-async fn export(
+async fn export<B>(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<B>,
     remote: SocketAddr,
     client: Option<String>,
     peer: Option<&webconfig::ClientIdentity>,
     encoding: Option<Encoding>,
-) -> Result<(u64, String), HttpError> {
+) -> Result<(u64, String), HttpError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let Some(settings) = app.cfg.otlp.as_ref() else {
         return Err(HttpError::NotFound);
     };
@@ -84,28 +93,8 @@ async fn export(
             });
         }
     }
-    let (parts, body) = crate::read_body(app, req).await?;
-    let Some(encoding) = encoding else {
-        return Err(HttpError::UnsupportedMediaType(format!(
-            "unsupported Content-Type {:?}: OTLP/HTTP takes application/x-protobuf or application/json",
-            parts
-                .headers
-                .get(hyper::header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_default()
-        )));
-    };
-    // OTLP/HTTP bodies are plain or gzip; anything else would only fail to decode.
-    if let Some(enc) = parts.headers.get(hyper::header::CONTENT_ENCODING) {
-        let enc = String::from_utf8_lossy(enc.as_bytes())
-            .trim()
-            .to_ascii_lowercase();
-        if !matches!(enc.as_str(), "" | "identity" | "gzip") {
-            return Err(HttpError::UnsupportedMediaType(format!(
-                "unsupported Content-Encoding {enc:?}: OTLP/HTTP bodies are plain or gzip"
-            )));
-        }
-    }
+    let (parts, body) = crate::dispatch::read_body(app, req).await?;
+    let encoding = check_encodings(&parts, encoding)?;
     let body =
         crate::push::decode_body(&parts, body, app.cfg.limits.max_body_bytes).inspect_err(|e| {
             if matches!(e, HttpError::TooLarge(_)) {
@@ -115,35 +104,10 @@ async fn export(
     let request =
         otlp::decode(&body, encoding).map_err(|e| HttpError::BadRequest(e.to_string()))?;
     let mut translation = otlp::translate(request, settings);
-    let requested_ttl = crate::lifecycle::requested_ttl(&parts)?;
+    let requested_ttl = crate::expiry::requested_ttl(&parts)?;
     let time = app.clock.now();
-
-    // Every check before the first change: a refused request changes nothing.
-    let mut planned = Vec::with_capacity(translation.groups.len());
-    let mut series = 0usize;
-    for group in std::mem::take(&mut translation.groups) {
-        let key = GroupKey::new(group.key.iter().cloned());
-        authorize(app, &parts, peer, &key)?;
-        for families in [&group.cumulative, &group.delta] {
-            if let Err((reason, e)) = limits::check_push(&app.cfg.limits, &key, families) {
-                app.rejections.count(reason);
-                return Err(e);
-            }
-            series += families.iter().map(|f| f.metric.len()).sum::<usize>();
-        }
-        // One request is one push for --limits.max-series-per-push, however many groups.
-        let max = app.cfg.limits.max_series_per_push;
-        if max != 0 && series > max {
-            app.rejections.count(limits::Reason::SeriesPerPush);
-            return Err(HttpError::TooLarge(format!(
-                "limit exceeded: the OTLP request has more than the {max} series allowed per \
-                 push (--limits.max-series-per-push)"
-            )));
-        }
-        let ttl_ms = app.cfg.ttl.resolve(requested_ttl, &key).as_millis() as u64;
-        planned.push((key, group, ttl_ms));
-    }
-
+    let groups = std::mem::take(&mut translation.groups);
+    let planned = plan(app, &parts, peer, groups, requested_ttl)?;
     let body_digest = sha2::Sha256::digest(&body);
     for (key, group, ttl_ms) in planned {
         let delta_points = group.delta_points;
@@ -185,6 +149,69 @@ async fn export(
         }
     }
     Ok((translation.rejected, translation.message()))
+}
+
+/// The body's encoding (from `Content-Type`), refused if unknown, and its
+/// `Content-Encoding`: OTLP/HTTP bodies are plain or gzip.
+fn check_encodings(parts: &Parts, encoding: Option<Encoding>) -> Result<Encoding, HttpError> {
+    let Some(encoding) = encoding else {
+        return Err(HttpError::UnsupportedMediaType(format!(
+            "unsupported Content-Type {:?}: OTLP/HTTP takes application/x-protobuf or application/json",
+            parts
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        )));
+    };
+    // Anything else would only fail to decode.
+    if let Some(enc) = parts.headers.get(hyper::header::CONTENT_ENCODING) {
+        let enc = String::from_utf8_lossy(enc.as_bytes())
+            .trim()
+            .to_ascii_lowercase();
+        if !matches!(enc.as_str(), "" | "identity" | "gzip") {
+            return Err(HttpError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {enc:?}: OTLP/HTTP bodies are plain or gzip"
+            )));
+        }
+    }
+    Ok(encoding)
+}
+
+/// Every check before the first change, so a refused request changes nothing: scoped access
+/// per grouping key, the per-push limits, the series per request; each group with its TTL.
+fn plan(
+    app: &App,
+    parts: &Parts,
+    peer: Option<&webconfig::ClientIdentity>,
+    groups: Vec<otlp::Group>,
+    requested_ttl: Option<std::time::Duration>,
+) -> Result<Vec<(GroupKey, otlp::Group, u64)>, HttpError> {
+    let mut planned = Vec::with_capacity(groups.len());
+    let mut series = 0usize;
+    for group in groups {
+        let key = GroupKey::new(group.key.iter().cloned());
+        authorize(app, parts, peer, &key)?;
+        for families in [&group.cumulative, &group.delta] {
+            if let Err((reason, e)) = limits::check_push(&app.cfg.limits, &key, families) {
+                app.rejections.count(reason);
+                return Err(e);
+            }
+            series += families.iter().map(|f| f.metric.len()).sum::<usize>();
+        }
+        // One request is one push for --limits.max-series-per-push, however many groups.
+        let max = app.cfg.limits.max_series_per_push;
+        if max != 0 && series > max {
+            app.rejections.count(limits::Reason::SeriesPerPush);
+            return Err(HttpError::TooLarge(format!(
+                "limit exceeded: the OTLP request has more than the {max} series allowed per \
+                 push (--limits.max-series-per-push)"
+            )));
+        }
+        let ttl_ms = app.cfg.ttl.resolve(requested_ttl, &key).as_millis() as u64;
+        planned.push((key, group, ttl_ms));
+    }
+    Ok(planned)
 }
 
 /// What makes a retried export count once: the client's `Idempotency-Key`, else the digest of
@@ -229,7 +256,7 @@ fn authorize(
     let Some(web) = app.cfg.web.as_ref().map(|w| w.current()) else {
         return Ok(());
     };
-    crate::authorize(
+    crate::dispatch::authorize(
         &web,
         parts,
         peer,

@@ -346,7 +346,7 @@ pub async fn handle(
         }
     };
     let checked = app.store.is_checked();
-    let requested = crate::lifecycle::requested_ttl(parts)?;
+    let requested = crate::expiry::requested_ttl(parts)?;
     let ttl_ms = store::ttl::ceil_millis(app.cfg.ttl.resolve(requested, &key));
     let idempotency_key = idempotency_key(parts)?;
     let accumulate =

@@ -231,56 +231,8 @@ impl Telemetry {
         lifecycle: Option<LifecycleStats>,
         rejected: &[(&'static str, u64)],
     ) -> Vec<OwnFamily> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        let fam = |name: &'static str, metrics: Vec<Metric>| {
-            let (_, mtype, help) = OWN_FAMILIES
-                .iter()
-                .chain(EXTRA_FAMILIES)
-                .find(|(n, _, _)| *n == name)
-                .copied()
-                .expect("own family");
-            OwnFamily {
-                name,
-                help,
-                mtype,
-                metrics,
-            }
-        };
-        let gauge = |v: f64| Metric {
-            gauge: Some(Gauge { value: Some(v) }),
-            ..Default::default()
-        };
-        let proc = ProcStats::read();
-        out.push(fam(
-            "process_cpu_seconds_total",
-            vec![Metric {
-                counter: Some(Box::new(Counter {
-                    value: Some(proc.cpu_seconds),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
-        ));
-        out.push(fam("process_max_fds", vec![gauge(proc.max_fds)]));
-        out.push(fam("process_open_fds", vec![gauge(proc.open_fds)]));
-        out.push(fam(
-            "process_resident_memory_bytes",
-            vec![gauge(proc.rss_bytes)],
-        ));
-        out.push(fam(
-            "process_start_time_seconds",
-            vec![gauge(self.start_time_seconds)],
-        ));
-        out.push(fam(
-            "process_virtual_memory_bytes",
-            vec![gauge(proc.vsize_bytes)],
-        ));
-        out.push(fam(
-            "process_virtual_memory_max_bytes",
-            vec![gauge(proc.max_vsize)],
-        ));
-        out.push(fam(
+        let mut out = process_families(self.start_time_seconds);
+        out.push(own_family(
             "pushgateway_build_info",
             vec![Metric {
                 label: self.build_labels.clone(),
@@ -289,18 +241,45 @@ impl Telemetry {
             }],
         ));
         if let Some(l) = lifecycle {
-            out.push(fam("pushgateway_groups", vec![gauge(l.groups as f64)]));
-            out.push(fam(
+            out.push(own_family(
+                "pushgateway_groups",
+                vec![gauge(l.groups as f64)],
+            ));
+            out.push(own_family(
                 "pushgateway_groups_expired_total",
-                vec![Metric {
-                    counter: Some(Box::new(Counter {
-                        value: Some(l.expired_total as f64),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
+                vec![counter(Vec::new(), l.expired_total as f64)],
             ));
         }
+        self.push_families(&mut out);
+        let reqs: Vec<Metric> = self
+            .requests
+            .lock()
+            .iter()
+            .map(|((code, handler, method), n)| {
+                let label = vec![
+                    LabelPair::new("code", code.to_string()),
+                    LabelPair::new("handler", *handler),
+                    LabelPair::new("method", method.clone()),
+                ];
+                counter(label, *n as f64)
+            })
+            .collect();
+        if !reqs.is_empty() {
+            out.push(own_family("pushgateway_http_requests_total", reqs));
+        }
+        if !rejected.is_empty() {
+            let metrics = rejected
+                .iter()
+                .map(|(reason, n)| counter(vec![LabelPair::new("reason", *reason)], *n as f64))
+                .collect();
+            out.push(own_family("pushgateway_pushes_rejected_total", metrics));
+        }
+        out
+    }
+
+    /// The push duration and size summaries, per method (none before the first push).
+    fn push_families(&self, out: &mut Vec<OwnFamily>) {
+        let now = Instant::now();
         let mut durations = Vec::new();
         let mut sizes = Vec::new();
         for (method, s) in self.pushes.lock().iter_mut() {
@@ -317,44 +296,72 @@ impl Telemetry {
             });
         }
         if !durations.is_empty() {
-            out.push(fam("pushgateway_http_push_duration_seconds", durations));
-            out.push(fam("pushgateway_http_push_size_bytes", sizes));
+            out.push(own_family(
+                "pushgateway_http_push_duration_seconds",
+                durations,
+            ));
+            out.push(own_family("pushgateway_http_push_size_bytes", sizes));
         }
-        let reqs: Vec<Metric> = self
-            .requests
-            .lock()
-            .iter()
-            .map(|((code, handler, method), n)| Metric {
-                label: vec![
-                    LabelPair::new("code", code.to_string()),
-                    LabelPair::new("handler", *handler),
-                    LabelPair::new("method", method.clone()),
-                ],
-                counter: Some(Box::new(Counter {
-                    value: Some(*n as f64),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            })
-            .collect();
-        if !reqs.is_empty() {
-            out.push(fam("pushgateway_http_requests_total", reqs));
-        }
-        if !rejected.is_empty() {
-            let metrics = rejected
-                .iter()
-                .map(|(reason, n)| Metric {
-                    label: vec![LabelPair::new("reason", *reason)],
-                    counter: Some(Box::new(Counter {
-                        value: Some(*n as f64),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                })
-                .collect();
-            out.push(fam("pushgateway_pushes_rejected_total", metrics));
-        }
-        out
+    }
+}
+
+/// The `process_*` families, sorted by name.
+fn process_families(start_time_seconds: f64) -> Vec<OwnFamily> {
+    let proc = ProcStats::read();
+    vec![
+        own_family(
+            "process_cpu_seconds_total",
+            vec![counter(Vec::new(), proc.cpu_seconds)],
+        ),
+        own_family("process_max_fds", vec![gauge(proc.max_fds)]),
+        own_family("process_open_fds", vec![gauge(proc.open_fds)]),
+        own_family("process_resident_memory_bytes", vec![gauge(proc.rss_bytes)]),
+        own_family(
+            "process_start_time_seconds",
+            vec![gauge(start_time_seconds)],
+        ),
+        own_family(
+            "process_virtual_memory_bytes",
+            vec![gauge(proc.vsize_bytes)],
+        ),
+        own_family(
+            "process_virtual_memory_max_bytes",
+            vec![gauge(proc.max_vsize)],
+        ),
+    ]
+}
+
+/// An own family by name, with its type and help from the tables.
+fn own_family(name: &'static str, metrics: Vec<Metric>) -> OwnFamily {
+    let (_, mtype, help) = OWN_FAMILIES
+        .iter()
+        .chain(EXTRA_FAMILIES)
+        .find(|(n, _, _)| *n == name)
+        .copied()
+        .expect("own family");
+    OwnFamily {
+        name,
+        help,
+        mtype,
+        metrics,
+    }
+}
+
+fn gauge(v: f64) -> Metric {
+    Metric {
+        gauge: Some(Gauge { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn counter(label: Vec<LabelPair>, v: f64) -> Metric {
+    Metric {
+        label,
+        counter: Some(Box::new(Counter {
+            value: Some(v),
+            ..Default::default()
+        })),
+        ..Default::default()
     }
 }
 

@@ -20,9 +20,11 @@
 //! Text content is escaped for `<`, `>` and `&` only (so a label reads `job="x"` in the raw
 //! HTML); attribute values are escaped for quotes too.
 
-use crate::api::{json_str, rfc3339_nano, system_time_nanos};
 use crate::error::HttpError;
+use crate::histogram::Count;
 use crate::http::{with_type, Resp};
+use crate::json::json_str;
+use crate::timefmt::{rfc3339_nano, system_time_nanos};
 use crate::{App, Config};
 use base64::Engine;
 use bytes::Bytes;
@@ -562,23 +564,13 @@ fn metric_value(out: &mut String, t: MetricType, m: &Metric) {
                 out.push_str("Sample values &le; ");
                 push_value(out, b.upper_bound.unwrap_or(0.0));
                 out.push_str("</th><td>");
-                match b.cumulative_count_float.filter(|f| *f > 0.0) {
-                    Some(f) => push_value(out, f),
-                    None => {
-                        let _ = write!(out, "{}", b.cumulative_count.unwrap_or(0));
-                    }
-                }
+                push_count(out, Count::cumulative(b));
                 out.push_str("</td></tr>");
             }
             if native.is_none() || !h.bucket.is_empty() {
                 sub_row_start(out);
                 out.push_str("Total sample Count</th><td>");
-                match h.sample_count_float.filter(|f| *f > 0.0) {
-                    Some(f) => push_value(out, f),
-                    None => {
-                        let _ = write!(out, "{}", h.sample_count.unwrap_or(0));
-                    }
-                }
+                push_count(out, Count::samples(h));
                 out.push_str("</td></tr>");
                 sub_row_start(out);
                 out.push_str("Sample Sum</th><td>");
@@ -593,6 +585,16 @@ fn metric_value(out: &mut String, t: MetricType, m: &Metric) {
         MetricType::Gauge => push_value(out, m.gauge.as_ref().and_then(|g| g.value).unwrap_or(0.0)),
         MetricType::Untyped => {
             push_value(out, m.untyped.as_ref().and_then(|u| u.value).unwrap_or(0.0))
+        }
+    }
+}
+
+/// A histogram count in a table cell.
+fn push_count(out: &mut String, c: Count) {
+    match c {
+        Count::Float(f) => push_value(out, f),
+        Count::Int(n) => {
+            let _ = write!(out, "{n}");
         }
     }
 }
@@ -616,15 +618,7 @@ fn status_section(out: &mut String, cfg: &Config, start_time: SystemTime) {
         &rfc3339_nano(system_time_nanos(start_time), cfg.utc_offset),
     );
     out.push_str("</tbody></table>\n<h2>Build Information</h2>\n<table class=\"tbl kv\"><tbody>\n");
-    let b = &cfg.build;
-    for (k, v) in [
-        ("branch", &b.branch),
-        ("buildDate", &b.build_date),
-        ("buildUser", &b.build_user),
-        ("goVersion", &b.go_version),
-        ("revision", &b.revision),
-        ("version", &b.version),
-    ] {
+    for (k, v) in cfg.build.fields() {
         kv_row(out, k, v);
     }
     out.push_str("</tbody></table>\n<h2>Startup Flags</h2>\n<table class=\"tbl kv\"><tbody>\n");
@@ -652,43 +646,17 @@ fn foot(out: &mut String, cfg: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Routes;
-    use crate::BuildInfo;
     use exposition::pb::{Bucket, Gauge, Histogram, LabelPair, Quantile, Summary};
-    use std::collections::BTreeMap;
 
     fn cfg(admin: bool) -> Config {
-        let mut flags = BTreeMap::new();
-        flags.insert("web.listen-address".to_string(), ":9091".to_string());
-        flags.insert("web.route-prefix".to_string(), "<odd>".to_string());
-        Config {
-            routes: Routes {
-                prefix: String::new(),
-                telemetry: "/metrics".into(),
-                admin_api: admin,
-                otlp: false,
-            },
-            external_path: ".".into(),
-            enable_lifecycle: false,
-            enable_admin_api: admin,
-            flags,
-            build: BuildInfo {
-                version: "1.2.3".into(),
-                revision: "abc".into(),
-                branch: "main".into(),
-                build_user: "me@host".into(),
-                build_date: "20240101".into(),
-                go_version: "rust".into(),
-            },
-            utc_offset: time::UtcOffset::UTC,
-            ttl: Default::default(),
-            stale_warning_age: std::time::Duration::from_secs(3600),
-            expiry_period: std::time::Duration::from_secs(1),
-            limits: Default::default(),
-            web: None,
-            formats: Default::default(),
-            otlp: None,
-        }
+        let mut cfg = crate::testing::config();
+        cfg.flags
+            .insert("web.listen-address".to_string(), ":9091".to_string());
+        cfg.flags
+            .insert("web.route-prefix".to_string(), "<odd>".to_string());
+        cfg.routes.admin_api = admin;
+        cfg.enable_admin_api = admin;
+        cfg
     }
 
     #[test]

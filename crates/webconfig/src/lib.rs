@@ -88,6 +88,8 @@
 //! request needs valid credentials and a valid user may do everything; without users, everything
 //! is open.
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod config;
 mod identity;

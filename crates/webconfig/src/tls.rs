@@ -200,8 +200,6 @@ fn parse_certs(data: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
-/// Builds the TLS server configuration. `Ok(None)` server config when the section does not
-/// enable TLS (none of cert, key, client CA or client_auth_type set), like exporter-toolkit.
 /// Looks Go names up: `Some(Some(x))` is supported, `Some(None)` is a name Go knows that
 /// rustls lacks (skipped, returned for a warning), `None` an unknown name (an error).
 fn known_names<'a, T>(
@@ -226,36 +224,104 @@ fn known_names<'a, T>(
     Ok((found, skipped))
 }
 
+/// Builds the TLS server configuration. `Ok(None)` server config when the section does not
+/// enable TLS (none of cert, key, client CA or client_auth_type set), like exporter-toolkit.
 pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigError> {
     // Names are validated whether or not TLS ends up enabled (Go checks them while decoding).
-    let min = match &raw.min_version {
-        Some(v) if !v.as_str().is_empty() => parse_version("tls_server_config.min_version", v)?,
-        _ => Version::Tls12,
-    };
-    let max = match &raw.max_version {
-        Some(v) if !v.as_str().is_empty() => parse_version("tls_server_config.max_version", v)?,
-        _ => Version::Tls13,
-    };
-    let (suites12, skipped_suites) = known_names(
-        raw.cipher_suites.iter().flatten().map(|n| n.as_str()),
-        cipher_suite,
-        "tls_server_config.cipher_suites",
-        "cipher",
-    )?;
-    let (groups, skipped_curves): (Vec<&'static dyn SupportedKxGroup>, _) = known_names(
-        raw.curve_preferences.iter().flatten().map(|n| n.as_str()),
-        curve,
-        "tls_server_config.curve_preferences",
-        "curve",
-    )?;
-    let client_auth = ClientAuth::parse(
-        raw.client_auth_type
-            .as_ref()
-            .map(|s| s.as_str())
-            .unwrap_or(""),
-    )?;
+    let names = Names::parse(raw)?;
+    if !enabled(raw) {
+        return Ok(TlsBuilt {
+            server_config: None,
+            client_auth: ClientAuth::NoClientCert,
+            files: Vec::new(),
+        });
+    }
+    let mut files = Vec::new();
+    let identity = Identity::load(raw, base, &mut files)?;
+    let client_ca = load_client_ca(raw, base, names.client_auth, &mut files)?;
+    let versions = protocol_versions(names.min, names.max)?;
+    let client_auth = names.client_auth;
+    let provider = crypto_provider(raw, names);
+    let verifier = client_verifier(raw, client_auth, client_ca, &provider)?;
 
-    let enabled = [
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| WebConfigError::Tls(format!("protocol versions: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.certs, identity.key)
+        .map_err(|e| {
+            WebConfigError::Tls(format!(
+                "certificate and key ({}, {}): {e}",
+                identity.cert_what, identity.key_what
+            ))
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.ignore_client_order = raw.prefer_server_cipher_suites.map(|b| b.0).unwrap_or(true);
+    Ok(TlsBuilt {
+        server_config: Some(Arc::new(cfg)),
+        client_auth,
+        files,
+    })
+}
+
+/// The names in the section (versions, cipher suites, curves, client auth type), checked.
+struct Names<'a> {
+    min: Version,
+    max: Version,
+    /// The TLS 1.2 suites asked for that rustls has, in order.
+    suites12: Vec<SupportedCipherSuite>,
+    /// Suites Go knows that rustls lacks.
+    skipped_suites: Vec<&'a str>,
+    /// The curves asked for that the ring provider has, in order.
+    groups: Vec<&'static dyn SupportedKxGroup>,
+    /// Curves Go knows that the ring provider lacks.
+    skipped_curves: Vec<&'a str>,
+    client_auth: ClientAuth,
+}
+
+impl<'a> Names<'a> {
+    fn parse(raw: &'a RawTls) -> Result<Names<'a>, WebConfigError> {
+        let min = match &raw.min_version {
+            Some(v) if !v.as_str().is_empty() => parse_version("tls_server_config.min_version", v)?,
+            _ => Version::Tls12,
+        };
+        let max = match &raw.max_version {
+            Some(v) if !v.as_str().is_empty() => parse_version("tls_server_config.max_version", v)?,
+            _ => Version::Tls13,
+        };
+        let (suites12, skipped_suites) = known_names(
+            raw.cipher_suites.iter().flatten().map(|n| n.as_str()),
+            cipher_suite,
+            "tls_server_config.cipher_suites",
+            "cipher",
+        )?;
+        let (groups, skipped_curves) = known_names(
+            raw.curve_preferences.iter().flatten().map(|n| n.as_str()),
+            curve,
+            "tls_server_config.curve_preferences",
+            "curve",
+        )?;
+        let client_auth = ClientAuth::parse(
+            raw.client_auth_type
+                .as_ref()
+                .map(|s| s.as_str())
+                .unwrap_or(""),
+        )?;
+        Ok(Names {
+            min,
+            max,
+            suites12,
+            skipped_suites,
+            groups,
+            skipped_curves,
+            client_auth,
+        })
+    }
+}
+
+/// Whether the section enables TLS: any of cert, key, client CA or client_auth_type set.
+fn enabled(raw: &RawTls) -> bool {
+    [
         &raw.cert,
         &raw.key,
         &raw.client_ca,
@@ -265,57 +331,79 @@ pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigErro
         &raw.client_auth_type,
     ]
     .iter()
-    .any(|s| non_empty(s).is_some());
-    if !enabled {
-        return Ok(TlsBuilt {
-            server_config: None,
-            client_auth: ClientAuth::NoClientCert,
-            files: Vec::new(),
-        });
-    }
+    .any(|s| non_empty(s).is_some())
+}
 
-    if non_empty(&raw.cert_file).is_none() && non_empty(&raw.cert).is_none() {
-        return Err(WebConfigError::invalid(
-            "tls_server_config",
-            "missing one of cert or cert_file",
-        ));
-    }
-    if non_empty(&raw.key_file).is_none() && non_empty(&raw.key).is_none() {
-        return Err(WebConfigError::invalid(
-            "tls_server_config",
-            "missing one of key or key_file",
-        ));
-    }
-    let mut files = Vec::new();
-    let (cert_pem, cert_what) = load_source(
-        base,
-        &raw.cert,
-        "tls_server_config.cert",
-        &raw.cert_file,
-        "tls_server_config.cert_file",
-        &mut files,
-    )?
-    .expect("checked above");
-    let (key_pem, key_what) = load_source(
-        base,
-        &raw.key,
-        "tls_server_config.key",
-        &raw.key_file,
-        "tls_server_config.key_file",
-        &mut files,
-    )?
-    .expect("checked above");
-    let certs = parse_certs(&cert_pem, &cert_what)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| WebConfigError::Tls(format!("{key_what}: no usable private key: {e}")))?;
+/// The server's certificate chain and private key, with where each came from (for errors).
+struct Identity {
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_what: String,
+    key_what: String,
+}
 
+impl Identity {
+    fn load(
+        raw: &RawTls,
+        base: &Path,
+        files: &mut Vec<PathBuf>,
+    ) -> Result<Identity, WebConfigError> {
+        if non_empty(&raw.cert_file).is_none() && non_empty(&raw.cert).is_none() {
+            return Err(WebConfigError::invalid(
+                "tls_server_config",
+                "missing one of cert or cert_file",
+            ));
+        }
+        if non_empty(&raw.key_file).is_none() && non_empty(&raw.key).is_none() {
+            return Err(WebConfigError::invalid(
+                "tls_server_config",
+                "missing one of key or key_file",
+            ));
+        }
+        let (cert_pem, cert_what) = load_source(
+            base,
+            &raw.cert,
+            "tls_server_config.cert",
+            &raw.cert_file,
+            "tls_server_config.cert_file",
+            files,
+        )?
+        .expect("checked above");
+        let (key_pem, key_what) = load_source(
+            base,
+            &raw.key,
+            "tls_server_config.key",
+            &raw.key_file,
+            "tls_server_config.key_file",
+            files,
+        )?
+        .expect("checked above");
+        let certs = parse_certs(&cert_pem, &cert_what)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| WebConfigError::Tls(format!("{key_what}: no usable private key: {e}")))?;
+        Ok(Identity {
+            certs,
+            key,
+            cert_what,
+            key_what,
+        })
+    }
+}
+
+/// The client CA (PEM and where it came from), refused without a client auth policy.
+fn load_client_ca(
+    raw: &RawTls,
+    base: &Path,
+    client_auth: ClientAuth,
+    files: &mut Vec<PathBuf>,
+) -> Result<Option<(Vec<u8>, String)>, WebConfigError> {
     let client_ca = load_source(
         base,
         &raw.client_ca,
         "tls_server_config.client_ca",
         &raw.client_ca_file,
         "tls_server_config.client_ca_file",
-        &mut files,
+        files,
     )?;
     if client_ca.is_some() && client_auth == ClientAuth::NoClientCert {
         return Err(WebConfigError::invalid(
@@ -324,8 +412,14 @@ pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigErro
              (set client_auth_type, e.g. RequireAndVerifyClientCert)",
         ));
     }
+    Ok(client_ca)
+}
 
-    // Versions: rustls implements TLS 1.2 and 1.3 only.
+/// The protocol versions between `min` and `max`: rustls implements TLS 1.2 and 1.3 only.
+fn protocol_versions(
+    min: Version,
+    max: Version,
+) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
     if max < Version::Tls12 {
         return Err(WebConfigError::invalid(
             "tls_server_config.max_version",
@@ -351,14 +445,17 @@ pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigErro
     if min <= Version::Tls12 {
         versions.push(&rustls::version::TLS12);
     }
+    Ok(versions)
+}
 
-    // Cipher suites: TLS 1.3 suites are always all enabled (as in Go); cipher_suites selects
-    // and orders the TLS 1.2 ones.
+/// The ring provider with the cipher suites and curves asked for. TLS 1.3 suites are always
+/// all enabled (as in Go); cipher_suites selects and orders the TLS 1.2 ones.
+fn crypto_provider(raw: &RawTls, names: Names<'_>) -> Arc<CryptoProvider> {
     let default = ring::default_provider();
-    if !skipped_suites.is_empty() {
+    if !names.skipped_suites.is_empty() {
         tracing::warn!(
             "tls_server_config.cipher_suites: not supported by rustls, ignored: {}",
-            skipped_suites.join(", ")
+            names.skipped_suites.join(", ")
         );
     }
     let mut cipher_suites: Vec<SupportedCipherSuite> = default
@@ -367,11 +464,11 @@ pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigErro
         .filter(|s| s.version() == &rustls::version::TLS13)
         .copied()
         .collect();
-    if suites12.is_empty() {
+    if names.suites12.is_empty() {
         if raw.cipher_suites.as_ref().is_some_and(|v| {
             v.iter()
                 .any(|n| !n.as_str().starts_with("TLS_AES") && !n.as_str().starts_with("TLS_CHA"))
-        }) && min <= Version::Tls12
+        }) && names.min <= Version::Tls12
         {
             tracing::warn!(
                 "tls_server_config.cipher_suites: none of the TLS 1.2 suites is supported by \
@@ -386,27 +483,35 @@ pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigErro
                 .copied(),
         );
     } else {
-        cipher_suites.extend(suites12);
+        cipher_suites.extend(names.suites12);
     }
-    if !skipped_curves.is_empty() {
+    if !names.skipped_curves.is_empty() {
         tracing::warn!(
             "tls_server_config.curve_preferences: not supported by rustls' ring provider, \
              ignored: {}",
-            skipped_curves.join(", ")
+            names.skipped_curves.join(", ")
         );
     }
-    let kx_groups = if groups.is_empty() {
+    let kx_groups = if names.groups.is_empty() {
         default.kx_groups.clone()
     } else {
-        groups
+        names.groups
     };
-    let provider = Arc::new(CryptoProvider {
+    Arc::new(CryptoProvider {
         cipher_suites,
         kx_groups,
         ..default
-    });
+    })
+}
 
-    // Client certificates.
+/// How client certificates are checked: by `client_auth_type`, against the client CA, then
+/// (if `client_allowed_sans` is set) for one of the allowed SANs.
+fn client_verifier(
+    raw: &RawTls,
+    client_auth: ClientAuth,
+    client_ca: Option<(Vec<u8>, String)>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
     let allowed_sans: Option<Vec<String>> = raw
         .client_allowed_sans
         .as_ref()
@@ -414,78 +519,80 @@ pub(crate) fn build(raw: &RawTls, base: &Path) -> Result<TlsBuilt, WebConfigErro
     let verifier: Arc<dyn ClientCertVerifier> = match client_auth {
         ClientAuth::NoClientCert => WebPkiClientVerifier::no_client_auth(),
         ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
-            let hints = match &client_ca {
-                Some((pem, what)) => parse_certs(pem, what)?
-                    .iter()
-                    .filter_map(|c| {
-                        x509_parser::parse_x509_certificate(c).ok().map(|(_, x)| {
-                            DistinguishedName::from(x.tbs_certificate.subject.as_raw().to_vec())
-                        })
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            Arc::new(AcceptAnyClientCert {
-                mandatory: client_auth == ClientAuth::RequireAnyClientCert,
-                algs: provider.signature_verification_algorithms,
-                hints,
-            })
+            any_cert_verifier(client_auth, client_ca, provider)?
         }
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
-            let mut roots = RootCertStore::empty();
-            match &client_ca {
-                Some((pem, what)) => {
-                    for c in parse_certs(pem, what)? {
-                        roots.add(c).map_err(|e| {
-                            WebConfigError::Tls(format!("{what}: unusable CA certificate: {e}"))
-                        })?;
-                    }
-                }
-                None => {
-                    // Go verifies against the system roots when no client CA is configured.
-                    tracing::warn!(
-                        "tls_server_config: client_auth_type {client_auth:?} without \
-                         client_ca_file: client certificates are verified against the public \
-                         web PKI roots"
-                    );
-                    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                }
-            }
-            let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-            let b = if client_auth == ClientAuth::VerifyClientCertIfGiven {
-                b.allow_unauthenticated()
-            } else {
-                b
-            };
-            b.build()
-                .map_err(|e| WebConfigError::Tls(format!("client certificate verifier: {e}")))?
+            webpki_verifier(client_auth, client_ca, provider)?
         }
     };
-    let verifier: Arc<dyn ClientCertVerifier> = match allowed_sans {
+    Ok(match allowed_sans {
         Some(sans) if client_auth != ClientAuth::NoClientCert => Arc::new(SanCheck {
             inner: verifier,
             sans,
         }),
         _ => verifier,
-    };
-
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| WebConfigError::Tls(format!("protocol versions: {e}")))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            WebConfigError::Tls(format!(
-                "certificate and key ({cert_what}, {key_what}): {e}"
-            ))
-        })?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    cfg.ignore_client_order = raw.prefer_server_cipher_suites.map(|b| b.0).unwrap_or(true);
-    Ok(TlsBuilt {
-        server_config: Some(Arc::new(cfg)),
-        client_auth,
-        files,
     })
+}
+
+/// `RequestClientCert` / `RequireAnyClientCert`: any certificate; the client CA's subjects
+/// only serve as hints.
+fn any_cert_verifier(
+    client_auth: ClientAuth,
+    client_ca: Option<(Vec<u8>, String)>,
+    provider: &CryptoProvider,
+) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
+    let hints = match &client_ca {
+        Some((pem, what)) => parse_certs(pem, what)?
+            .iter()
+            .filter_map(|c| {
+                x509_parser::parse_x509_certificate(c).ok().map(|(_, x)| {
+                    DistinguishedName::from(x.tbs_certificate.subject.as_raw().to_vec())
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Arc::new(AcceptAnyClientCert {
+        mandatory: client_auth == ClientAuth::RequireAnyClientCert,
+        algs: provider.signature_verification_algorithms,
+        hints,
+    }))
+}
+
+/// `VerifyClientCertIfGiven` / `RequireAndVerifyClientCert`: chains verified against the
+/// client CA (else the web PKI roots, as Go uses the system roots).
+fn webpki_verifier(
+    client_auth: ClientAuth,
+    client_ca: Option<(Vec<u8>, String)>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
+    let mut roots = RootCertStore::empty();
+    match &client_ca {
+        Some((pem, what)) => {
+            for c in parse_certs(pem, what)? {
+                roots.add(c).map_err(|e| {
+                    WebConfigError::Tls(format!("{what}: unusable CA certificate: {e}"))
+                })?;
+            }
+        }
+        None => {
+            // Go verifies against the system roots when no client CA is configured.
+            tracing::warn!(
+                "tls_server_config: client_auth_type {client_auth:?} without \
+                 client_ca_file: client certificates are verified against the public \
+                 web PKI roots"
+            );
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+    }
+    let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let b = if client_auth == ClientAuth::VerifyClientCertIfGiven {
+        b.allow_unauthenticated()
+    } else {
+        b
+    };
+    b.build()
+        .map_err(|e| WebConfigError::Tls(format!("client certificate verifier: {e}")))
 }
 
 /// `RequestClientCert` / `RequireAnyClientCert`: takes any certificate, only checking that the

@@ -7,6 +7,8 @@
 //!   (`pgw-run.1`, ...), each also gzipped (`.1.gz`, reproducible) for the package;
 //! * `DIR/completions/{pgw.bash,_pgw,pgw.fish}` and the same for `pushgateway`.
 
+#![forbid(unsafe_code)]
+
 use clap::Command;
 use clap_complete::Shell;
 use std::fs;

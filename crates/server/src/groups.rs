@@ -1,114 +1,17 @@
-//! The group lifecycle beyond the official API: the TTL a push asks for, the expiry loop, and
-//! the group listing and bulk deletes (`GET /api/v1/groups`, `DELETE /api/v1/admin/groups`).
-//!
-//! Time comes from [`Clock`], which tests can move forward, so expiry is testable without
-//! waiting for real time to pass.
+//! The group listing and bulk deletes beyond the official API: `GET /api/v1/groups` (groups
+//! with their ages and TTLs) and `DELETE /api/v1/admin/groups` (by selector and age, with a
+//! dry run).
 
-use crate::api::{cors, json_str, rfc3339_nano};
 use crate::error::HttpError;
-use crate::http::Resp;
+use crate::http::{query_pairs, Resp};
+use crate::json::{json_response, json_str};
+use crate::timefmt::rfc3339_nano;
 use crate::App;
-use hyper::http::request::Parts;
-use hyper::StatusCode;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::matcher::Selector;
 use store::ttl::parse_duration;
 use store::Group;
-
-/// The gateway's clock: the system clock plus an offset that only tests change.
-#[derive(Default)]
-pub struct Clock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock {
-    pub fn now(&self) -> SystemTime {
-        let off = self.offset_ms.load(Ordering::Relaxed);
-        let now = SystemTime::now();
-        if off >= 0 {
-            now + Duration::from_millis(off as u64)
-        } else {
-            now - Duration::from_millis(off.unsigned_abs())
-        }
-    }
-
-    /// Moves the clock forward (tests).
-    pub fn advance(&self, d: Duration) {
-        self.offset_ms
-            .fetch_add(d.as_millis() as i64, Ordering::Relaxed);
-    }
-
-    pub fn now_seconds(&self) -> f64 {
-        unix_seconds(self.now())
-    }
-}
-
-fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// The request header that carries a push's TTL.
-pub const TTL_HEADER: &str = "pushgateway-ttl";
-
-/// The TTL a push asks for: the `Pushgateway-TTL` header, else the `ttl` query parameter.
-pub fn requested_ttl(parts: &Parts) -> Result<Option<Duration>, HttpError> {
-    let raw = match parts.headers.get(TTL_HEADER) {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| HttpError::BadRequest("invalid Pushgateway-TTL header".into()))?
-                .to_string(),
-        ),
-        None => parts
-            .uri
-            .query()
-            .and_then(|q| query_pairs(q).into_iter().find(|(k, _)| k == "ttl"))
-            .map(|(_, v)| v),
-    };
-    match raw {
-        None => Ok(None),
-        Some(s) => parse_duration(&s)
-            .map(Some)
-            .map_err(|e| HttpError::BadRequest(format!("invalid TTL: {e}"))),
-    }
-}
-
-/// Decodes an `application/x-www-form-urlencoded` query string (`+` is a space).
-pub fn query_pairs(q: &str) -> Vec<(String, String)> {
-    let dec = |s: &str| {
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (dec(k), dec(v)),
-            None => (dec(p), String::new()),
-        })
-        .collect()
-}
-
-/// Runs until shutdown: every `period`, deletes the groups whose TTL has run out.
-pub async fn expiry_loop(app: Arc<App>, period: Duration) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = app.shutdown_requested() => break,
-            _ = tick.tick() => {
-                if let Err(e) = app.writer.expire_due(app.clock.now()).await {
-                    tracing::error!(err = %e, "expiring groups failed");
-                }
-            }
-        }
-    }
-}
 
 /// Which groups a listing or bulk delete selects.
 struct Filter {
@@ -234,14 +137,6 @@ fn group_json(out: &mut String, g: &Group, now: f64, offset: time::UtcOffset) {
     out.push('}');
 }
 
-fn json_ok(body: String) -> Resp {
-    cors(crate::http::with_type(
-        StatusCode::OK,
-        "application/json",
-        body,
-    ))
-}
-
 /// `GET /api/v1/groups[?match[]=...&older_than=...]`: groups with their ages and TTLs.
 pub fn list(app: &Arc<App>, query: Option<&str>) -> Result<Resp, HttpError> {
     let now = app.clock.now_seconds();
@@ -262,7 +157,7 @@ pub fn list(app: &Arc<App>, query: Option<&str>) -> Result<Resp, HttpError> {
         group_json(&mut out, g, now, app.cfg.utc_offset);
     }
     out.push_str("]}");
-    Ok(json_ok(out))
+    Ok(json_response(out))
 }
 
 /// `DELETE /api/v1/admin/groups?match[]=...&older_than=...[&dry_run=true]`.
@@ -300,24 +195,12 @@ pub async fn delete(app: &Arc<App>, query: Option<&str>) -> Result<Resp, HttpErr
         group_json(&mut out, g, now, app.cfg.utc_offset);
     }
     out.push_str("]}}");
-    Ok(json_ok(out))
+    Ok(json_response(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_decoding() {
-        assert_eq!(
-            query_pairs("match%5B%5D=%7Bjob%3D%22a%22%7D&dry_run&x=a+b"),
-            vec![
-                ("match[]".to_string(), "{job=\"a\"}".to_string()),
-                ("dry_run".to_string(), String::new()),
-                ("x".to_string(), "a b".to_string()),
-            ]
-        );
-    }
 
     #[test]
     fn filters_and_their_errors() {
@@ -335,13 +218,5 @@ mod tests {
         assert!(err("bogus=1").contains("unknown parameter"));
         assert_eq!(parse_time("2026-11-20T00:00:00Z"), Some(1_795_132_800.0));
         assert_eq!(parse_time("1700000000"), Some(1.7e9));
-    }
-
-    #[test]
-    fn clock_moves_forward() {
-        let c = Clock::default();
-        let a = c.now_seconds();
-        c.advance(Duration::from_secs(3600));
-        assert!(c.now_seconds() - a >= 3600.0);
     }
 }
