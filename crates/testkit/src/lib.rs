@@ -13,6 +13,8 @@
 //!
 //! It knows nothing of any one test: the assertions stay in the tests.
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
 #[cfg(feature = "tls")]
 pub mod certs;
