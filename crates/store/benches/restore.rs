@@ -10,8 +10,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use store::wal::SyncMode;
-use store::{Store, StoreConfig};
+use store::{Store, StoreConfig, SyncMode};
 use testkit::bench::{fmt_dur, size_name, Bench, Per};
 
 testkit::bench_allocator!();

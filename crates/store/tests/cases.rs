@@ -24,9 +24,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use store::accumulate::{Accumulate, GaugeMode};
-use store::store::Quotas;
-use store::{GroupKey, Store, StoreError};
+use store::{Accumulate, GaugeMode, GroupKey, Quotas, Store, StoreError};
 use testkit::store::{push, scrape_text, StoreBuilder};
 
 /// One step of a case, with the file's lines that express it.

@@ -5,9 +5,7 @@
 use exposition::pb::{MetricFamily, MetricType};
 use std::path::PathBuf;
 use std::time::SystemTime;
-use store::store::Quotas;
-use store::wal::SyncMode;
-use store::{GroupKey, PersistConfig, Push, Snapshot, Store, StoreConfig};
+use store::{GroupKey, PersistConfig, Push, Quotas, Snapshot, Store, StoreConfig, SyncMode};
 
 /// Builds a [`Store`]: checked, in memory, no own families, no quotas, legacy label names
 /// only, unless told otherwise.
