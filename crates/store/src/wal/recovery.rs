@@ -1,5 +1,6 @@
-//! Recovery at open: reading the log (fast streaming path, then an in-memory scan for intact
-//! frames after the first bad byte), classifying what was found ([`Outcome`]) and acting on
+//! Recovery at open: reading the log (mapped, or read into one buffer where it cannot be
+//! mapped; intact frames replayed in place, then a scan for intact frames after the first bad
+//! byte) into positions per live key, not copies ([`State`]), classifying what was found ([`Outcome`]) and acting on
 //! each outcome as the [module documentation](super) describes.
 
 use std::borrow::Cow;
