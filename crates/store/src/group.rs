@@ -406,6 +406,29 @@ fn escaped(name: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Hashes `escaped(name)`; a legacy name (or an empty one) is its own escaped form, hashed
+/// without validating or copying it.
+fn write_name(h: &mut impl std::hash::Hasher, name: &[u8]) {
+    if is_legacy_name_bytes(name) {
+        h.write(name);
+    } else {
+        h.write(escaped(name).as_bytes());
+    }
+}
+
+/// [`exposition::names::is_legacy_name`] on bytes (legacy names are ASCII), or empty.
+fn is_legacy_name_bytes(b: &[u8]) -> bool {
+    match b.split_first() {
+        None => true,
+        Some((first, rest)) => {
+            (first.is_ascii_alphabetic() || *first == b'_' || *first == b':')
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+        }
+    }
+}
+
 /// Whether any label name in concatenated `metric` fields is not a legacy name.
 fn label_names_need_escaping(mut proto: &[u8]) -> Result<bool, String> {
     while !proto.is_empty() {
@@ -439,14 +462,16 @@ fn series_hashes_of(
 ) -> Result<Vec<u64>, String> {
     use std::hash::Hasher;
     let mut out = Vec::new();
+    // The family name's part of the hash, computed once for all series.
+    let mut family_h = HASHER.build_hasher();
+    write_name(&mut family_h, family.as_bytes());
+    family_h.write_u8(0xff);
     while !proto.is_empty() {
         let (tag, mut metric) = next_field(&mut proto)?;
         if tag != 4 {
             continue;
         }
-        let mut h = HASHER.build_hasher();
-        h.write(escaped(family.as_bytes()).as_bytes());
-        h.write_u8(0xff);
+        let mut h = family_h.clone();
         while !metric.is_empty() {
             let (tag, mut pair) = next_field(&mut metric)?;
             if tag != 1 {
@@ -463,7 +488,7 @@ fn series_hashes_of(
             let real = shared
                 .filter(|_| value == PLACEHOLDER.as_bytes())
                 .and_then(|s| Some((s, s.index(std::str::from_utf8(name).ok()?)?)));
-            h.write(escaped(name).as_bytes());
+            write_name(&mut h, name);
             h.write_u8(0xff);
             match real {
                 // The shared value's digest is computed once for the group.
@@ -829,5 +854,32 @@ mod tests {
         let back = Group::decode_record(&g.encode_record(), &mut intern).unwrap();
         assert_eq!((back.ttl_ms, back.expires_at), (0, 0.0));
         assert!(!back.families.contains_key(PUSH_EXPIRY_TIME));
+    }
+
+    #[test]
+    fn series_identities_from_bytes_match_series_hash() {
+        // Legacy, escaped and empty names take different paths in `series_hashes_of`.
+        for family in ["foo", "a.b", "", "_x:y", "1abc", "名前", "a-b_c"] {
+            let label_sets: &[&[(&str, &str)]] = &[
+                &[("instance", ""), ("job", "j")],
+                &[("a.b", "1"), ("job", "j"), ("z", &"v".repeat(100))],
+                &[("", "x"), ("ä", "ö")],
+                &[],
+            ];
+            let metrics: Vec<Metric> = label_sets
+                .iter()
+                .map(|ls| Metric {
+                    label: ls.iter().map(|(n, v)| LabelPair::new(*n, *v)).collect(),
+                    gauge: Some(Gauge { value: Some(1.0) }),
+                    ..Default::default()
+                })
+                .collect();
+            let e = FamilyEntry::build(Arc::from(family), None, MetricType::Gauge, &metrics, 0);
+            let want: Vec<u64> = metrics
+                .iter()
+                .map(|m| series_hash(family, &m.label))
+                .collect();
+            assert_eq!(e.series(), want, "{family:?}");
+        }
     }
 }
