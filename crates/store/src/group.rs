@@ -31,6 +31,14 @@ pub fn is_time_gauge(name: &str) -> bool {
     name == PUSH_TIME || name == PUSH_FAILURE_TIME
 }
 
+thread_local! {
+    /// [`FamilyEntry::build`]'s text buffer, reused from push to push.
+    static TEXT_SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The largest scratch buffer kept between builds (a large push's is given back).
+const TEXT_SCRATCH_KEEP: usize = 1 << 20;
+
 /// One family of one group.
 #[derive(Debug)]
 pub struct FamilyEntry {
@@ -66,8 +74,6 @@ impl FamilyEntry {
         metrics: &[Metric],
         timestamp_ns: i64,
     ) -> FamilyEntry {
-        let mut text = String::new();
-        let mut proto = Vec::new();
         // A protobuf push can carry any non-empty UTF-8 name (upstream 1.11 accepts it and
         // escapes it on scrape); an empty one cannot be exposed at all.
         let mut invalid = (!metrics.is_empty() && name.is_empty()).then(|| {
@@ -79,30 +85,42 @@ impl FamilyEntry {
                     .iter()
                     .any(|l| !exposition::names::is_legacy_name(l.name()))
             });
-        for m in metrics {
-            if invalid.is_none() {
-                if let Err(e) = check_metric(&name, mtype, m) {
-                    invalid = Some(e.into_boxed_str());
-                } else if let Err(e) = text_encode::write_metric(&mut text, &name, mtype, m) {
-                    invalid = Some(e.to_string().into_boxed_str());
+        // The text goes to a per-thread scratch buffer first; then both encodings are
+        // written into one allocation of the exact size.
+        let (text_len, bytes) = TEXT_SCRATCH.with_borrow_mut(|text| {
+            text.clear();
+            for m in metrics {
+                if invalid.is_none() {
+                    if let Err(e) = check_metric(&name, mtype, m) {
+                        invalid = Some(e.into_boxed_str());
+                    } else if let Err(e) = text_encode::write_metric(text, &name, mtype, m) {
+                        invalid = Some(e.to_string().into_boxed_str());
+                    }
                 }
             }
-            prost::encoding::message::encode(4, m, &mut proto);
-            if std::ptr::eq(m, &metrics[0]) && metrics.len() > 1 {
-                // Metrics of one family are alike: size the buffers from the first one.
-                let rest = metrics.len() - 1;
-                text.reserve(text.len() * rest + text.len() / 4);
-                proto.reserve(proto.len() * rest + proto.len() / 4);
+            let proto_len: usize = metrics
+                .iter()
+                .map(|m| prost::encoding::message::encoded_len(4, m))
+                .sum();
+            let mut bytes = Vec::with_capacity(text.len() + proto_len);
+            bytes.extend_from_slice(text.as_bytes());
+            for m in metrics {
+                prost::encoding::message::encode(4, m, &mut bytes);
             }
-        }
+            let text_len = text.len();
+            if text.capacity() > TEXT_SCRATCH_KEEP {
+                *text = String::new();
+            }
+            (text_len, bytes.into_boxed_slice())
+        });
         FamilyEntry {
             name,
             help: help.map(intern_help),
             mtype,
             timestamp_ns,
             metric_count: metrics.len() as u32,
-            text_len: text.len() as u32,
-            bytes: [text.as_bytes(), &proto[..]].concat().into_boxed_slice(),
+            text_len: text_len as u32,
+            bytes,
             invalid,
             spliced: None,
             needs_escaping,
@@ -880,6 +898,34 @@ mod tests {
                 .map(|m| series_hash(family, &m.label))
                 .collect();
             assert_eq!(e.series(), want, "{family:?}");
+        }
+    }
+
+    #[test]
+    fn build_stores_text_then_protobuf_in_one_buffer() {
+        let metrics: Vec<Metric> = (0..5)
+            .map(|i| Metric {
+                label: vec![
+                    LabelPair::new("job", "j"),
+                    LabelPair::new("i", i.to_string()),
+                ],
+                gauge: Some(Gauge {
+                    value: Some(i as f64 + 0.5),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        for ms in [&metrics[..], &metrics[..1], &[]] {
+            let e = FamilyEntry::build(Arc::from("g"), Some("h"), MetricType::Gauge, ms, 0);
+            let mut text = String::new();
+            let mut proto = Vec::new();
+            for m in ms {
+                text_encode::write_metric(&mut text, "g", MetricType::Gauge, m).unwrap();
+                prost::encoding::message::encode(4, m, &mut proto);
+            }
+            assert_eq!(e.text_raw(), text.as_bytes());
+            assert_eq!(e.proto_raw(), &proto[..]);
+            assert_eq!(e.bytes.len(), text.len() + proto.len());
         }
     }
 }
