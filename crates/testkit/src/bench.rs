@@ -1,6 +1,6 @@
-//! Shared by every `cargo bench` target of the workspace (`crates/*/benches/*.rs` include it
-//! with `#[path = ...] mod common;`): a tiny timing harness and deterministic, realistic
-//! text-format bodies. No dependency beyond std.
+//! The bench harness every `cargo bench` target of the workspace uses
+//! (`crates/*/benches/*.rs`): a tiny timing harness, deterministic, realistic text-format
+//! bodies, and [`fill`] (a store holding pgwbench's preload groups).
 //!
 //! Harness conventions (criterion-like, without criterion):
 //!
@@ -10,17 +10,25 @@
 //!   `cargo bench -p store --bench push -- push/replace`.
 //! * `PGW_BENCH_SIZES=10000,100000` overrides the series counts (default 10k, 100k, 1M).
 //! * `PGW_BENCH_SECS=2` is the time budget per bench (default 2 s, at least 3 samples).
-//! * The global allocator is mimalloc, as in the `pushgateway` binary.
+//! * The global allocator is mimalloc, as in the `pushgateway` binary: every bench target
+//!   says `testkit::bench_allocator!();` once.
 //!
 //! Each result line gives the median sample, min and max, the number of samples, and the
 //! throughputs computed from the median.
 
-#![allow(dead_code)]
+/// Makes mimalloc the global allocator of a bench target. The `pushgateway` binary runs on
+/// mimalloc; so do the benches, or allocation-heavy code would be measured on glibc malloc,
+/// which behaves very differently (up to 2x at 1M series). A macro, so that tests linking
+/// the kit keep the default allocator.
+#[macro_export]
+macro_rules! bench_allocator {
+    () => {
+        #[global_allocator]
+        static GLOBAL: $crate::bench::MiMalloc = $crate::bench::MiMalloc;
+    };
+}
 
-// The `pushgateway` binary runs on mimalloc; so do the benches, or allocation-heavy code would
-// be measured on glibc malloc, which behaves very differently (up to 2x at 1M series).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+pub use mimalloc::MiMalloc;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -372,4 +380,33 @@ pub fn preload_push_body(g: usize) -> String {
     );
     t.push_str("# TYPE pgwb_job_up gauge\npgwb_job_up 1\n");
     t
+}
+
+/// Fills `store` with `groups` groups of pgwbench's 20-series preload body
+/// ([`preload_push_body`]), keys `job=pgwb_pre_<g/10>,instance=i<g%10>`.
+pub fn fill(store: &store::Store, groups: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        for g in 0..groups {
+            let families = exposition::text_parse::parse_text(preload_push_body(g).as_bytes())
+                .expect("parses");
+            store
+                .push(store::Push {
+                    key: store::GroupKey::new([
+                        ("job", format!("pgwb_pre_{}", g / 10)),
+                        ("instance", format!("i{}", g % 10)),
+                    ]),
+                    families,
+                    replace: true,
+                    time: std::time::SystemTime::now(),
+                    ttl_ms: 0,
+                    accumulate: None,
+                    idempotency_key: None,
+                })
+                .await
+                .expect("push accepted");
+        }
+    });
 }
