@@ -937,6 +937,15 @@ impl Store {
         if !group.families.contains_key(PUSH_TIME) {
             group.set_push_time(pt_name.clone(), 0.0, p.ts);
         }
+        // A new group holding only the failure record must itself be consistent: its
+        // push-time series could repeat another group's (`{job="a",instance=""}` is the same
+        // series as `{job="a"}`), and recording it would make every scrape fail.
+        if old.is_none() {
+            let added: Vec<&FamilyEntry> = group.families.values().map(|e| &**e).collect();
+            if st.index.check(&[], &added).is_err() {
+                return Plan::Refuse(err);
+            }
+        }
         Plan::Record(group, err)
     }
 
