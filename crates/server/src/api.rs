@@ -107,15 +107,26 @@ impl<'a> Field<'a> {
 /// stored bytes are our own encoding).
 struct Fields<'a>(&'a [u8]);
 
+/// A varint; the one-byte case (keys, small lengths and counts) inline.
+#[inline]
+fn varint(buf: &mut &[u8]) -> Option<u64> {
+    match buf.first() {
+        Some(&b) if b < 0x80 => {
+            *buf = &buf[1..];
+            Some(u64::from(b))
+        }
+        Some(_) => prost::encoding::decode_varint(buf).ok(),
+        None => None,
+    }
+}
+
 impl<'a> Iterator for Fields<'a> {
     type Item = (u32, Field<'a>);
 
+    #[inline]
     fn next(&mut self) -> Option<(u32, Field<'a>)> {
-        if self.0.is_empty() {
-            return None;
-        }
         let buf = &mut self.0;
-        let key = prost::encoding::decode_varint(buf).ok()?;
+        let key = varint(buf)?;
         let take = |buf: &mut &'a [u8], n: usize| {
             let n = n.min(buf.len());
             let (head, rest) = buf.split_at(n);
@@ -123,13 +134,13 @@ impl<'a> Iterator for Fields<'a> {
             head
         };
         let f = match key & 7 {
-            0 => Field::Varint(prost::encoding::decode_varint(buf).ok()?),
+            0 => Field::Varint(varint(buf)?),
             1 => {
                 let b = take(buf, 8);
                 Field::Fixed64(u64::from_le_bytes(b.try_into().ok()?))
             }
             2 => {
-                let n = prost::encoding::decode_varint(buf).ok()? as usize;
+                let n = varint(buf)? as usize;
                 Field::Bytes(take(buf, n))
             }
             5 => {
@@ -223,8 +234,18 @@ fn metric_obj<'a>(
         }
         MetricType::Histogram | MetricType::GaugeHistogram => {
             let h = body.unwrap_or_default();
+            let (mut count, mut count_float, mut sum, mut native) = (None, None, 0.0, false);
+            for (tag, f) in Fields(h) {
+                match tag {
+                    1 => count = f.u64(),
+                    2 => sum = f.f64().unwrap_or(0.0),
+                    4 => count_float = f.f64(),
+                    9 | 12 => native = true,
+                    _ => {}
+                }
+            }
             // Native (any span, fields 9 and 12): decoded, shown as upstream 1.8+ does.
-            if Fields(h).any(|(tag, _)| tag == 9 || tag == 12) {
+            if native {
                 use prost::Message as _;
                 let m = Metric {
                     label: Vec::new(),
@@ -235,15 +256,6 @@ fn metric_obj<'a>(
                 };
                 native_obj(out, &m, labels);
                 return;
-            }
-            let (mut count, mut count_float, mut sum) = (None, None, 0.0);
-            for (tag, f) in Fields(h) {
-                match tag {
-                    1 => count = f.u64(),
-                    2 => sum = f.f64().unwrap_or(0.0),
-                    4 => count_float = f.f64(),
-                    _ => {}
-                }
             }
             out.push_str("{\"buckets\":{");
             let buckets = Fields(h).filter(|(tag, _)| *tag == 3);
