@@ -207,6 +207,38 @@ class Server:
             RUNNING.remove(self)
 
 
+def wrk_with_markers(cmd, marker, threads, hard_timeout_s, wait_s=30):
+    """Runs a wrk command whose Lua script prints `<marker>_START`, one `<marker>_DONE <tid>
+    <responses> <bad>` per thread when its count is reached, and `<marker>_RESULT <json>`; stops
+    wrk once every thread is done. Returns (result or None, first start, last done, dones,
+    stderr, returncode), times from time.perf_counter()."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         bufsize=1, start_new_session=True)
+    hard = threading.Timer(hard_timeout_s, p.kill)
+    hard.start()
+    result, first, dones, last = None, None, [], None
+    try:
+        for line in p.stdout:
+            now = time.perf_counter()
+            if line.startswith(marker + "_START") and first is None:
+                first = now
+            elif line.startswith(marker + "_DONE"):
+                _, _tid, resp, bad = line.split()
+                dones.append((int(resp), int(bad)))
+                last = now
+                if len(dones) == threads:
+                    p.send_signal(signal.SIGINT)
+            elif line.startswith(marker + "_RESULT "):
+                result = json.loads(line[len(marker + "_RESULT "):])
+        p.wait(timeout=wait_s)
+    finally:
+        hard.cancel()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return result, first, last, dones, p.stderr.read().strip(), p.returncode
+
+
 def run_wrk(lua, port, mode, threads, conns, duration_s, groups, prefix, once=False,
             seqbase=0):
     """Runs wrk with pgw.lua and returns its PGWB_RESULT (plus, for count-bounded runs,
@@ -216,38 +248,15 @@ def run_wrk(lua, port, mode, threads, conns, duration_s, groups, prefix, once=Fa
            f"mode={mode}", f"groups={groups}", f"threads={threads}", f"prefix={prefix}",
            f"seqbase={seqbase}", f"once={1 if once else 0}"]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         bufsize=1, start_new_session=True)
-    hard = threading.Timer(duration_s + 60, p.kill)
-    hard.start()
-    result, first, dones, last = None, None, [], None
-    try:
-        for line in p.stdout:
-            now = time.perf_counter()
-            if line.startswith("PGWB_START") and first is None:
-                first = now
-            elif line.startswith("PGWB_DONE"):
-                _, _tid, resp, bad = line.split()
-                dones.append((int(resp), int(bad)))
-                last = now
-                if len(dones) == threads:
-                    p.send_signal(signal.SIGINT)
-            elif line.startswith("PGWB_RESULT "):
-                result = json.loads(line[len("PGWB_RESULT "):])
-        p.wait(timeout=30)
-    finally:
-        hard.cancel()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    err = p.stderr.read().strip()
+    result, first, last, dones, err, rc = wrk_with_markers(cmd, "PGWB", threads,
+                                                          duration_s + 60)
     if once:
         result = result or {"requests": sum(d[0] for d in dones)}
         result["complete"] = len(dones) == threads
         result["bad"] = sum(d[1] for d in dones)
         result["push_s"] = (last - first) if (result["complete"] and first) else None
     elif result is None:
-        raise BenchError(f"wrk produced no result (rc={p.returncode}): {err[:500]}")
+        raise BenchError(f"wrk produced no result (rc={rc}): {err[:500]}")
     result["wall_s"] = time.perf_counter() - t0
     result["errors"] = sum(result.get(k) or 0 for k in
                            ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))

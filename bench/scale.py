@@ -47,6 +47,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from durability import (HOST, RUNNING, BenchError, Server, fsync_probe, http_get,  # noqa: E402
+                        wrk_with_markers,
                         log, vm_kib)
 
 ROOT = os.path.dirname(HERE)
@@ -156,34 +157,11 @@ def preload(port, groups, series, threads, conns, timeout_s):
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{int(timeout_s)}s", "--timeout", "60s",
            "-s", LUA, f"http://{HOST}:{port}", "--", f"groups={groups}", f"series={series}",
            f"threads={threads}"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         bufsize=1, start_new_session=True)
-    hard = threading.Timer(timeout_s + 120, p.kill)
-    hard.start()
-    first, last, dones, result = None, None, [], None
-    try:
-        for line in p.stdout:
-            now = time.perf_counter()
-            if line.startswith("SCALE_START") and first is None:
-                first = now
-            elif line.startswith("SCALE_DONE"):
-                _, _tid, resp, bad = line.split()
-                dones.append((int(resp), int(bad)))
-                last = now
-                if len(dones) == threads:
-                    p.send_signal(signal.SIGINT)
-            elif line.startswith("SCALE_RESULT "):
-                result = json.loads(line[len("SCALE_RESULT "):])
-        p.wait(timeout=60)
-    finally:
-        hard.cancel()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    err = p.stderr.read().strip()
+    result, first, last, dones, err, rc = wrk_with_markers(cmd, "SCALE", threads,
+                                                          timeout_s + 120, wait_s=60)
     if len(dones) != threads or first is None:
         raise BenchError(f"preload incomplete ({len(dones)}/{threads} threads done, "
-                         f"rc={p.returncode}): {err[:500]}")
+                         f"rc={rc}): {err[:500]}")
     bad = sum(d[1] for d in dones)
     errors = sum((result or {}).get(k, 0) for k in
                  ("err_connect", "err_read", "err_write", "err_timeout"))

@@ -176,7 +176,7 @@ impl Writer for Cluster {
                 let value = bytes::Bytes::from(encode_value(&group.encode_record()));
                 let max = self.kv.max_payload();
                 if max > 0 && value.len() + 1024 > max {
-                    return Err(StoreError::Quota(store::store::QuotaExceeded::RecordSize {
+                    return Err(StoreError::Quota(store::QuotaExceeded::RecordSize {
                         have: value.len() as u64,
                         max: max as u64,
                     }));

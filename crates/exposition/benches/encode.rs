@@ -3,12 +3,12 @@
 //! and, for comparison, prost's delimited protobuf encoding of the same families, at
 //! 10k / 100k / 1M series.
 
-mod common;
-
-use common::{scrape_body, size_name, Bench, Per};
 use exposition::text_encode::{write_header, write_metric};
 use exposition::text_parse::parse_text;
 use prost::Message;
+use testkit::bench::{scrape_body, size_name, Bench, Per};
+
+testkit::bench_allocator!();
 
 fn main() {
     let b = Bench::from_args();

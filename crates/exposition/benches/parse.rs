@@ -1,12 +1,12 @@
 //! `cargo bench -p exposition --bench parse`: the text-format parser and the delimited protobuf
-//! parser on scrape-like bodies of 10k / 100k / 1M series (see `common::scrape_body`).
+//! parser on scrape-like bodies of 10k / 100k / 1M series (see `testkit::bench::scrape_body`).
 
-mod common;
-
-use common::{scrape_body, size_name, Bench, Per};
 use exposition::delimited::parse_delimited;
 use exposition::text_parse::parse_text;
 use prost::Message;
+use testkit::bench::{scrape_body, size_name, Bench, Per};
+
+testkit::bench_allocator!();
 
 fn main() {
     let b = Bench::from_args();

@@ -8,7 +8,7 @@
 //!   (`text format parsing error in line N: ...`).
 //! * [`delimited`]: varint-length-delimited protobuf streams of `MetricFamily` messages.
 //! * [`limits`]: labels-per-series and label-value-length limits applied while parsing.
-//! * [`float`]: Go's shortest `'g'` float formatting (`1e+06`, `+Inf`, `NaN`).
+//! * [`float`]: Go's shortest `'g'` float formatting, re-exported from `gocompat::float`.
 //! * [`names`]: legacy and UTF-8 names, the escaping schemes a scraper negotiates.
 //! * [`native`]: native histogram buckets, as Prometheus' `model/histogram` iterates them.
 //! * [`openmetrics`]: OpenMetrics 1.0 writer and parser (both behind flags).

@@ -14,8 +14,10 @@ pub struct DurationError {
 
 /// Parses a non-negative Go duration: a sequence of decimal numbers, each with a unit
 /// (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`, `d`, `w`, `y`), e.g. `25h`, `1h30m` or `2d`; a
-/// bare `0` is allowed.
+/// bare `0` is allowed. The units are [`gocompat::duration::parse_units`]'s; pgw's own are the
+/// sign handling (`+` alone is 0, `+0` is refused), the bound (10^12 s) and the wording.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    use gocompat::duration::{parse_units, DurationError as Why};
     let err = |reason| DurationError {
         input: input.to_string(),
         reason,
@@ -31,40 +33,17 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         return Err(err("must not be negative"));
     }
     let s = s.strip_prefix('+').unwrap_or(s);
-    let mut rest = s;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num = &rest[..num_len];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(err("expected a number"));
-        }
-        let value: f64 = num.parse().map_err(|_| err("expected a number"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            // Prometheus' units, as the gateway takes them in `Pushgateway-TTL` and its flags.
-            "d" => 86400.0,
-            "w" => 7.0 * 86400.0,
-            "y" => 365.0 * 86400.0,
-            "" => return Err(err("missing unit")),
-            _ => return Err(err("unknown unit")),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    if !total.is_finite() || total > 1e12 {
+    let total = parse_units(s, true).map_err(|why| {
+        err(match why {
+            Why::MissingUnit => "missing unit",
+            Why::UnknownUnit(_) => "unknown unit",
+            Why::TooLarge => "too large",
+            Why::Negative | Why::Empty | Why::ExpectedNumber | Why::BadNumber => {
+                "expected a number"
+            }
+        })
+    })?;
+    if total > 1e12 {
         return Err(err("too large"));
     }
     Ok(Duration::from_secs_f64(total))

@@ -5,7 +5,7 @@
 use crate::duration::format_age;
 use crate::grouping::GroupingKey;
 use crate::metrics;
-use exposition::text_parse::parse_go_float;
+use gocompat::strconv::parse_float as parse_go_float;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;

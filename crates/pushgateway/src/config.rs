@@ -81,7 +81,7 @@ pub fn store_config(flags: &Flags) -> StoreConfig {
         checked: !flags.disable_consistency_check,
         own_families,
         persistence: persistence(flags),
-        quotas: store::store::Quotas {
+        quotas: store::Quotas {
             max_series_per_group: flags.max_series_per_group,
             max_groups: flags.max_groups,
             max_total_series: flags.max_series,

@@ -3,70 +3,24 @@
 
 use exposition::pb::{BucketSpan, Histogram, Metric, MetricFamily, MetricType, Timestamp};
 use prost::Message;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::gateway::{Gateway, Reply};
 
-struct Gw {
-    child: Child,
-    port: u16,
-}
-
-struct Reply {
-    status: u16,
-    headers: String,
-    body: String,
-    raw_body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-}
+/// The kit's gateway with this file's helpers.
+struct Gw(Gateway);
 
 impl Gw {
     fn start(args: &[&str]) -> Gw {
-        Gw::start_at(args, "")
+        Gw(Gateway::start(args))
     }
 
     /// Starts a gateway whose routes are under `prefix` (`--web.route-prefix`).
     fn start_at(args: &[&str], prefix: &str) -> Gw {
-        let ready = format!("{prefix}/-/ready");
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pushgateway"))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start pushgateway");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                if http(port, "GET", &ready, &[], b"").is_ok_and(|r| r.status == 200) {
-                    return Gw { child, port };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("gateway did not become ready");
+        Gw(Gateway::builder().args(args).route_prefix(prefix).start())
     }
 
     fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        http(self.port, method, path, headers, body.as_bytes()).expect("request")
+        self.0.req(method, path, headers, body.as_bytes())
     }
 
     /// Pushes protobuf families.
@@ -75,26 +29,22 @@ impl Gw {
         for f in families {
             f.encode_length_delimited(&mut body).unwrap();
         }
-        http(
-            self.port,
+        self.0.req(
             method,
             path,
             &[("Content-Type", exposition::delimited::CONTENT_TYPE)],
             &body,
         )
-        .expect("request")
     }
 
     /// Scrapes in protobuf and returns the family `name`'s metrics.
     fn scrape_pb(&self, name: &str) -> Vec<Metric> {
-        let r = http(
-            self.port,
+        let r = self.0.req(
             "GET",
             "/metrics",
             &[("Accept", exposition::delimited::CONTENT_TYPE)],
             b"",
-        )
-        .unwrap();
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         exposition::delimited::parse_delimited(&r.raw_body)
             .unwrap()
@@ -110,9 +60,7 @@ impl Gw {
     }
 
     fn scrape(&self) -> String {
-        let r = self.req("GET", "/metrics", &[], "");
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body
+        self.0.scrape()
     }
 
     /// The value of the one scraped line that starts with `series` (name and labels).
@@ -124,56 +72,8 @@ impl Gw {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let raw_body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    let body = String::from_utf8_lossy(&raw_body).to_string();
-    let (status, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
-    Ok(Reply {
-        status: status
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0),
-        headers: headers.to_string(),
-        body,
-        raw_body,
-    })
 }
 
 const NO_PERSIST: &[&str] = &["--persistence.file="];

@@ -3,55 +3,31 @@
 //! half-closed request must always be answered and applied. Each test starts the real
 //! binary on a loopback port.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::gateway::request_timeout;
 
-struct Gateway {
-    child: Child,
-    port: u16,
-}
+/// The kit's gateway, answering `(status, body)`.
+struct Gateway(testkit::gateway::Gateway);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+impl std::ops::Deref for Gateway {
+    type Target = testkit::gateway::Gateway;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Gateway {
     /// Starts the binary, optionally under `prlimit --nofile=<soft>:<hard>`.
     fn start(nofile: Option<(u64, u64)>, extra: &[&str]) -> Gateway {
-        let port = free_port();
-        let bin = env!("CARGO_BIN_EXE_pushgateway");
-        let mut cmd = match nofile {
-            Some((soft, hard)) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={soft}:{hard}")).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        let child = cmd
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pushgateway");
-        let gw = Gateway { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = gw.request("GET", "/-/ready", b"", Duration::from_secs(5)) {
-                return gw;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut b = testkit::gateway::Gateway::builder().args(extra);
+        if let Some((soft, hard)) = nofile {
+            b = b.nofile(soft, hard);
         }
-        panic!("gateway did not become ready");
+        Gateway(b.start())
     }
 
     fn request(
@@ -61,17 +37,7 @@ impl Gateway {
         body: &[u8],
         timeout: Duration,
     ) -> std::io::Result<(u16, String)> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
-        read_reply(&mut s)
+        request_timeout(self.port, method, path, &[], body, timeout).map(|r| (r.status, r.body))
     }
 
     fn scrape(&self) -> String {
@@ -83,28 +49,8 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn read_reply(s: &mut TcpStream) -> std::io::Result<(u16, String)> {
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
+    testkit::gateway::read_reply(s).map(|r| (r.status, r.body))
 }
 
 /// One series with `n` labels (about 10 bytes each).

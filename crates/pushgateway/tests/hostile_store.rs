@@ -2,150 +2,11 @@
 //! (full disk, two processes on one file, memory per push, write amplification, leaks,
 //! rules the store must not let through). Each test is named after what it guards.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Gateway {
-    child: Child,
-    port: u16,
-}
-
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Gateway {
-    fn start(extra: &[&str]) -> Gateway {
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pushgateway"))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start pushgateway");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if let Ok(r) = request(port, "GET", "/-/ready", &[], b"") {
-                    if r.status == 200 {
-                        return Gateway { child, port };
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("gateway did not become ready");
-    }
-
-    fn req(&self, method: &str, path: &str, body: &[u8]) -> Reply {
-        request(self.port, method, path, &[], body).expect("request")
-    }
-
-    fn req_h(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        request(self.port, method, path, headers, body).expect("request")
-    }
-
-    fn scrape(&self) -> String {
-        let r = self.req("GET", "/metrics", b"");
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn sigterm(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("no exit after SIGTERM");
-    }
-
-    /// Resident memory in bytes (from /proc).
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        kb * 1024
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok(Reply {
-        status,
-        body: body.to_string(),
-    })
-}
-
-fn has_line(scrape: &str, line: &str) -> bool {
-    scrape.lines().any(|l| l == line)
-}
+use testkit::gateway::{free_port, has_line, request, Gateway};
 
 /// Sets the soft file-size limit of a running process (`None`: back to the hard limit).
 fn set_fsize(pid: u32, limit: Option<u64>) {
@@ -177,7 +38,7 @@ fn full_disk_scenario(
     tiny_writes_fail: bool,
 ) {
     let pfile = format!("--persistence.file={}", file.display());
-    assert_eq!(gw.req("PUT", "/metrics/job/a", b"kept 1\n").status, 200);
+    assert_eq!(gw.send("PUT", "/metrics/job/a", b"kept 1\n").status, 200);
     fill(&gw);
     let mut body = String::new();
     for i in 0..2000 {
@@ -185,23 +46,23 @@ fn full_disk_scenario(
     }
     // A PUT, a POST to an existing group and a DELETE are refused with 503 and a reason,
     // and none of them is visible.
-    let r = gw.req("PUT", "/metrics/job/b", body.as_bytes());
+    let r = gw.send("PUT", "/metrics/job/b", body.as_bytes());
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("not applied"), "{}", r.body);
-    let r = gw.req("POST", "/metrics/job/a", body.as_bytes());
+    let r = gw.send("POST", "/metrics/job/a", body.as_bytes());
     assert_eq!(r.status, 503, "{}", r.body);
     if tiny_writes_fail {
-        let r = gw.req("DELETE", "/metrics/job/a", b"");
+        let r = gw.send("DELETE", "/metrics/job/a", b"");
         assert_eq!(r.status, 503, "{}", r.body);
     }
     // Reads keep working and show exactly what was acknowledged.
     let s = gw.scrape();
     assert!(has_line(&s, "kept{instance=\"\",job=\"a\"} 1"), "{s}");
     assert!(!s.contains("lost"), "a refused push is not served");
-    assert_eq!(gw.req("GET", "/api/v1/metrics", b"").status, 200);
+    assert_eq!(gw.send("GET", "/api/v1/metrics", b"").status, 200);
     // Space returns: the gateway recovers by itself, without replaying the failed writes.
     free();
-    assert_eq!(gw.req("PUT", "/metrics/job/c", b"after 3\n").status, 200);
+    assert_eq!(gw.send("PUT", "/metrics/job/c", b"after 3\n").status, 200);
     gw.sigterm();
     let gw = Gateway::start(&[&pfile]);
     let s = gw.scrape();
@@ -276,7 +137,7 @@ fn second_gateway_on_one_persistence_file_is_refused_and_names_the_holder() {
     let file = dir.path().join("p.db");
     let pfile = format!("--persistence.file={}", file.display());
     let first = Gateway::start(&[&pfile]);
-    assert_eq!(first.req("PUT", "/metrics/job/a", b"x 1\n").status, 200);
+    assert_eq!(first.send("PUT", "/metrics/job/a", b"x 1\n").status, 200);
     let out = Command::new(env!("CARGO_BIN_EXE_pushgateway"))
         .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
         .arg(&pfile)
@@ -310,7 +171,7 @@ fn long_grouping_value_with_many_series_is_stored_once_per_group() {
         body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
     }
     let before = gw.rss();
-    let r = gw.req(
+    let r = gw.send(
         "PUT",
         &format!("/metrics/job/hostile/big/{value}"),
         body.as_bytes(),
@@ -320,8 +181,8 @@ fn long_grouping_value_with_many_series_is_stored_once_per_group() {
     assert!(grown < 48 << 20, "RSS grew by {} MB", grown >> 20);
     // (Its scrape would be 1.8 GB: check the shape on three series instead.)
     let big = format!("/metrics/job/hostile/big/{value}");
-    assert_eq!(gw.req("DELETE", &big, b"").status, 202);
-    let r = gw.req(
+    assert_eq!(gw.send("DELETE", &big, b"").status, 202);
+    let r = gw.send(
         "PUT",
         &big,
         b"m{i=\"0\"} 1\nm{i=\"1\"} 1\nm{i=\"29999\"} 1\n",
@@ -330,7 +191,7 @@ fn long_grouping_value_with_many_series_is_stored_once_per_group() {
     // A smaller group of the same shape reads back exactly, also after a restart.
     let v2 = format!("w\\{}", "x".repeat(100));
     let path = format!("/metrics/job/j/long/{v2}");
-    let r = gw.req(
+    let r = gw.send(
         "PUT",
         &path,
         b"# TYPE s summary\ns{q=\"1\",quantile=\"0.5\"} 2\ns_sum 3\ns_count 4\n",
@@ -371,11 +232,11 @@ fn push_delete_cycles_of_unique_names_and_help_texts_keep_memory_flat() {
             ));
         }
         assert_eq!(
-            gw.req("PUT", "/metrics/job/cycle", body.as_bytes()).status,
+            gw.send("PUT", "/metrics/job/cycle", body.as_bytes()).status,
             200
         );
         assert!(!gw.scrape().is_empty());
-        assert_eq!(gw.req("DELETE", "/metrics/job/cycle", b"").status, 202);
+        assert_eq!(gw.send("DELETE", "/metrics/job/cycle", b"").status, 202);
     };
     for c in 0..50 {
         cycle(c);
@@ -394,12 +255,13 @@ fn refused_timestamped_pushes_do_not_create_groups_beyond_the_quota() {
     let gw = Gateway::start(&["--persistence.file=", "--limits.max-groups=3"]);
     for j in ["a", "b", "c"] {
         assert_eq!(
-            gw.req("PUT", &format!("/metrics/job/{j}"), b"x 1\n").status,
+            gw.send("PUT", &format!("/metrics/job/{j}"), b"x 1\n")
+                .status,
             200
         );
     }
     for i in 0..10 {
-        let r = gw.req("PUT", &format!("/metrics/job/ts{i}"), b"x 1 1000\n");
+        let r = gw.send("PUT", &format!("/metrics/job/ts{i}"), b"x 1 1000\n");
         assert_eq!(r.status, 400, "{}", r.body);
     }
     let s = gw.scrape();
@@ -411,7 +273,7 @@ fn refused_timestamped_pushes_do_not_create_groups_beyond_the_quota() {
         "{s}"
     );
     // On an existing group the failure is still recorded.
-    assert_eq!(gw.req("PUT", "/metrics/job/a", b"x 1 1000\n").status, 400);
+    assert_eq!(gw.send("PUT", "/metrics/job/a", b"x 1 1000\n").status, 400);
     let s = gw.scrape();
     assert!(
         s.lines()
@@ -425,11 +287,14 @@ fn reserved_bucket_and_quantile_labels_from_the_grouping_key_are_refused() {
     let gw = Gateway::start(&["--persistence.file="]);
     let hist =
         b"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
-    let r = gw.req("PUT", "/metrics/job/j/le/5", hist);
+    let r = gw.send("PUT", "/metrics/job/j/le/5", hist);
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("\"le\""), "{}", r.body);
     let summ = b"# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\n";
-    assert_eq!(gw.req("PUT", "/metrics/job/j/quantile/5", summ).status, 400);
+    assert_eq!(
+        gw.send("PUT", "/metrics/job/j/quantile/5", summ).status,
+        400
+    );
     // Nothing with a duplicate label reaches the scrape.
     let s = gw.scrape();
     assert!(
@@ -438,7 +303,7 @@ fn reserved_bucket_and_quantile_labels_from_the_grouping_key_are_refused() {
         "{s}"
     );
     assert!(!s.contains("h_bucket"), "{s}");
-    assert!(gw.req("PUT", "/metrics/job/j/other/5", hist).status == 200);
+    assert!(gw.send("PUT", "/metrics/job/j/other/5", hist).status == 200);
 }
 
 #[test]
@@ -450,7 +315,7 @@ fn own_metric_names_are_reserved_before_they_first_appear() {
         ("pushgateway_groups_expired_total", "gauge"),
     ] {
         let body = format!("# TYPE {name} {t}\n{name} 1\n");
-        let r = gw.req("PUT", "/metrics/job/j", body.as_bytes());
+        let r = gw.send("PUT", "/metrics/job/j", body.as_bytes());
         assert_eq!(r.status, 400, "{name}: {}", r.body);
     }
     let s = gw.scrape();
@@ -461,7 +326,7 @@ fn own_metric_names_are_reserved_before_they_first_appear() {
 fn sub_millisecond_ttl_rounds_up_instead_of_never_expiring() {
     let gw = Gateway::start(&["--persistence.file=", "--push.max-ttl=1h"]);
     for (job, ttl) in [("ns", "1ns"), ("us", "999us")] {
-        let r = gw.req_h(
+        let r = gw.req(
             "PUT",
             &format!("/metrics/job/{job}"),
             &[("Pushgateway-TTL", ttl)],
@@ -487,17 +352,17 @@ fn sub_millisecond_ttl_rounds_up_instead_of_never_expiring() {
 fn grouping_labels_count_toward_labels_per_series() {
     let gw = Gateway::start(&["--persistence.file=", "--limits.max-labels-per-series=3"]);
     assert_eq!(
-        gw.req("PUT", "/metrics/job/j/a/1", b"m{b=\"2\"} 1\n")
+        gw.send("PUT", "/metrics/job/j/a/1", b"m{b=\"2\"} 1\n")
             .status,
         200
     );
     // job, a, b (grouping) + c (pushed): 4 labels.
-    let r = gw.req("PUT", "/metrics/job/j/a/1/b/2", b"m{c=\"3\"} 1\n");
+    let r = gw.send("PUT", "/metrics/job/j/a/1/b/2", b"m{c=\"3\"} 1\n");
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("max-labels-per-series"), "{}", r.body);
     // A pushed label replaced by a grouping label is not counted twice.
     assert_eq!(
-        gw.req("PUT", "/metrics/job/j/a/1/b/2", b"n{b=\"x\"} 1\n")
+        gw.send("PUT", "/metrics/job/j/a/1/b/2", b"n{b=\"x\"} 1\n")
             .status,
         200
     );

@@ -2,77 +2,20 @@
 //! users, reloads) and with every limit, checked over real sockets. Certificates are made in
 //! the test with rcgen; bcrypt hashes use the minimum cost to keep the tests fast.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
 use reqwest::blocking::{Client, Response};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::certs::{write_atomically, Pki, TLS};
+use testkit::gateway::{free_port, Gateway};
 
-struct Gateway {
-    child: Child,
-    port: u16,
-    scheme: &'static str,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Gateway {
-    /// Starts the binary and waits (bounded) until its port accepts connections.
-    fn start(tls: bool, extra: &[String]) -> Gateway {
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pushgateway"))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start pushgateway");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Gateway {
-                        child,
-                        port,
-                        scheme: if tls { "https" } else { "http" },
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("gateway did not start");
-    }
-
-    fn url(&self, path: &str) -> String {
-        let host = if self.scheme == "https" {
-            "localhost"
-        } else {
-            "127.0.0.1"
-        };
-        format!("{}://{host}:{}{path}", self.scheme, self.port)
+/// The kit's gateway, ready once its port accepts connections (TLS or not).
+fn start(tls: bool, extra: &[String]) -> Gateway {
+    let b = Gateway::builder().args(extra).ready_on_connect();
+    match tls {
+        true => b.tls().start(),
+        false => b.start(),
     }
 }
 
@@ -89,90 +32,9 @@ fn body(r: Response) -> (u16, String) {
     (code, r.text().unwrap_or_default())
 }
 
-// ------------------------------------------------------------------------------------ PKI
-
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-    client_pem: String,
-}
-
-fn ca() -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "test CA");
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// `(cert PEM, key PEM)` signed by `ca`.
-fn leaf(
-    ca: &CertifiedIssuer<'static, KeyPair>,
-    cn: &str,
-    eku: ExtendedKeyUsagePurpose,
-) -> (String, String) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.subject_alt_names = vec![SanType::DnsName(cn.try_into().unwrap())];
-    p.extended_key_usages = vec![eku];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, ca).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = ca();
-        let (server, server_key) = leaf(&ca, "localhost", ExtendedKeyUsagePurpose::ServerAuth);
-        let (client, client_key) = leaf(
-            &ca,
-            "batch.example.org",
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("server.crt"), server).unwrap();
-        std::fs::write(dir.path().join("server.key"), server_key).unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            client_pem: format!("{client}{client_key}"),
-            dir,
-        }
-    }
-
-    fn config(&self, yaml: &str) -> PathBuf {
-        let p = self.dir.path().join("web.yml");
-        write_atomically(&p, yaml);
-        p
-    }
-
-    fn client(&self, with_cert: bool) -> Client {
-        let mut b = Client::builder()
-            .use_rustls_tls()
-            .timeout(Duration::from_secs(10))
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap());
-        if with_cert {
-            b = b.identity(reqwest::Identity::from_pem(self.client_pem.as_bytes()).unwrap());
-        }
-        b.build().unwrap()
-    }
-}
-
-fn write_atomically(p: &Path, text: &str) {
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, p).unwrap();
-}
-
 fn hash(pass: &str) -> String {
     bcrypt::hash(pass, 4).unwrap()
 }
-
-const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
 // ---------------------------------------------------------------------------------- tests
 
@@ -183,7 +45,7 @@ fn tls_with_basic_auth_serves_https_and_refuses_missing_or_wrong_credentials() {
         "{TLS}basic_auth_users:\n  alice: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
         hash("secret")
     ));
-    let gw = Gateway::start(true, &[format!("--web.config.file={}", cfg.display())]);
+    let gw = start(true, &[format!("--web.config.file={}", cfg.display())]);
     let c = pki.client(false);
     let r = c.get(gw.url("/metrics")).send().unwrap();
     assert_eq!(r.status(), 401);
@@ -230,7 +92,7 @@ fn mutual_tls_requires_a_certificate_from_the_client_ca() {
     let cfg = pki.config(&format!(
         "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
     ));
-    let gw = Gateway::start(true, &[format!("--web.config.file={}", cfg.display())]);
+    let gw = start(true, &[format!("--web.config.file={}", cfg.display())]);
     assert!(
         pki.client(false).get(gw.url("/metrics")).send().is_err(),
         "handshake without a client certificate must fail"
@@ -259,7 +121,7 @@ reader: {{ roles: [read] }}\n    ops: {{ roles: [push, read, admin] }}\n",
         hash("o")
     );
     let cfg = pki.config(&yaml);
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             format!("--web.config.file={}", cfg.display()),
@@ -310,7 +172,7 @@ reader: {{ roles: [read] }}\n    ops: {{ roles: [push, read, admin] }}\n",
 fn changed_web_config_is_picked_up_without_restart_and_a_broken_one_is_ignored() {
     let pki = Pki::new();
     let cfg = pki.config(&format!("basic_auth_users:\n  alice: {}\n", hash("a")));
-    let gw = Gateway::start(false, &[format!("--web.config.file={}", cfg.display())]);
+    let gw = start(false, &[format!("--web.config.file={}", cfg.display())]);
     let c = plain();
     let status = |u: &str, p: &str| {
         c.get(gw.url("/metrics"))
@@ -375,7 +237,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn request_limits_refuse_with_reasons_and_leave_stored_data_alone() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--limits.max-body-size=4KiB".into(),
@@ -452,7 +314,7 @@ fn request_limits_refuse_with_reasons_and_leave_stored_data_alone() {
 
 #[test]
 fn quotas_refuse_new_groups_and_series_but_keep_existing_ones_pushable() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--limits.max-groups=2".into(),
@@ -496,7 +358,7 @@ fn quotas_refuse_new_groups_and_series_but_keep_existing_ones_pushable() {
 
 #[test]
 fn push_rate_limit_answers_429_with_retry_after() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--limits.push-rate=1".into(),
@@ -526,7 +388,7 @@ fn push_rate_limit_answers_429_with_retry_after() {
 
 #[test]
 fn slow_clients_are_timed_out_and_do_not_block_others() {
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             "--web.read-header-timeout=1s".into(),
@@ -566,7 +428,7 @@ fn slow_clients_are_timed_out_and_do_not_block_others() {
 
 #[test]
 fn connection_limit_queues_extra_connections_instead_of_failing() {
-    let gw = Gateway::start(false, &["--web.max-connections=2".into()]);
+    let gw = start(false, &["--web.max-connections=2".into()]);
     // Two idle keep-alive connections hold both slots...
     let a = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     let b = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
@@ -599,7 +461,7 @@ fn push_rate_is_per_user_so_one_runaway_client_does_not_slow_others() {
         hash("r"),
         hash("c")
     ));
-    let gw = Gateway::start(
+    let gw = start(
         false,
         &[
             format!("--web.config.file={}", cfg.display()),

@@ -7,69 +7,28 @@
 //! The series counts reported are the sample lines of the text scrape: the pushed series plus
 //! `push_time_seconds`/`push_failure_time_seconds` per group plus the gateway's own metrics.
 
-#[path = "../../exposition/benches/common/mod.rs"]
-mod common;
-#[path = "../../store/benches/fill/mod.rs"]
-mod fill;
-
-use common::{size_name, Bench, Per};
 use hyper::body::Body as _;
 use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING};
-use server::router::Routes;
-use server::{App, BuildInfo, Config};
-use std::collections::BTreeMap;
+use server::{App, Config};
 use std::sync::Arc;
 use std::time::Instant;
-use store::{Store, StoreConfig};
+use testkit::bench::{fmt_dur, size_name, Bench, Per};
+
+testkit::bench_allocator!();
 
 fn app_with(series: usize) -> Arc<App> {
-    let own_families = server::telemetry::OWN_FAMILIES
-        .iter()
-        .map(|(n, t, _)| (n.to_string(), *t))
-        .collect();
-    let store = Store::open(StoreConfig {
-        checked: true,
-        own_families,
-        persistence: None,
-        quotas: Default::default(),
-    })
-    .expect("in-memory store opens");
+    let store = testkit::server::store_builder().build();
     let started = Instant::now();
     let groups = series / 20;
-    fill::fill(&store, groups);
+    testkit::bench::fill(&store, groups);
     println!(
         "# store with {} series ({groups} groups) filled in {}",
         size_name(series),
-        common::fmt_dur(started.elapsed())
+        fmt_dur(started.elapsed())
     );
-    let build = BuildInfo {
-        version: "bench".into(),
-        revision: "bench".into(),
-        branch: "bench".into(),
-        build_user: "bench".into(),
-        build_date: "bench".into(),
-        go_version: "bench".into(),
-    };
     let cfg = Config {
-        routes: Routes {
-            prefix: String::new(),
-            telemetry: "/metrics".into(),
-            admin_api: false,
-            otlp: false,
-        },
-        external_path: ".".into(),
-        enable_lifecycle: false,
-        enable_admin_api: false,
-        flags: BTreeMap::new(),
-        build,
-        utc_offset: time::UtcOffset::UTC,
-        ttl: Default::default(),
-        stale_warning_age: std::time::Duration::ZERO,
-        expiry_period: std::time::Duration::from_secs(1),
-        limits: Default::default(),
-        web: None,
-        formats: Default::default(),
-        otlp: None,
+        build: testkit::server::build_info("bench"),
+        ..testkit::server::config()
     };
     App::new(cfg, Arc::new(store))
 }

@@ -3,7 +3,7 @@
 use crate::http::{text_response, Resp};
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
-use store::store::QuotaExceeded;
+use store::QuotaExceeded;
 use store::StoreError;
 
 /// Everything a handler can fail with, mapped to the official status codes and bodies.

@@ -412,8 +412,8 @@ pub async fn handle(
 }
 
 /// The rejection counter a refused quota counts in.
-pub(crate) fn quota_reason(q: &store::store::QuotaExceeded) -> crate::limits::Reason {
-    use store::store::QuotaExceeded as Q;
+pub(crate) fn quota_reason(q: &store::QuotaExceeded) -> crate::limits::Reason {
+    use store::QuotaExceeded as Q;
     match q {
         Q::SeriesPerGroup { .. } | Q::RecordSize { .. } => crate::limits::Reason::SeriesPerGroup,
         Q::Groups { .. } => crate::limits::Reason::Groups,

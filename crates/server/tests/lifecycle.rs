@@ -2,85 +2,47 @@
 //! with the gateway's clock moved forward by the test instead of waiting.
 
 use server::router::Routes;
-use server::{App, BuildInfo, Config};
-use std::collections::BTreeMap;
+use server::Config;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::ttl::{rules_from_entries, TtlPolicy};
-use store::wal::SyncMode;
-use store::{PersistConfig, Store, StoreConfig};
+use testkit::server::InProcess;
 
-struct Gw {
-    app: Arc<App>,
-    base: String,
-    client: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
+struct Gw(InProcess);
+
+impl std::ops::Deref for Gw {
+    type Target = InProcess;
+    fn deref(&self) -> &InProcess {
+        &self.0
+    }
 }
 
 fn config(ttl: TtlPolicy, admin: bool) -> Config {
+    let base = testkit::server::config();
     Config {
         routes: Routes {
-            prefix: String::new(),
-            telemetry: "/metrics".into(),
             admin_api: admin,
-            otlp: false,
+            ..base.routes
         },
-        external_path: ".".into(),
-        enable_lifecycle: false,
         enable_admin_api: admin,
-        flags: BTreeMap::new(),
-        build: BuildInfo {
-            version: "test".into(),
-            revision: "test".into(),
-            branch: "test".into(),
-            build_user: "test".into(),
-            build_date: "test".into(),
-            go_version: "test".into(),
-        },
-        utc_offset: time::UtcOffset::UTC,
         ttl,
         stale_warning_age: Duration::from_secs(3600),
         expiry_period: Duration::from_millis(20),
-        limits: Default::default(),
-        web: None,
-        formats: Default::default(),
-        otlp: None,
+        ..base
     }
 }
 
 async fn start(ttl: TtlPolicy, admin: bool, persist: Option<PathBuf>) -> Gw {
-    let own_families = server::telemetry::OWN_FAMILIES
-        .iter()
-        .map(|(n, t, _)| (n.to_string(), *t))
-        .collect();
-    let store = Store::open(StoreConfig {
-        checked: true,
-        own_families,
-        persistence: persist.map(|path| PersistConfig {
-            path,
-            sync: SyncMode::Always,
-        }),
-        quotas: Default::default(),
-    })
-    .unwrap();
-    let app = App::new(config(ttl, admin), Arc::new(store));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(server::serve(app.clone(), vec![listener]));
-    Gw {
-        app,
-        base,
-        client: reqwest::Client::new(),
-        server,
+    let mut store = testkit::server::store_builder();
+    if let Some(path) = persist {
+        store = store.persist(path);
     }
+    Gw(InProcess::start(config(ttl, admin), store.build()).await)
 }
 
 impl Gw {
     async fn stop(self) {
-        self.app.request_shutdown();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
-        self.app.store.close().unwrap();
+        self.0.stop().await;
     }
 
     async fn push(&self, path: &str, ttl_header: Option<&str>, body: &str) -> (u16, String) {

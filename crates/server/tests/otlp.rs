@@ -6,31 +6,18 @@ use otlp::proto::{self as p, metric::Data, AggregationTemporality as T};
 use otlp::{ExportMetricsServiceRequest, ExportMetricsServiceResponse, Status};
 use prost::Message;
 use server::router::Routes;
-use server::{App, BuildInfo, Config};
-use std::collections::BTreeMap;
+use server::Config;
 use std::io::Write;
-use std::sync::Arc;
-use std::time::Duration;
-use store::{Store, StoreConfig};
+use testkit::server::InProcess;
 
 const PATH: &str = "/api/v1/otlp/v1/metrics";
 
-struct Gw {
-    app: Arc<App>,
-    base: String,
-    client: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
-}
+struct Gw(InProcess);
 
-fn build() -> BuildInfo {
-    let s = || "test".to_string();
-    BuildInfo {
-        version: s(),
-        revision: s(),
-        branch: s(),
-        build_user: s(),
-        build_date: s(),
-        go_version: s(),
+impl std::ops::Deref for Gw {
+    type Target = InProcess;
+    fn deref(&self) -> &InProcess {
+        &self.0
     }
 }
 
@@ -49,51 +36,22 @@ async fn start_with(
     web: Option<&std::path::Path>,
     persist: Option<&std::path::Path>,
 ) -> Gw {
+    let base = testkit::server::config();
     let cfg = Config {
         routes: Routes {
-            prefix: String::new(),
-            telemetry: "/metrics".into(),
-            admin_api: false,
             otlp: otlp.is_some(),
+            ..base.routes
         },
-        external_path: ".".into(),
-        enable_lifecycle: false,
-        enable_admin_api: false,
-        flags: BTreeMap::new(),
-        build: build(),
-        utc_offset: time::UtcOffset::UTC,
-        ttl: Default::default(),
-        stale_warning_age: Duration::ZERO,
-        expiry_period: Duration::from_secs(1),
         limits,
         web: web.map(|p| webconfig::ReloadingWebConfig::start(p).unwrap()),
-        formats: Default::default(),
         otlp,
+        ..base
     };
-    let own_families = server::telemetry::OWN_FAMILIES
-        .iter()
-        .map(|(n, t, _)| (n.to_string(), *t))
-        .collect();
-    let store = Store::open(StoreConfig {
-        checked: true,
-        own_families,
-        persistence: persist.map(|p| store::PersistConfig {
-            path: p.to_path_buf(),
-            sync: store::wal::SyncMode::Always,
-        }),
-        quotas: Default::default(),
-    })
-    .unwrap();
-    let app = App::new(cfg, Arc::new(store));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(server::serve(app.clone(), vec![listener]));
-    Gw {
-        app,
-        base,
-        client: reqwest::Client::new(),
-        server,
+    let mut store = testkit::server::store_builder();
+    if let Some(p) = persist {
+        store = store.persist(p);
     }
+    Gw(InProcess::start(cfg, store.build()).await)
 }
 
 struct Answer {
@@ -121,9 +79,7 @@ impl Answer {
 
 impl Gw {
     async fn stop(self) {
-        self.app.request_shutdown();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
-        self.app.store.close().unwrap();
+        self.0.stop().await;
     }
 
     async fn post(&self, content_type: &str, gzip: bool, body: Vec<u8>) -> Answer {

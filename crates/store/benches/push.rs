@@ -14,14 +14,13 @@
 //! * `push/accumulate`: as `push/replace`, but accumulating (`Push::accumulate`): each push
 //!   is merged into the stored group (decode, add, encode again).
 
-#[path = "../../exposition/benches/common/mod.rs"]
-mod common;
-
-use common::{preload_push_body, size_name, small_push_body, Bench, Per, Stats};
 use exposition::text_parse::parse_text;
 use exposition::MetricFamily;
 use std::time::{Instant, SystemTime};
-use store::{GroupKey, Push, Store, StoreConfig};
+use store::{GroupKey, Push, Store};
+use testkit::bench::{fmt_dur, size_name, small_push_body, Bench, Per, Stats};
+
+testkit::bench_allocator!();
 
 const BATCH: usize = 1_000;
 
@@ -45,31 +44,18 @@ fn push_of(key: GroupKey, families: &[MetricFamily]) -> Push {
 }
 
 /// A checked, in-memory store holding `series` series in groups of 20.
-fn filled_store(rt: &tokio::runtime::Runtime, series: usize) -> Store {
-    let store = Store::open(StoreConfig {
-        checked: true,
-        own_families: Vec::new(),
-        persistence: None,
-        quotas: Default::default(),
-    })
-    .expect("in-memory store opens");
+/// (Keys `job=pgwb_pre_<g/10>,instance=i<g%10>`, as `small_key("pgwb_pre", g)`.)
+fn filled_store(series: usize) -> Store {
+    let store = testkit::store::StoreBuilder::new().build();
     let started = Instant::now();
     let groups = series / 20;
-    rt.block_on(async {
-        for g in 0..groups {
-            let fams = parse_text(preload_push_body(g).as_bytes()).expect("parses");
-            store
-                .push(push_of(small_key("pgwb_pre", g), &fams))
-                .await
-                .expect("preload push accepted");
-        }
-    });
+    testkit::bench::fill(&store, groups);
     let snap = store.snapshot();
     assert_eq!(snap.groups.len(), groups);
     println!(
         "# store with {} series ({groups} groups) filled in {}",
         size_name(series),
-        common::fmt_dur(started.elapsed())
+        fmt_dur(started.elapsed())
     );
     store
 }
@@ -97,7 +83,7 @@ fn main() {
         if !b.wants_any(&names) {
             continue;
         }
-        let store = filled_store(&rt, n);
+        let store = filled_store(n);
         let per = vec![
             Per::Ops(BATCH as u64, "push"),
             Per::Series(BATCH as u64 * 10),

@@ -8,41 +8,31 @@
 //! `PGW_BENCH_GROUPS=10000,100000` overrides the group counts; the file lives in a temporary
 //! directory (`TMPDIR`).
 
-#[path = "../../exposition/benches/common/mod.rs"]
-mod common;
-#[path = "fill/mod.rs"]
-mod fill;
-
-use common::{size_name, Bench, Per};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use store::wal::SyncMode;
-use store::{PersistConfig, Store, StoreConfig};
+use store::{Store, StoreConfig, SyncMode};
+use testkit::bench::{fmt_dur, size_name, Bench, Per};
+
+testkit::bench_allocator!();
 
 fn config(path: &Path, sync: SyncMode) -> StoreConfig {
-    StoreConfig {
-        checked: true,
-        own_families: Vec::new(),
-        persistence: Some(PersistConfig {
-            path: path.to_path_buf(),
-            sync,
-        }),
-        quotas: Default::default(),
-    }
+    testkit::store::StoreBuilder::new()
+        .persist_with(path, sync)
+        .config()
 }
 
 fn write_file(path: &Path, groups: usize) {
     let started = Instant::now();
     let store =
         Store::open(config(path, SyncMode::Interval(Duration::from_secs(1)))).expect("store opens");
-    fill::fill(&store, groups);
+    testkit::bench::fill(&store, groups);
     store.close().expect("close flushes the log");
     drop(store);
     println!(
         "# wrote {} groups x 20 series ({:.1} MB) in {}",
         size_name(groups),
         std::fs::metadata(path).map_or(0, |m| m.len()) as f64 / 1e6,
-        common::fmt_dur(started.elapsed())
+        fmt_dur(started.elapsed())
     );
 }
 

@@ -130,7 +130,7 @@ pub fn validate(name: &str, mtype: MetricType, pushed: &[Metric]) -> Result<(), 
         let v = m.counter.as_ref().map_or(0.0, |c| c.value());
         if v.is_nan() || v < 0.0 {
             return Err(format!(
-                "cannot accumulate counter {name:?} {{ {}}}: an increment must not be negative or NaN",
+                "cannot accumulate counter {name:?} {{{}}}: an increment must not be negative or NaN",
                 labels_text(m)
             ));
         }
@@ -248,7 +248,7 @@ fn merge_metric(
             };
             merge_histogram(oh, nh).map_err(|e| {
                 format!(
-                    "cannot accumulate histogram {name:?} {{ {}}}: {e}",
+                    "cannot accumulate histogram {name:?} {{{}}}: {e}",
                     labels_text(n)
                 )
             })?;
@@ -259,10 +259,17 @@ fn merge_metric(
     Ok(())
 }
 
+/// The labels of `m` as `name="value",...`, the value quoted as Go's `%q` does.
 fn labels_text(m: &Metric) -> String {
     m.label
         .iter()
-        .map(|lp| format!("{}={:?}", lp.name(), lp.value()))
+        .map(|lp| {
+            format!(
+                "{}={}",
+                lp.name(),
+                gocompat::quote::quote(lp.value().as_bytes())
+            )
+        })
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -35,17 +35,29 @@ type SeriesSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 
 const N_TYPES: usize = 6;
 
+/// The consistency index (see the module documentation). The counters below `own` are kept
+/// so that [`Index::has_problem`] is O(1): each counts the problems of one kind that the store
+/// holds right now (they can only be non-zero with the check off, or after a failed push
+/// recorded the official way).
 #[derive(Default)]
 pub(crate) struct Index {
+    /// Per family name, how many non-empty families of each type carry it: a push of another
+    /// type conflicts, and suffix collisions are looked up here.
     names: HashMap<Arc<str>, [u32; N_TYPES], ahash::RandomState>,
     /// Every series identity in the store (8 bytes each)...
     series: SeriesSet,
     /// ...and, for the rare identities that occur more than once, the number of extra copies.
     extra_series: SeriesMap,
+    /// The gateway's own families (name and type): pushed families of these names must have
+    /// the same type, as they would be scraped together.
     own: HashMap<String, MetricType, ahash::RandomState>,
+    /// Series identities that occur more than once.
     dup_series: usize,
+    /// Family names carried with more than one type.
     conflicted_names: usize,
+    /// Families holding a metric that breaks a per-metric rule (`FamilyEntry::invalid`).
     invalid_entries: usize,
+    /// Summary or histogram names `X` that meet an `X_count`/`X_sum`/`X_bucket` family.
     colliding_bases: HashSet<Arc<str>, ahash::RandomState>,
     /// Family names that are not legacy names, by their escaped (`underscores`) form, with
     /// the number of non-empty entries carrying each: a push whose names become the same as
@@ -236,11 +248,11 @@ impl Index {
         removed: &[&FamilyEntry],
         added: &[&FamilyEntry],
         present_after: &dyn Fn(&str) -> bool,
-    ) -> Result<(), String> {
-        let collision = |a: &str, b: &str, esc: &str| {
-            format!(
-                "metric family {a:?} collides with metric family {b:?}: both are exposed as {esc:?} to scrapers that do not accept UTF-8 names"
-            )
+    ) -> Result<(), Inconsistency> {
+        let collision = |a: &str, b: &str, esc: &str| Inconsistency::EscapedNames {
+            name: a.to_string(),
+            other: b.to_string(),
+            escaped: esc.to_string(),
         };
         let removed_count = |name: &str| {
             removed
@@ -289,144 +301,263 @@ impl Index {
     /// Checks that replacing `removed` (entries of the pushed group that the push replaces)
     /// by `added` keeps the store consistent. Returns the first problem, worded like
     /// client_golang's `Gather` errors. Costs O(size of the push): sorted vectors, no walk of
-    /// the store.
-    pub fn check(&self, removed: &[&FamilyEntry], added: &[&FamilyEntry]) -> Result<(), String> {
-        for e in added {
-            if let Some(msg) = &e.invalid {
-                return Err(msg.to_string());
-            }
+    /// the store. The checks, in the order their problems are reported: families holding
+    /// invalid metrics; duplicate series inside the push; per pushed family, its type (against
+    /// the gateway's own families and the other families of its name) and suffix collisions;
+    /// names that collide once escaped; duplicate series against the rest of the store.
+    pub fn check(
+        &self,
+        removed: &[&FamilyEntry],
+        added: &[&FamilyEntry],
+    ) -> Result<(), Inconsistency> {
+        if let Some(msg) = added.iter().find_map(|e| e.invalid.as_ref()) {
+            return Err(Inconsistency::Invalid(msg.to_string()));
         }
-        let mut removed_types: Vec<(&str, MetricType)> = removed
-            .iter()
-            .filter(|e| e.metric_count > 0)
-            .map(|e| (&*e.name, e.mtype))
-            .collect();
-        removed_types.sort_unstable();
+        let after = After::new(self, removed, added);
+        let pushed = pushed_series(added);
+        check_duplicates_in_push(added, &pushed)?;
+        for e in added.iter().filter(|e| e.metric_count > 0) {
+            after.check_type(e)?;
+            after.check_suffix_collisions(e)?;
+        }
+        self.check_escaped_names(removed, added, &|n| after.present(n))?;
+        after.check_duplicates_in_store(added, &pushed)
+    }
+}
+
+/// Why a push would make the store inconsistent. The messages are client_golang's `Gather`
+/// errors word for word (the official gateway answers with them, and clients and the
+/// conformance suite compare them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Inconsistency {
+    /// A pushed family holds a metric that breaks a per-metric rule ([`crate::check`]).
+    #[error("{0}")]
+    Invalid(String),
+    /// A series (name and labels) occurs twice, in the push or in the store after it.
+    #[error(
+        "collected metric {name:?} {{ {labels}}} was collected before with the same name and label values"
+    )]
+    DuplicateSeries { name: Arc<str>, labels: String },
+    /// A pushed family has another type than the gateway's own family of that name.
+    #[error("gathered metric family {name} has type {found} but should have {own}")]
+    OwnFamilyType {
+        name: Arc<str>,
+        found: &'static str,
+        own: &'static str,
+    },
+    /// A pushed family has another type than other groups' families of that name.
+    #[error("collected metric {name:?} {{ {labels}}} is not a {other}")]
+    TypeConflict {
+        name: Arc<str>,
+        labels: String,
+        other: &'static str,
+    },
+    /// A pushed `X_count`/`X_sum`/`X_bucket` meets a summary or histogram `X`.
+    #[error(
+        "collected metric named {name:?} collides with previously collected {kind} named {base:?}"
+    )]
+    SuffixOfHistogramOrSummary {
+        name: Arc<str>,
+        kind: &'static str,
+        base: String,
+    },
+    /// A pushed summary or histogram `X` meets an `X_count`/`X_sum`/`X_bucket` family.
+    #[error(
+        "collected histogram or summary named {name:?} collides with previously collected metric named {other:?}"
+    )]
+    HistogramOrSummaryWithSuffix { name: Arc<str>, other: String },
+    /// Two family names become the same once escaped for scrapers without UTF-8 support.
+    #[error(
+        "metric family {name:?} collides with metric family {other:?}: both are exposed as {escaped:?} to scrapers that do not accept UTF-8 names"
+    )]
+    EscapedNames {
+        name: String,
+        other: String,
+        escaped: String,
+    },
+}
+
+/// Every series identity of the push with its family and metric index, sorted.
+fn pushed_series(added: &[&FamilyEntry]) -> Vec<(u64, usize, usize)> {
+    let mut pushed: Vec<(u64, usize, usize)> = Vec::new();
+    for (ei, e) in added.iter().enumerate().filter(|(_, e)| e.metric_count > 0) {
+        pushed.extend(
+            e.series()
+                .into_iter()
+                .enumerate()
+                .map(|(mi, h)| (h, ei, mi)),
+        );
+    }
+    pushed.sort_unstable();
+    pushed
+}
+
+/// The duplicate-series error for metric `mi` of pushed family `ei`.
+fn duplicate(added: &[&FamilyEntry], ei: usize, mi: usize) -> Inconsistency {
+    let e = added[ei];
+    let m = e.metrics().into_iter().nth(mi).unwrap_or_default();
+    Inconsistency::DuplicateSeries {
+        name: e.name.clone(),
+        labels: crate::check::metric_text(&m),
+    }
+}
+
+/// Duplicate series inside the push.
+fn check_duplicates_in_push(
+    added: &[&FamilyEntry],
+    pushed: &[(u64, usize, usize)],
+) -> Result<(), Inconsistency> {
+    for w in pushed.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(duplicate(added, w[1].1, w[1].2));
+        }
+    }
+    Ok(())
+}
+
+/// The (name, type) of every non-empty entry, sorted.
+fn sorted_types<'a>(entries: &[&'a FamilyEntry]) -> Vec<(&'a str, MetricType)> {
+    let mut types: Vec<(&str, MetricType)> = entries
+        .iter()
+        .filter(|e| e.metric_count > 0)
+        .map(|e| (&*e.name, e.mtype))
+        .collect();
+    types.sort_unstable();
+    types
+}
+
+/// The store as it would be after the push, as far as the checks need it: the index, minus
+/// the replaced entries, plus the pushed ones (sorted vectors, so O(size of the push)).
+struct After<'a> {
+    index: &'a Index,
+    removed_types: Vec<(&'a str, MetricType)>,
+    removed_series: Vec<u64>,
+    added_types: Vec<(&'a str, MetricType)>,
+}
+
+impl<'a> After<'a> {
+    fn new(index: &'a Index, removed: &[&'a FamilyEntry], added: &[&'a FamilyEntry]) -> Self {
+        let removed_types = sorted_types(removed);
         let mut removed_series: Vec<u64> = removed
             .iter()
             .filter(|e| e.metric_count > 0)
             .flat_map(|e| e.series())
             .collect();
         removed_series.sort_unstable();
-        let mut added_types: Vec<(&str, MetricType)> = added
+        let added_types = sorted_types(added);
+        After {
+            index,
+            removed_types,
+            removed_series,
+            added_types,
+        }
+    }
+
+    /// Types present for `name` in other entries after the push (pushed entries excluded).
+    fn remaining(&self, name: &str) -> [u32; N_TYPES] {
+        let mut counts = self.index.names.get(name).copied().unwrap_or_default();
+        let lo = self.removed_types.partition_point(|(n, _)| *n < name);
+        for (_, t) in self.removed_types[lo..]
             .iter()
-            .filter(|e| e.metric_count > 0)
-            .map(|e| (&*e.name, e.mtype))
-            .collect();
-        added_types.sort_unstable();
+            .take_while(|(n, _)| *n == name)
+        {
+            let c = &mut counts[*t as usize];
+            *c = c.saturating_sub(1);
+        }
+        counts
+    }
+
+    fn has_type(&self, name: &str, t: MetricType) -> bool {
+        self.index.own.get(name) == Some(&t)
+            || self.remaining(name)[t as usize] > 0
+            || self.added_types.binary_search(&(name, t)).is_ok()
+    }
+
+    fn present(&self, name: &str) -> bool {
+        self.index.own.contains_key(name) || self.remaining(name).iter().any(|c| *c > 0) || {
+            let lo = self.added_types.partition_point(|(n, _)| *n < name);
+            self.added_types.get(lo).is_some_and(|(n, _)| *n == name)
+        }
+    }
+
+    /// The pushed family's type against the gateway's own families and the other families
+    /// of its name.
+    fn check_type(&self, e: &FamilyEntry) -> Result<(), Inconsistency> {
+        if let Some(own) = self.index.own.get(&*e.name) {
+            if *own != e.mtype {
+                return Err(Inconsistency::OwnFamilyType {
+                    name: e.name.clone(),
+                    found: e.mtype.as_str_name(),
+                    own: own.as_str_name(),
+                });
+            }
+        }
+        if let Some(other) = types_of(&self.remaining(&e.name)).find(|t| *t != e.mtype) {
+            let m = e.metrics().into_iter().next().unwrap_or_default();
+            return Err(Inconsistency::TypeConflict {
+                name: e.name.clone(),
+                labels: crate::check::metric_text(&m),
+                other: other.as_str_name(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Suffix collisions, both ways round: `X_count` (etc.) against a summary or histogram
+    /// `X`, and a summary or histogram `X` against `X_count` (etc.).
+    fn check_suffix_collisions(&self, e: &FamilyEntry) -> Result<(), Inconsistency> {
+        for s in SUFFIXES {
+            let Some(base) = e.name.strip_suffix(s) else {
+                continue;
+            };
+            for (t, kind) in [
+                (MetricType::Histogram, "histogram"),
+                (MetricType::Summary, "summary"),
+            ] {
+                if (t == MetricType::Histogram || s != "_bucket") && self.has_type(base, t) {
+                    return Err(Inconsistency::SuffixOfHistogramOrSummary {
+                        name: e.name.clone(),
+                        kind,
+                        base: base.to_string(),
+                    });
+                }
+            }
+        }
+        if matches!(e.mtype, MetricType::Summary | MetricType::Histogram) {
+            for s in SUFFIXES {
+                if s == "_bucket" && e.mtype != MetricType::Histogram {
+                    continue;
+                }
+                let other = format!("{}{}", e.name, s);
+                if self.present(&other) {
+                    return Err(Inconsistency::HistogramOrSummaryWithSuffix {
+                        name: e.name.clone(),
+                        other,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Duplicates of pushed series against the rest of the store.
+    fn check_duplicates_in_store(
+        &self,
+        added: &[&FamilyEntry],
+        pushed: &[(u64, usize, usize)],
+    ) -> Result<(), Inconsistency> {
         let count_in = |v: &[u64], h: u64| -> u32 {
             let lo = v.partition_point(|x| *x < h);
             v[lo..].iter().take_while(|x| **x == h).count() as u32
         };
-        // Types present for `name` in other entries after the push (pushed entries excluded).
-        let remaining = |name: &str| -> [u32; N_TYPES] {
-            let mut counts = self.names.get(name).copied().unwrap_or_default();
-            let lo = removed_types.partition_point(|(n, _)| *n < name);
-            for (_, t) in removed_types[lo..].iter().take_while(|(n, _)| *n == name) {
-                let c = &mut counts[*t as usize];
-                *c = c.saturating_sub(1);
-            }
-            counts
-        };
-        let has_type_after = |name: &str, t: MetricType| -> bool {
-            self.own.get(name) == Some(&t)
-                || remaining(name)[t as usize] > 0
-                || added_types.binary_search(&(name, t)).is_ok()
-        };
-        let present_after = |name: &str| -> bool {
-            self.own.contains_key(name) || remaining(name).iter().any(|c| *c > 0) || {
-                let lo = added_types.partition_point(|(n, _)| *n < name);
-                added_types.get(lo).is_some_and(|(n, _)| *n == name)
-            }
-        };
-
-        // Duplicate series inside the push.
-        let mut pushed: Vec<(u64, usize, usize)> = Vec::new();
-        for (ei, e) in added.iter().enumerate().filter(|(_, e)| e.metric_count > 0) {
-            pushed.extend(
-                e.series()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(mi, h)| (h, ei, mi)),
-            );
-        }
-        pushed.sort_unstable();
-        let dup = |ei: usize, mi: usize| -> String {
-            let e = added[ei];
-            let m = e.metrics().into_iter().nth(mi).unwrap_or_default();
-            format!(
-                "collected metric {:?} {{ {}}} was collected before with the same name and label values",
-                e.name,
-                crate::check::metric_text(&m)
-            )
-        };
-        for w in pushed.windows(2) {
-            if w[0].0 == w[1].0 {
-                return Err(dup(w[1].1, w[1].2));
-            }
-        }
-        for e in added.iter().filter(|e| e.metric_count > 0) {
-            if let Some(own) = self.own.get(&*e.name) {
-                if *own != e.mtype {
-                    return Err(format!(
-                        "gathered metric family {} has type {} but should have {}",
-                        e.name,
-                        e.mtype.as_str_name(),
-                        own.as_str_name()
-                    ));
-                }
-            }
-            if let Some(other) = types_of(&remaining(&e.name)).find(|t| *t != e.mtype) {
-                let m = e.metrics().into_iter().next().unwrap_or_default();
-                return Err(format!(
-                    "collected metric {:?} {{ {}}} is not a {}",
-                    e.name,
-                    crate::check::metric_text(&m),
-                    other.as_str_name()
-                ));
-            }
-            // Suffix collisions, both ways round.
-            for s in SUFFIXES {
-                let Some(base) = e.name.strip_suffix(s) else {
-                    continue;
-                };
-                for (t, word) in [
-                    (MetricType::Histogram, "histogram"),
-                    (MetricType::Summary, "summary"),
-                ] {
-                    if (t == MetricType::Histogram || s != "_bucket") && has_type_after(base, t) {
-                        return Err(format!(
-                            "collected metric named {:?} collides with previously collected {} named {:?}",
-                            e.name, word, base
-                        ));
-                    }
-                }
-            }
-            if matches!(e.mtype, MetricType::Summary | MetricType::Histogram) {
-                for s in SUFFIXES {
-                    if s == "_bucket" && e.mtype != MetricType::Histogram {
-                        continue;
-                    }
-                    let other = format!("{}{}", e.name, s);
-                    if present_after(&other) {
-                        return Err(format!(
-                            "collected histogram or summary named {:?} collides with previously collected metric named {:?}",
-                            e.name, other
-                        ));
-                    }
-                }
-            }
-        }
-        self.check_escaped_names(removed, added, &present_after)?;
-        // Duplicates against the rest of the store.
-        for (h, ei, mi) in &pushed {
-            let existing = if self.series.contains(h) {
-                1 + self.extra_series.get(h).copied().unwrap_or(0)
+        for (h, ei, mi) in pushed {
+            let existing = if self.index.series.contains(h) {
+                1 + self.index.extra_series.get(h).copied().unwrap_or(0)
             } else {
                 0
             };
-            if existing > count_in(&removed_series, *h) {
-                return Err(dup(*ei, *mi));
+            if existing > count_in(&self.removed_series, *h) {
+                return Err(duplicate(added, *ei, *mi));
             }
         }
         Ok(())
@@ -471,13 +602,13 @@ mod tests {
         let plain = entry("a_b", MetricType::Gauge, &[&[("job", "y")]]);
         let dashed = entry("a-b", MetricType::Gauge, &[&[("job", "z")]]);
         // Within one push.
-        let e = ix.check(&[], &[&dotted, &plain]).unwrap_err();
+        let e = ix.check(&[], &[&dotted, &plain]).unwrap_err().to_string();
         assert!(e.contains("\"a.b\"") && e.contains("\"a_b\""), "{e}");
         // Against the store, both ways round.
         ix.add(&dotted);
-        let e = ix.check(&[], &[&plain]).unwrap_err();
+        let e = ix.check(&[], &[&plain]).unwrap_err().to_string();
         assert!(e.contains("\"a_b\"") && e.contains("\"a.b\""), "{e}");
-        let e = ix.check(&[], &[&dashed]).unwrap_err();
+        let e = ix.check(&[], &[&dashed]).unwrap_err().to_string();
         assert!(e.contains("\"a-b\"") && e.contains("\"a.b\""), "{e}");
         // Replacing the group that holds a.b is fine, and so is a.b again.
         ix.check(&[&dotted], &[&plain]).unwrap();
@@ -485,7 +616,7 @@ mod tests {
             .unwrap();
         ix.remove(&dotted);
         ix.add(&plain);
-        let e = ix.check(&[], &[&dotted]).unwrap_err();
+        let e = ix.check(&[], &[&dotted]).unwrap_err().to_string();
         assert!(e.contains("\"a.b\"") && e.contains("\"a_b\""), "{e}");
         ix.remove(&plain);
         ix.check(&[], &[&dotted]).unwrap();
@@ -508,7 +639,8 @@ mod tests {
                     &[&[("job", "1"), ("l_x", "v")]],
                 )],
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("was collected before"), "{e}");
     }
 
@@ -518,7 +650,7 @@ mod tests {
         let a = entry("foo", MetricType::Counter, &[&[("job", "a")]]);
         ix.add(&a);
         let b = entry("foo", MetricType::Gauge, &[&[("job", "b")]]);
-        let e = ix.check(&[], &[&b]).unwrap_err();
+        let e = ix.check(&[], &[&b]).unwrap_err().to_string();
         assert!(e.contains("is not a COUNTER"), "{e}");
         // Replacing group a's own family is fine.
         let a2 = entry("foo", MetricType::Gauge, &[&[("job", "a")]]);
@@ -536,6 +668,7 @@ mod tests {
         assert!(ix
             .check(&[], &[&d])
             .unwrap_err()
+            .to_string()
             .contains("was collected before"));
         let a = entry(
             "c",
@@ -565,13 +698,18 @@ mod tests {
         assert!(ix
             .check(&[], &[&hc])
             .unwrap_err()
+            .to_string()
             .contains("collides with previously collected histogram"));
         let mut ix = Index::new([]);
         let sc = entry("s_count", MetricType::Untyped, &[&[("job", "a")]]);
         ix.add(&sc);
         let s = entry("s", MetricType::Summary, &[&[("job", "b")]]);
         assert!(
-            ix.check(&[], &[&s]).unwrap_err().contains("collided") || ix.check(&[], &[&s]).is_err()
+            ix.check(&[], &[&s])
+                .unwrap_err()
+                .to_string()
+                .contains("collided")
+                || ix.check(&[], &[&s]).is_err()
         );
         ix.add(&s);
         assert!(ix.has_problem());
@@ -586,6 +724,7 @@ mod tests {
         assert!(own
             .check(&[], &[&bi])
             .unwrap_err()
+            .to_string()
             .contains("should have GAUGE"));
     }
 }

@@ -50,6 +50,7 @@ impl Interner {
         self.sweep_at = (2 * self.set.len()).max(MIN_SWEEP);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.set.len()
     }

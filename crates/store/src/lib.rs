@@ -5,7 +5,8 @@
 //! * `index`: the incremental consistency index that makes a checked push O(push).
 //! * [`store::Store`]: applies mutations under one short lock and publishes an immutable
 //!   [`store::Snapshot`] (persistent maps, O(1) to clone) that scrapes read without locking.
-//! * [`wal`]: the crash-safe, group-committing log behind `--persistence.file`.
+//! * [`wal`]: the crash-safe, group-committing log behind `--persistence.file`, and the
+//!   persisted group record ([`wal::record`]): everything on disk.
 //! * [`writer::Writer`]: where changes go (the local store, or a replicated log).
 //! * [`matcher`], [`ttl`]: label selectors on grouping keys; the TTL policy.
 //! * [`accumulate`], [`idempotency`]: accumulating pushes (merged into the stored group) and
@@ -28,13 +29,15 @@ pub mod shared;
 pub mod store;
 pub mod ttl;
 pub mod turn;
-// unsafe: SIGXFSZ ignored, so a file-size limit fails a write instead of killing the process.
-#[allow(unsafe_code)]
 pub mod wal;
 pub mod writer;
 
 pub use accumulate::{Accumulate, GaugeMode};
 pub use group::{FamilyEntry, Group};
 pub use key::GroupKey;
-pub use store::{PersistConfig, Plan, Prepared, Push, Snapshot, Store, StoreConfig, StoreError};
+pub use store::{
+    compaction_period, PersistConfig, Plan, Prepared, Push, QuotaExceeded, Quotas, Snapshot, Store,
+    StoreConfig, StoreError,
+};
+pub use wal::{SyncMode, WalError};
 pub use writer::Writer;

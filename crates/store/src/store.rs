@@ -160,8 +160,13 @@ pub struct StoreConfig {
     pub quotas: Quotas,
 }
 
+/// Everything a mutation changes, behind [`Store::state`]: one short lock per mutation.
 struct State {
+    /// The live maps: changed in place by mutations, cloned (O(1), persistent maps) into
+    /// [`Store::current`] when a reader finds the store dirty.
     snap: Snapshot,
+    /// The consistency index over `snap`: makes a checked push O(size of the push) and tells
+    /// in O(1) whether the whole store is consistent.
     index: Index,
     /// Groups with a TTL, by expiry time (Unix milliseconds).
     expiry: BTreeSet<(i64, GroupKey)>,
@@ -169,19 +174,32 @@ struct State {
     series: u64,
 }
 
+/// The metric store: every group, the consistency index and the persistence log. `Send +
+/// Sync`; share it via `Arc`. Mutations take `state` briefly; scrapes read `current` without
+/// taking any lock.
 pub struct Store {
+    /// The mutable state. Held only while a change is applied, never across I/O: a durable
+    /// mutation logs its ops under the lock and waits for the log's ticket after releasing it.
     state: Mutex<State>,
+    /// The last published snapshot, read lock-free by scrapes and API calls.
     current: ArcSwap<Snapshot>,
     /// Set when the state changed since `current` was cut.
     dirty: AtomicBool,
+    /// Family names interned once, so the families of every group share one allocation per
+    /// name (restoring and decoding replicated groups use it too).
     names: RwLock<crate::intern::Interner>,
+    /// Whether pushes are checked for consistency (`--push.disable-consistency-check` turns
+    /// it off).
     checked: bool,
+    /// The persistence log (`--persistence.file`); `None` keeps everything in memory only.
     wal: Option<Wal>,
+    /// Groups removed by TTL expiry so far (exposed as a metric).
     expired: AtomicU64,
     /// Summary quantiles dropped from accumulating pushes.
     dropped_quantiles: AtomicU64,
     /// Accumulating pushes to one group take turns (see [`Store::push`]).
     turns: crate::turn::Turns,
+    /// Limits on groups and series (`--push.max-*`), checked before a push is applied.
     quotas: Quotas,
     /// The gateway's own per-group gauges, interned once: push time, failure time, expiry.
     gauge_names: [Arc<str>; 3],
@@ -195,8 +213,12 @@ pub struct Store {
 
 /// The version of a group before a logged change (`None`: the group did not exist).
 struct Undo {
+    /// The log sequence number of the change ([`Wal::append_seq`]): undone if the log's
+    /// durable sequence number stops below it.
     seq: u64,
+    /// The group the change touched.
     key: GroupKey,
+    /// The group as it was before the change.
     old: Option<Arc<Group>>,
 }
 
@@ -329,9 +351,9 @@ impl Store {
         self.names.write().intern(name)
     }
 
-    /// How many distinct family names are interned (for tests and the soak benchmark).
-    #[doc(hidden)]
-    pub fn interned_name_count(&self) -> usize {
+    /// How many distinct family names are interned.
+    #[cfg(test)]
+    pub(crate) fn interned_name_count(&self) -> usize {
         self.names.read().len()
     }
 
@@ -771,30 +793,8 @@ impl Store {
         let old = old_arc.map(|g| &**g);
         let pre = pre.filter(|pre| old_arc.is_some_and(|o| Arc::ptr_eq(o, &pre.old)));
         let [pt_name, pft_name, exp_name] = &self.gauge_names;
-        let failure = |err: StoreError| {
-            let mut group = match old {
-                Some(g) => g.clone(),
-                // A refused push records its failure only in a group that exists or fits
-                // in the quota (else timestamped pushes could create groups without limit).
-                None if self.quotas.max_groups != 0
-                    && st.snap.groups.len() as u64 >= self.quotas.max_groups =>
-                {
-                    return Plan::Refuse(err);
-                }
-                None => {
-                    let mut g = Group::new(p.key.clone());
-                    g.set_ttl(exp_name.clone(), p.ttl_ms, p.now, p.ts);
-                    g
-                }
-            };
-            group.set_push_failure_time(pft_name.clone(), p.now, p.ts);
-            if !group.families.contains_key(PUSH_TIME) {
-                group.set_push_time(pt_name.clone(), 0.0, p.ts);
-            }
-            Plan::Record(group, err)
-        };
         if p.has_timestamps {
-            return failure(StoreError::Timestamps);
+            return self.failure_plan(st, p, old, StoreError::Timestamps);
         }
         let now_ms = p.ts.div_euclid(1_000_000);
         let key_since_ms = now_ms.saturating_sub(if p.ttl_ms != 0 {
@@ -821,36 +821,8 @@ impl Store {
             // Drops the gateway's expiry gauge before a pushed family of that name lands.
             group.set_ttl(exp_name.clone(), 0, p.now, p.ts);
         }
-        for (n, e) in &p.entries {
-            let stored = group
-                .families
-                .get(n)
-                .filter(|o| o.metric_count > 0 && !group.is_gateway_family(n));
-            match (p.accumulate, stored) {
-                (Some(acc), Some(o)) => {
-                    let merged = match pre.and_then(|pre| pre.entries.get(n)) {
-                        Some(done) => done.clone(),
-                        None => Self::merge_entry(p, acc, o, e).map(Arc::new),
-                    };
-                    match merged {
-                        Ok(merged) => {
-                            group.families.insert(n.clone(), merged);
-                        }
-                        Err(msg) => return failure(StoreError::Accumulate(msg)),
-                    }
-                }
-                (Some(_), None) => {
-                    let pushed = p.pushed.get(n).map_or(&[][..], |v| &v[..]);
-                    if let Err(msg) = accumulate::validate(n, e.mtype, pushed) {
-                        return failure(StoreError::Accumulate(msg));
-                    }
-                    let built = Self::build_accumulated(p, e, e.help.as_deref(), pushed.to_vec());
-                    group.families.insert(n.clone(), Arc::new(built));
-                }
-                (None, _) => {
-                    group.families.insert(n.clone(), e.clone());
-                }
-            }
+        if let Err(e) = Self::apply_entries(p, pre, &mut group) {
+            return self.failure_plan(st, p, old, e);
         }
         if let Some(d) = p.idempotency {
             group.seen_keys.record(d, now_ms, key_since_ms);
@@ -866,45 +838,118 @@ impl Store {
             return Plan::Refuse(StoreError::Quota(q));
         }
         if self.checked {
-            let changed = self.changed_names(p, old);
-            let names: Vec<&Arc<str>> = match &changed {
-                Some(ns) => ns.iter().collect(),
-                None => {
-                    let mut all: Vec<&Arc<str>> = group
-                        .families
-                        .keys()
-                        .chain(old.into_iter().flat_map(|o| o.families.keys()))
-                        .collect();
-                    all.sort_unstable();
-                    all.dedup();
-                    all
-                }
-            };
-            let removed: Vec<&FamilyEntry> = names
-                .iter()
-                .filter_map(|n| {
-                    let oe = old?.families.get(*n)?;
-                    match group.families.get(*n) {
-                        Some(ne) if Arc::ptr_eq(ne, oe) => None,
-                        _ => Some(&**oe),
-                    }
-                })
-                .collect();
-            let added: Vec<&FamilyEntry> = names
-                .iter()
-                .filter_map(|n| {
-                    let ne = group.families.get(*n)?;
-                    match old.and_then(|o| o.families.get(*n)) {
-                        Some(oe) if Arc::ptr_eq(ne, oe) => None,
-                        _ => Some(&**ne),
-                    }
-                })
-                .collect();
-            if let Err(msg) = st.index.check(&removed, &added) {
-                return failure(StoreError::Inconsistent(msg));
+            if let Err(msg) = self.check_consistency(st, p, old, &group) {
+                return self.failure_plan(st, p, old, StoreError::Inconsistent(msg.to_string()));
             }
         }
         Plan::Accept(group)
+    }
+
+    /// The plan of a refused push: the group (existing, or new if it fits in the quota) with
+    /// its failure recorded, or a refusal without any change.
+    fn failure_plan(&self, st: &State, p: &Prepared, old: Option<&Group>, err: StoreError) -> Plan {
+        let [pt_name, pft_name, exp_name] = &self.gauge_names;
+        let mut group = match old {
+            Some(g) => g.clone(),
+            // A refused push records its failure only in a group that exists or fits
+            // in the quota (else timestamped pushes could create groups without limit).
+            None if self.quotas.max_groups != 0
+                && st.snap.groups.len() as u64 >= self.quotas.max_groups =>
+            {
+                return Plan::Refuse(err);
+            }
+            None => {
+                let mut g = Group::new(p.key.clone());
+                g.set_ttl(exp_name.clone(), p.ttl_ms, p.now, p.ts);
+                g
+            }
+        };
+        group.set_push_failure_time(pft_name.clone(), p.now, p.ts);
+        if !group.families.contains_key(PUSH_TIME) {
+            group.set_push_time(pt_name.clone(), 0.0, p.ts);
+        }
+        Plan::Record(group, err)
+    }
+
+    /// Puts the pushed families into `group`: as they are, or (accumulating pushes) merged
+    /// into the stored ones, reusing merges done before the lock (`pre`).
+    fn apply_entries(
+        p: &Prepared,
+        pre: Option<&Premerged>,
+        group: &mut Group,
+    ) -> Result<(), StoreError> {
+        for (n, e) in &p.entries {
+            let stored = group
+                .families
+                .get(n)
+                .filter(|o| o.metric_count > 0 && !group.is_gateway_family(n));
+            match (p.accumulate, stored) {
+                (Some(acc), Some(o)) => {
+                    let merged = match pre.and_then(|pre| pre.entries.get(n)) {
+                        Some(done) => done.clone(),
+                        None => Self::merge_entry(p, acc, o, e).map(Arc::new),
+                    };
+                    let merged = merged.map_err(StoreError::Accumulate)?;
+                    group.families.insert(n.clone(), merged);
+                }
+                (Some(_), None) => {
+                    let pushed = p.pushed.get(n).map_or(&[][..], |v| &v[..]);
+                    accumulate::validate(n, e.mtype, pushed).map_err(StoreError::Accumulate)?;
+                    let built = Self::build_accumulated(p, e, e.help.as_deref(), pushed.to_vec());
+                    group.families.insert(n.clone(), Arc::new(built));
+                }
+                (None, _) => {
+                    group.families.insert(n.clone(), e.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `group`, the new version of `old`, against the index: only the families the
+    /// push changed (or every family of both versions when that is not known).
+    fn check_consistency(
+        &self,
+        st: &State,
+        p: &Prepared,
+        old: Option<&Group>,
+        group: &Group,
+    ) -> Result<(), crate::index::Inconsistency> {
+        let changed = self.changed_names(p, old);
+        let names: Vec<&Arc<str>> = match &changed {
+            Some(ns) => ns.iter().collect(),
+            None => {
+                let mut all: Vec<&Arc<str>> = group
+                    .families
+                    .keys()
+                    .chain(old.into_iter().flat_map(|o| o.families.keys()))
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
+        };
+        let removed: Vec<&FamilyEntry> = names
+            .iter()
+            .filter_map(|n| {
+                let oe = old?.families.get(*n)?;
+                match group.families.get(*n) {
+                    Some(ne) if Arc::ptr_eq(ne, oe) => None,
+                    _ => Some(&**oe),
+                }
+            })
+            .collect();
+        let added: Vec<&FamilyEntry> = names
+            .iter()
+            .filter_map(|n| {
+                let ne = group.families.get(*n)?;
+                match old.and_then(|o| o.families.get(*n)) {
+                    Some(oe) if Arc::ptr_eq(ne, oe) => None,
+                    _ => Some(&**ne),
+                }
+            })
+            .collect();
+        st.index.check(&removed, &added)
     }
 
     /// An accumulating push's family `new` merged into the stored family `old`.
@@ -1015,7 +1060,7 @@ impl Store {
             let added: Vec<&FamilyEntry> = group.families.values().map(|e| &**e).collect();
             st.index
                 .check(&removed, &added)
-                .map_err(StoreError::Inconsistent)?;
+                .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
         }
         let g = Arc::new(group);
         Self::insert_group(&mut st, g.clone(), old.as_deref());
@@ -1248,7 +1293,7 @@ impl Store {
         for g in snap.groups.values() {
             let entries: Vec<&FamilyEntry> = g.families.values().map(|e| &**e).collect();
             if let Err(e) = ix.check(&[], &entries) {
-                return e;
+                return e.to_string();
             }
             for e in entries {
                 ix.add(e);

@@ -6,60 +6,13 @@
 
 use exposition::pb::MetricFamily;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-/// The official binary, as Debian installs it.
-pub const OFFICIAL: &str = "/usr/bin/prometheus-pushgateway";
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+pub use testkit::gateway::{free_port, OFFICIAL};
 
 pub fn pgw_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pgw"))
-}
-
-/// Our gateway binary: next to `pgw` (same target directory and profile); if it is not
-/// there yet (e.g. `cargo test -p pgw`), built once with `cargo build -p pushgateway`.
-pub fn our_gateway_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let pgw = pgw_bin();
-        let profile_dir = pgw.parent().expect("pgw has a directory");
-        let bin = profile_dir.join("pushgateway");
-        if bin.exists() {
-            return bin;
-        }
-        let target_dir = profile_dir.parent().expect("profile dir has a parent");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let mut cmd = Command::new(cargo);
-        cmd.arg("build")
-            .arg("-p")
-            .arg("pushgateway")
-            .arg("--manifest-path")
-            .arg(root.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.arg("--profile").arg(other);
-            }
-        }
-        eprintln!("building the pushgateway binary for the pgw tests: {cmd:?}");
-        let status = cmd.status().expect("running cargo build -p pushgateway");
-        assert!(status.success(), "cargo build -p pushgateway failed");
-        assert!(bin.exists(), "{} not found after the build", bin.display());
-        bin
-    })
-    .clone()
 }
 
 /// True (after printing a note) when the official binary is missing.
@@ -69,12 +22,6 @@ pub fn official_missing() -> bool {
     }
     eprintln!("note: {OFFICIAL} not found; skipping the official-gateway part of this test");
     true
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
 }
 
 /// Which gateway a test runs against.
@@ -93,9 +40,9 @@ pub fn kinds() -> Vec<Kind> {
     k
 }
 
-/// A running gateway, killed on drop.
+/// A running gateway (the kit's harness), killed on drop.
 pub struct Gateway {
-    pub child: Child,
+    pub gw: testkit::gateway::Gateway,
     pub port: u16,
     pub url: String,
     pub kind: Kind,
@@ -109,29 +56,19 @@ impl Gateway {
 
     /// Starts a gateway on `port` with extra flags and waits until it is ready.
     pub fn start_with(kind: Kind, port: u16, extra: &[&str]) -> Gateway {
-        let g = Self::spawn(kind, port, extra);
+        let mut g = Self::spawn(kind, port, extra);
         g.wait_ready();
         g
     }
 
     /// Starts a gateway without waiting for it.
     pub fn spawn(kind: Kind, port: u16, extra: &[&str]) -> Gateway {
-        let bin = match kind {
-            Kind::Ours => our_gateway_bin(),
-            Kind::Official => PathBuf::from(OFFICIAL),
-        };
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        let mut b = testkit::gateway::Gateway::builder().ready_on_connect();
         if kind == Kind::Official {
-            cmd.arg("--persistence.file=");
+            b = b.bin(OFFICIAL).args(&["--persistence.file="]);
         }
-        cmd.args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().expect("starting the gateway");
         Gateway {
-            child,
+            gw: b.args(extra).spawn_on(port),
             port,
             url: format!("http://127.0.0.1:{port}"),
             kind,
@@ -140,20 +77,12 @@ impl Gateway {
 
     /// Waits (at most 20s) until the gateway accepts connections (both gateways open their
     /// listener only once they are ready to serve).
-    pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway on port {} not ready",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("gateway on port {} not ready", self.port);
+    pub fn wait_ready(&mut self) {
+        assert!(
+            self.gw.wait_ready(None, Duration::from_secs(20)),
+            "gateway on port {} not ready",
+            self.port
+        );
     }
 
     /// `GET /metrics`, parsed.
@@ -175,13 +104,6 @@ impl Gateway {
     /// Like [`Gateway::pgw`] with standard input.
     pub fn pgw_stdin(&self, args: &[&str], stdin: &str) -> Output {
         pgw_with_gateway(&self.url, args, Some(stdin))
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

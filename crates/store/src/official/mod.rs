@@ -35,12 +35,13 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+// Go's `time.Time` in its `MarshalBinary` form, as the file stores push times.
+use gocompat::time::unmarshal_binary_nanos as go_time_nanos;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Our own file's magic (see `wal`): a file starting with it, or most of it, is ours.
 const OUR_MAGIC: &[u8; 8] = b"\x89PGWWAL\n";
-/// Seconds from 0001-01-01 (Go's `time.Time` epoch) to 1970-01-01.
-const GO_TO_UNIX_SECONDS: i64 = 62_135_596_800;
 
 /// What a `--persistence.file` path holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,28 +131,6 @@ pub fn classify(path: &Path) -> Result<FileKind, OfficialError> {
         .read_to_end(&mut head)
         .map_err(io_err("reading", path))?;
     Ok(classify_bytes(&head))
-}
-
-/// Unix nanoseconds of a Go `time.Time` in its `MarshalBinary` form (0 for the zero time).
-fn go_time_nanos(b: &[u8]) -> Result<i64, String> {
-    let want = match b.first() {
-        Some(1) => 15,
-        Some(2) => 16,
-        Some(v) => return Err(format!("unknown time encoding version {v}")),
-        None => return Err("empty time".into()),
-    };
-    if b.len() != want {
-        return Err(format!("time of {} bytes, want {want}", b.len()));
-    }
-    let sec = i64::from_be_bytes(b[1..9].try_into().expect("8 bytes"));
-    let nsec = i32::from_be_bytes(b[9..13].try_into().expect("4 bytes"));
-    if sec == 0 && nsec == 0 {
-        return Ok(0);
-    }
-    (sec - GO_TO_UNIX_SECONDS)
-        .checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(i64::from(nsec)))
-        .ok_or_else(|| "time out of range".to_string())
 }
 
 fn text(v: &Value, what: &str) -> Result<String, String> {
@@ -368,22 +347,5 @@ mod tests {
             classify_bytes(b"\x29\xff\x8d\x04\x01\x01\x18GroupingKeyToMetricGroup\x01\xff\x8e\0"),
             FileKind::Official
         );
-    }
-
-    #[test]
-    fn go_times() {
-        // time.Date(2026, 12, 4, 9, 45, 0, 123, time.UTC).MarshalBinary()
-        let sec: i64 = 1_796_377_500 + GO_TO_UNIX_SECONDS;
-        let mut b = vec![1];
-        b.extend_from_slice(&sec.to_be_bytes());
-        b.extend_from_slice(&123i32.to_be_bytes());
-        b.extend_from_slice(&(-1i16).to_be_bytes());
-        assert_eq!(go_time_nanos(&b), Ok(1_796_377_500_000_000_123));
-        // The zero time.
-        let mut z = vec![1];
-        z.extend_from_slice(&[0; 12]);
-        z.extend_from_slice(&(-1i16).to_be_bytes());
-        assert_eq!(go_time_nanos(&z), Ok(0));
-        assert!(go_time_nanos(&b[..10]).is_err());
     }
 }
