@@ -31,6 +31,14 @@ pub fn is_time_gauge(name: &str) -> bool {
     name == PUSH_TIME || name == PUSH_FAILURE_TIME
 }
 
+thread_local! {
+    /// [`FamilyEntry::build`]'s text buffer, reused from push to push.
+    static TEXT_SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The largest scratch buffer kept between builds (a large push's is given back).
+const TEXT_SCRATCH_KEEP: usize = 1 << 20;
+
 /// One family of one group.
 #[derive(Debug)]
 pub struct FamilyEntry {
@@ -66,8 +74,6 @@ impl FamilyEntry {
         metrics: &[Metric],
         timestamp_ns: i64,
     ) -> FamilyEntry {
-        let mut text = String::new();
-        let mut proto = Vec::new();
         // A protobuf push can carry any non-empty UTF-8 name (upstream 1.11 accepts it and
         // escapes it on scrape); an empty one cannot be exposed at all.
         let mut invalid = (!metrics.is_empty() && name.is_empty()).then(|| {
@@ -79,30 +85,42 @@ impl FamilyEntry {
                     .iter()
                     .any(|l| !exposition::names::is_legacy_name(l.name()))
             });
-        for m in metrics {
-            if invalid.is_none() {
-                if let Err(e) = check_metric(&name, mtype, m) {
-                    invalid = Some(e.into_boxed_str());
-                } else if let Err(e) = text_encode::write_metric(&mut text, &name, mtype, m) {
-                    invalid = Some(e.to_string().into_boxed_str());
+        // The text goes to a per-thread scratch buffer first; then both encodings are
+        // written into one allocation of the exact size.
+        let (text_len, bytes) = TEXT_SCRATCH.with_borrow_mut(|text| {
+            text.clear();
+            for m in metrics {
+                if invalid.is_none() {
+                    if let Err(e) = check_metric(&name, mtype, m) {
+                        invalid = Some(e.into_boxed_str());
+                    } else if let Err(e) = text_encode::write_metric(text, &name, mtype, m) {
+                        invalid = Some(e.to_string().into_boxed_str());
+                    }
                 }
             }
-            prost::encoding::message::encode(4, m, &mut proto);
-            if std::ptr::eq(m, &metrics[0]) && metrics.len() > 1 {
-                // Metrics of one family are alike: size the buffers from the first one.
-                let rest = metrics.len() - 1;
-                text.reserve(text.len() * rest + text.len() / 4);
-                proto.reserve(proto.len() * rest + proto.len() / 4);
+            let proto_len: usize = metrics
+                .iter()
+                .map(|m| prost::encoding::message::encoded_len(4, m))
+                .sum();
+            let mut bytes = Vec::with_capacity(text.len() + proto_len);
+            bytes.extend_from_slice(text.as_bytes());
+            for m in metrics {
+                prost::encoding::message::encode(4, m, &mut bytes);
             }
-        }
+            let text_len = text.len();
+            if text.capacity() > TEXT_SCRATCH_KEEP {
+                *text = String::new();
+            }
+            (text_len, bytes.into_boxed_slice())
+        });
         FamilyEntry {
             name,
             help: help.map(intern_help),
             mtype,
             timestamp_ns,
             metric_count: metrics.len() as u32,
-            text_len: text.len() as u32,
-            bytes: [text.as_bytes(), &proto[..]].concat().into_boxed_slice(),
+            text_len: text_len as u32,
+            bytes,
             invalid,
             spliced: None,
             needs_escaping,
@@ -406,6 +424,29 @@ fn escaped(name: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Hashes `escaped(name)`; a legacy name (or an empty one) is its own escaped form, hashed
+/// without validating or copying it.
+fn write_name(h: &mut impl std::hash::Hasher, name: &[u8]) {
+    if is_legacy_name_bytes(name) {
+        h.write(name);
+    } else {
+        h.write(escaped(name).as_bytes());
+    }
+}
+
+/// [`exposition::names::is_legacy_name`] on bytes (legacy names are ASCII), or empty.
+fn is_legacy_name_bytes(b: &[u8]) -> bool {
+    match b.split_first() {
+        None => true,
+        Some((first, rest)) => {
+            (first.is_ascii_alphabetic() || *first == b'_' || *first == b':')
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+        }
+    }
+}
+
 /// Whether any label name in concatenated `metric` fields is not a legacy name.
 fn label_names_need_escaping(mut proto: &[u8]) -> Result<bool, String> {
     while !proto.is_empty() {
@@ -439,14 +480,16 @@ fn series_hashes_of(
 ) -> Result<Vec<u64>, String> {
     use std::hash::Hasher;
     let mut out = Vec::new();
+    // The family name's part of the hash, computed once for all series.
+    let mut family_h = HASHER.build_hasher();
+    write_name(&mut family_h, family.as_bytes());
+    family_h.write_u8(0xff);
     while !proto.is_empty() {
         let (tag, mut metric) = next_field(&mut proto)?;
         if tag != 4 {
             continue;
         }
-        let mut h = HASHER.build_hasher();
-        h.write(escaped(family.as_bytes()).as_bytes());
-        h.write_u8(0xff);
+        let mut h = family_h.clone();
         while !metric.is_empty() {
             let (tag, mut pair) = next_field(&mut metric)?;
             if tag != 1 {
@@ -463,7 +506,7 @@ fn series_hashes_of(
             let real = shared
                 .filter(|_| value == PLACEHOLDER.as_bytes())
                 .and_then(|s| Some((s, s.index(std::str::from_utf8(name).ok()?)?)));
-            h.write(escaped(name).as_bytes());
+            write_name(&mut h, name);
             h.write_u8(0xff);
             match real {
                 // The shared value's digest is computed once for the group.
@@ -829,5 +872,60 @@ mod tests {
         let back = Group::decode_record(&g.encode_record(), &mut intern).unwrap();
         assert_eq!((back.ttl_ms, back.expires_at), (0, 0.0));
         assert!(!back.families.contains_key(PUSH_EXPIRY_TIME));
+    }
+
+    #[test]
+    fn series_identities_from_bytes_match_series_hash() {
+        // Legacy, escaped and empty names take different paths in `series_hashes_of`.
+        for family in ["foo", "a.b", "", "_x:y", "1abc", "名前", "a-b_c"] {
+            let label_sets: &[&[(&str, &str)]] = &[
+                &[("instance", ""), ("job", "j")],
+                &[("a.b", "1"), ("job", "j"), ("z", &"v".repeat(100))],
+                &[("", "x"), ("ä", "ö")],
+                &[],
+            ];
+            let metrics: Vec<Metric> = label_sets
+                .iter()
+                .map(|ls| Metric {
+                    label: ls.iter().map(|(n, v)| LabelPair::new(*n, *v)).collect(),
+                    gauge: Some(Gauge { value: Some(1.0) }),
+                    ..Default::default()
+                })
+                .collect();
+            let e = FamilyEntry::build(Arc::from(family), None, MetricType::Gauge, &metrics, 0);
+            let want: Vec<u64> = metrics
+                .iter()
+                .map(|m| series_hash(family, &m.label))
+                .collect();
+            assert_eq!(e.series(), want, "{family:?}");
+        }
+    }
+
+    #[test]
+    fn build_stores_text_then_protobuf_in_one_buffer() {
+        let metrics: Vec<Metric> = (0..5)
+            .map(|i| Metric {
+                label: vec![
+                    LabelPair::new("job", "j"),
+                    LabelPair::new("i", i.to_string()),
+                ],
+                gauge: Some(Gauge {
+                    value: Some(i as f64 + 0.5),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        for ms in [&metrics[..], &metrics[..1], &[]] {
+            let e = FamilyEntry::build(Arc::from("g"), Some("h"), MetricType::Gauge, ms, 0);
+            let mut text = String::new();
+            let mut proto = Vec::new();
+            for m in ms {
+                text_encode::write_metric(&mut text, "g", MetricType::Gauge, m).unwrap();
+                prost::encoding::message::encode(4, m, &mut proto);
+            }
+            assert_eq!(e.text_raw(), text.as_bytes());
+            assert_eq!(e.proto_raw(), &proto[..]);
+            assert_eq!(e.bytes.len(), text.len() + proto.len());
+        }
     }
 }

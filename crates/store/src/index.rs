@@ -153,6 +153,12 @@ impl Index {
     }
 
     pub fn add(&mut self, e: &FamilyEntry) {
+        self.add_series(e, &e.series());
+    }
+
+    /// [`Index::add`] with the entry's series identities ([`FamilyEntry::series`]) already
+    /// computed.
+    pub fn add_series(&mut self, e: &FamilyEntry, series: &[u64]) {
         if e.invalid.is_some() {
             self.invalid_entries += 1;
         }
@@ -178,7 +184,7 @@ impl Index {
                 self.refresh_collisions(&e.name);
             }
         }
-        for h in e.series().iter() {
+        for h in series {
             if !self.series.insert(*h) {
                 let extra = self.extra_series.entry(*h).or_insert(0);
                 *extra += 1;
@@ -190,6 +196,11 @@ impl Index {
     }
 
     pub fn remove(&mut self, e: &FamilyEntry) {
+        self.remove_series(e, &e.series());
+    }
+
+    /// [`Index::remove`] with the entry's series identities already computed.
+    pub fn remove_series(&mut self, e: &FamilyEntry, series: &[u64]) {
         if e.invalid.is_some() {
             self.invalid_entries -= 1;
         }
@@ -225,7 +236,7 @@ impl Index {
                 self.refresh_collisions(&e.name);
             }
         }
-        for h in e.series().iter() {
+        for h in series {
             match self.extra_series.get_mut(h) {
                 Some(extra) => {
                     *extra -= 1;
@@ -310,11 +321,27 @@ impl Index {
         removed: &[&FamilyEntry],
         added: &[&FamilyEntry],
     ) -> Result<(), Inconsistency> {
+        let removed_ids: Vec<Vec<u64>> = removed.iter().map(|e| e.series()).collect();
+        let added_ids: Vec<Vec<u64>> = added.iter().map(|e| e.series()).collect();
+        let removed_ids: Vec<&[u64]> = removed_ids.iter().map(|v| &v[..]).collect();
+        let added_ids: Vec<&[u64]> = added_ids.iter().map(|v| &v[..]).collect();
+        self.check_series(removed, &removed_ids, added, &added_ids)
+    }
+
+    /// [`Index::check`] with the series identities of each entry already computed
+    /// (`removed_ids[i]` are those of `removed[i]`, and likewise for `added`).
+    pub fn check_series(
+        &self,
+        removed: &[&FamilyEntry],
+        removed_ids: &[&[u64]],
+        added: &[&FamilyEntry],
+        added_ids: &[&[u64]],
+    ) -> Result<(), Inconsistency> {
         if let Some(msg) = added.iter().find_map(|e| e.invalid.as_ref()) {
             return Err(Inconsistency::Invalid(msg.to_string()));
         }
-        let after = After::new(self, removed, added);
-        let pushed = pushed_series(added);
+        let after = After::new(self, removed, removed_ids, added);
+        let pushed = pushed_series(added, added_ids);
         check_duplicates_in_push(added, &pushed)?;
         for e in added.iter().filter(|e| e.metric_count > 0) {
             after.check_type(e)?;
@@ -378,15 +405,10 @@ pub(crate) enum Inconsistency {
 }
 
 /// Every series identity of the push with its family and metric index, sorted.
-fn pushed_series(added: &[&FamilyEntry]) -> Vec<(u64, usize, usize)> {
+fn pushed_series(added: &[&FamilyEntry], added_ids: &[&[u64]]) -> Vec<(u64, usize, usize)> {
     let mut pushed: Vec<(u64, usize, usize)> = Vec::new();
-    for (ei, e) in added.iter().enumerate().filter(|(_, e)| e.metric_count > 0) {
-        pushed.extend(
-            e.series()
-                .into_iter()
-                .enumerate()
-                .map(|(mi, h)| (h, ei, mi)),
-        );
+    for (ei, _) in added.iter().enumerate().filter(|(_, e)| e.metric_count > 0) {
+        pushed.extend(added_ids[ei].iter().enumerate().map(|(mi, h)| (*h, ei, mi)));
     }
     pushed.sort_unstable();
     pushed
@@ -436,12 +458,18 @@ struct After<'a> {
 }
 
 impl<'a> After<'a> {
-    fn new(index: &'a Index, removed: &[&'a FamilyEntry], added: &[&'a FamilyEntry]) -> Self {
+    fn new(
+        index: &'a Index,
+        removed: &[&'a FamilyEntry],
+        removed_ids: &[&[u64]],
+        added: &[&'a FamilyEntry],
+    ) -> Self {
         let removed_types = sorted_types(removed);
         let mut removed_series: Vec<u64> = removed
             .iter()
-            .filter(|e| e.metric_count > 0)
-            .flat_map(|e| e.series())
+            .zip(removed_ids)
+            .filter(|(e, _)| e.metric_count > 0)
+            .flat_map(|(_, ids)| ids.iter().copied())
             .collect();
         removed_series.sort_unstable();
         let added_types = sorted_types(added);

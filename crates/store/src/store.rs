@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use exposition::pb::{Metric, MetricFamily, MetricType};
 use imbl::OrdMap;
 use parking_lot::{Mutex, RwLock};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -104,6 +105,52 @@ pub struct Prepared {
     pub dropped_quantiles: u64,
     /// The group's long grouping values, stored once ([`crate::shared`]).
     shared: Option<Arc<SharedLabels>>,
+    /// The series identities of the entries in `entries`, computed outside the store lock
+    /// (kept only while the push is applied, not in the stored entries).
+    series: Vec<(Arc<FamilyEntry>, Vec<u64>)>,
+}
+
+/// The series identities ([`FamilyEntry::series`]) of the entries one push touches: each
+/// computed once, for the consistency check and the index update both. Entries are told
+/// apart by address; the `Arc`s kept here keep those addresses from being reused.
+#[derive(Default)]
+struct SeriesIds<'p> {
+    /// Computed by [`Store::prepare`].
+    prepared: &'p [(Arc<FamilyEntry>, Vec<u64>)],
+    /// Computed under the lock (old entries, the gateway's gauges, merged entries).
+    more: Vec<(Arc<FamilyEntry>, Vec<u64>)>,
+}
+
+impl<'p> SeriesIds<'p> {
+    fn new(prepared: &'p [(Arc<FamilyEntry>, Vec<u64>)]) -> Self {
+        SeriesIds {
+            prepared,
+            more: Vec::new(),
+        }
+    }
+
+    fn find(&self, e: &FamilyEntry) -> Option<&[u64]> {
+        self.prepared
+            .iter()
+            .chain(self.more.iter())
+            .find(|(k, _)| std::ptr::eq(&**k, e))
+            .map(|(_, ids)| &ids[..])
+    }
+
+    /// Computes the identities of `e` unless known.
+    fn ensure(&mut self, e: &Arc<FamilyEntry>) {
+        if self.find(e).is_none() {
+            self.more.push((e.clone(), e.series()));
+        }
+    }
+
+    /// The identities of `e`, computed now if not known.
+    fn get<'a>(&'a self, e: &FamilyEntry) -> Cow<'a, [u64]> {
+        match self.find(e) {
+            Some(ids) => Cow::Borrowed(ids),
+            None => Cow::Owned(e.series()),
+        }
+    }
 }
 
 /// An accumulating push's families merged with one version of its group (`old`), outside
@@ -389,7 +436,7 @@ impl Store {
     /// Replaces the entries of a group in the snapshot maps and the index.
     /// `old` is the previous version of the group, if any.
     fn insert_group(st: &mut State, new: Arc<Group>, old: Option<&Group>) {
-        Self::insert_group_changed(st, new, old, None)
+        Self::insert_group_changed(st, new, old, None, &SeriesIds::default())
     }
 
     /// [`Store::insert_group`] where only the families named in `changed` (if given) can
@@ -399,6 +446,7 @@ impl Store {
         new: Arc<Group>,
         old: Option<&Group>,
         changed: Option<&[Arc<str>]>,
+        ids: &SeriesIds<'_>,
     ) {
         let pick = |g: &'_ Group| -> Vec<(Arc<str>, Arc<FamilyEntry>)> {
             match changed {
@@ -426,7 +474,7 @@ impl Store {
                 if new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
                     continue;
                 }
-                st.index.remove(e);
+                st.index.remove_series(e, &ids.get(e));
                 // A non-empty replacement overwrites the link below; only unlink otherwise.
                 let replaced = new.families.get(name).is_some_and(|n| n.metric_count > 0);
                 if e.metric_count > 0 && !replaced {
@@ -441,7 +489,7 @@ impl Store {
             {
                 continue;
             }
-            st.index.add(e);
+            st.index.add_series(e, &ids.get(e));
             if e.metric_count > 0 {
                 match st.snap.families.get_mut(name) {
                     Some(inner) => {
@@ -577,6 +625,7 @@ impl Store {
             .any(|f| f.metric.iter().any(|m| m.timestamp_ms.is_some()));
         let mut entries: BTreeMap<Arc<str>, Arc<FamilyEntry>> = BTreeMap::new();
         let mut pushed = BTreeMap::new();
+        let mut series = Vec::new();
         let mut dropped_quantiles = 0;
         let shared = if has_timestamps {
             None
@@ -626,7 +675,11 @@ impl Store {
                         .find_map(|m| crate::check::legacy_label_names(&name, m).err())
                         .map(String::into_boxed_str);
                 }
-                entries.insert(name.clone(), Arc::new(e));
+                let e = Arc::new(e);
+                if e.metric_count > 0 {
+                    series.push((e.clone(), e.series()));
+                }
+                entries.insert(name.clone(), e);
                 if push.accumulate.is_some() {
                     pushed.insert(name, std::mem::take(&mut mf.metric));
                 }
@@ -650,6 +703,7 @@ impl Store {
             idempotency: push.idempotency_key.as_deref().map(idempotency::digest),
             dropped_quantiles,
             shared,
+            series,
         }
     }
 
@@ -693,7 +747,9 @@ impl Store {
             let mut st = self.state.lock();
             self.roll_back_locked(&mut st);
             let old = st.snap.groups.get(&p.key).cloned();
-            let (group, result) = match self.plan_locked(&st, &p, old.as_ref(), pre.as_ref()) {
+            let mut ids = SeriesIds::new(&p.series);
+            let planned = self.plan_locked(&st, &p, old.as_ref(), pre.as_ref(), &mut ids);
+            let (group, result) = match planned {
                 Plan::Accept(group) => (group, Ok(())),
                 Plan::Record(group, err) => (group, Err(err)),
                 Plan::Refuse(err) => return Err(err),
@@ -703,7 +759,13 @@ impl Store {
             };
             let group = Arc::new(group);
             let changed = self.changed_names(&p, old.as_deref());
-            Self::insert_group_changed(&mut st, group.clone(), old.as_deref(), changed.as_deref());
+            Self::insert_group_changed(
+                &mut st,
+                group.clone(),
+                old.as_deref(),
+                changed.as_deref(),
+                &ids,
+            );
             self.publish(&mut st);
             // A POST (or a recorded failure) to an existing group logs only what changed.
             let delta = old.is_some() && (!p.replace || result.is_err());
@@ -733,7 +795,13 @@ impl Store {
         let pre = self.premerge(p);
         let st = self.state.lock();
         let old = st.snap.groups.get(&p.key).cloned();
-        let plan = self.plan_locked(&st, p, old.as_ref(), pre.as_ref());
+        let plan = self.plan_locked(
+            &st,
+            p,
+            old.as_ref(),
+            pre.as_ref(),
+            &mut SeriesIds::new(&p.series),
+        );
         (old, plan)
     }
 
@@ -789,6 +857,7 @@ impl Store {
         p: &Prepared,
         old_arc: Option<&Arc<Group>>,
         pre: Option<&Premerged>,
+        ids: &mut SeriesIds<'_>,
     ) -> Plan {
         let old = old_arc.map(|g| &**g);
         let pre = pre.filter(|pre| old_arc.is_some_and(|o| Arc::ptr_eq(o, &pre.old)));
@@ -838,7 +907,7 @@ impl Store {
             return Plan::Refuse(StoreError::Quota(q));
         }
         if self.checked {
-            if let Err(msg) = self.check_consistency(st, p, old, &group) {
+            if let Err(msg) = self.check_consistency(st, p, old, &group, ids) {
                 return self.failure_plan(st, p, old, StoreError::Inconsistent(msg.to_string()));
             }
         }
@@ -867,6 +936,15 @@ impl Store {
         group.set_push_failure_time(pft_name.clone(), p.now, p.ts);
         if !group.families.contains_key(PUSH_TIME) {
             group.set_push_time(pt_name.clone(), 0.0, p.ts);
+        }
+        // A new group holding only the failure record must itself be consistent: its
+        // push-time series could repeat another group's (`{job="a",instance=""}` is the same
+        // series as `{job="a"}`), and recording it would make every scrape fail.
+        if old.is_none() {
+            let added: Vec<&FamilyEntry> = group.families.values().map(|e| &**e).collect();
+            if st.index.check(&[], &added).is_err() {
+                return Plan::Refuse(err);
+            }
         }
         Plan::Record(group, err)
     }
@@ -914,6 +992,7 @@ impl Store {
         p: &Prepared,
         old: Option<&Group>,
         group: &Group,
+        ids: &mut SeriesIds<'_>,
     ) -> Result<(), crate::index::Inconsistency> {
         let changed = self.changed_names(p, old);
         let names: Vec<&Arc<str>> = match &changed {
@@ -929,27 +1008,40 @@ impl Store {
                 all
             }
         };
-        let removed: Vec<&FamilyEntry> = names
+        let removed: Vec<&Arc<FamilyEntry>> = names
             .iter()
             .filter_map(|n| {
                 let oe = old?.families.get(*n)?;
                 match group.families.get(*n) {
                     Some(ne) if Arc::ptr_eq(ne, oe) => None,
-                    _ => Some(&**oe),
+                    _ => Some(oe),
                 }
             })
             .collect();
-        let added: Vec<&FamilyEntry> = names
+        let added: Vec<&Arc<FamilyEntry>> = names
             .iter()
             .filter_map(|n| {
                 let ne = group.families.get(*n)?;
                 match old.and_then(|o| o.families.get(*n)) {
                     Some(oe) if Arc::ptr_eq(ne, oe) => None,
-                    _ => Some(&**ne),
+                    _ => Some(ne),
                 }
             })
             .collect();
-        st.index.check(&removed, &added)
+        for e in removed.iter().chain(added.iter()) {
+            ids.ensure(e);
+        }
+        let ids = &*ids;
+        let (removed, removed_ids): (Vec<&FamilyEntry>, Vec<&[u64]>) = removed
+            .iter()
+            .map(|e| (&***e, ids.find(e).unwrap_or_default()))
+            .unzip();
+        let (added, added_ids): (Vec<&FamilyEntry>, Vec<&[u64]>) = added
+            .iter()
+            .map(|e| (&***e, ids.find(e).unwrap_or_default()))
+            .unzip();
+        st.index
+            .check_series(&removed, &removed_ids, &added, &added_ids)
     }
 
     /// An accumulating push's family `new` merged into the stored family `old`.
