@@ -33,8 +33,17 @@ fn app_with(series: usize) -> Arc<App> {
     App::new(cfg, Arc::new(store))
 }
 
-fn body_len(resp: &server::http::Resp) -> u64 {
-    resp.body().size_hint().exact().unwrap_or(0)
+/// Reads the whole body (a streamed body renders as it is read) and returns its length.
+fn body_len(resp: server::http::Resp) -> u64 {
+    let mut body = resp.into_body();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut n = 0;
+    while let std::task::Poll::Ready(Some(f)) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+        if let Ok(d) = f.expect("in-memory body").into_data() {
+            n += d.len() as u64;
+        }
+    }
+    n
 }
 
 fn main() {
@@ -59,7 +68,8 @@ fn main() {
 
         let first = server::scrape::handle(&app, &plain);
         assert_eq!(first.status(), 200);
-        let text_len = body_len(&first);
+        let text_len = body_len(first);
+        let first = server::scrape::handle(&app, &plain);
         let series = {
             use http_body_util::BodyExt as _;
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -78,31 +88,31 @@ fn main() {
             "# {series} series; bodies: text {:.1} MB, gzip {:.1} MB, protobuf {:.1} MB, \
              api json {:.1} MB",
             text_len as f64 / 1e6,
-            body_len(&server::scrape::handle(&app, &gz)) as f64 / 1e6,
-            body_len(&server::scrape::handle(&app, &proto)) as f64 / 1e6,
-            body_len(&server::api::metrics(&app)) as f64 / 1e6,
+            body_len(server::scrape::handle(&app, &gz)) as f64 / 1e6,
+            body_len(server::scrape::handle(&app, &proto)) as f64 / 1e6,
+            body_len(server::api::metrics(&app)) as f64 / 1e6,
         );
 
         b.run(&names[0], || {
             let r = server::scrape::handle(&app, &plain);
-            vec![Per::Bytes(body_len(&r)), Per::Series(series)]
+            vec![Per::Bytes(body_len(r)), Per::Series(series)]
         });
 
         b.run(&names[1], || {
             let r = server::scrape::handle(&app, &gz);
-            std::hint::black_box(r);
+            std::hint::black_box(body_len(r));
             // Throughput in uncompressed bytes: what the gzip step consumes.
             vec![Per::Bytes(text_len), Per::Series(series)]
         });
 
         b.run(&names[2], || {
             let r = server::scrape::handle(&app, &proto);
-            vec![Per::Bytes(body_len(&r)), Per::Series(series)]
+            vec![Per::Bytes(body_len(r)), Per::Series(series)]
         });
 
         b.run(&names[3], || {
             let r = server::api::metrics(&app);
-            vec![Per::Bytes(body_len(&r)), Per::Series(series)]
+            vec![Per::Bytes(body_len(r)), Per::Series(series)]
         });
     }
 }

@@ -1,15 +1,16 @@
 //! Small request and response helpers shared by the handlers.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-pub type Resp = Response<Full<Bytes>>;
+pub use crate::stream::RespBody;
+
+pub type Resp = Response<RespBody>;
 
 /// A Go `http.Error`-style response (`body` should end in a newline where Go adds one).
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(RespBody::full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -25,14 +26,14 @@ pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
 
 /// A response with no body and no content type (successful pushes, deletes).
 pub fn empty(status: StatusCode) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(RespBody::default());
     *r.status_mut() = status;
     r
 }
 
 /// A response with a body and a content type, without `nosniff` (Go's sniffed writes).
 pub fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(RespBody::full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -43,6 +43,7 @@ pub mod push;
 pub mod router;
 pub mod scrape;
 pub mod serve;
+pub mod stream;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// One of the gateway's own families, built fresh for each scrape.
+#[derive(Clone)]
 pub struct OwnFamily {
     pub name: &'static str,
     pub help: &'static str,

@@ -106,7 +106,15 @@ pub fn read_reply(s: &mut TcpStream) -> std::io::Result<Reply> {
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or(raw.len());
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let raw_body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let mut raw_body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    // Large scrape and API bodies are streamed: `Transfer-Encoding: chunked`.
+    if head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(n, v)| {
+            n.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim() == "chunked"
+        })
+    }) {
+        raw_body = dechunk(&raw_body);
+    }
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -123,6 +131,23 @@ pub fn read_reply(s: &mut TcpStream) -> std::io::Result<Reply> {
         body: String::from_utf8_lossy(&raw_body).to_string(),
         raw_body,
     })
+}
+
+/// The data of a chunked body (chunk extensions and trailers ignored; stops at a malformed
+/// or truncated chunk).
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&b[..eol])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok());
+        let Some(size) = size.filter(|&n| n > 0 && b.len() >= eol + 2 + n) else {
+            break;
+        };
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = b.get(eol + 4 + size..).unwrap_or_default();
+    }
+    out
 }
 
 /// One HTTP/1.1 request (`Connection: close`, `Content-Length`) to 127.0.0.1:`port`,
@@ -436,6 +461,15 @@ impl Drop for Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_bodies_are_decoded() {
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n"),
+            b"hello, world"
+        );
+        assert_eq!(dechunk(b"5\r\nhel"), b"");
+    }
 
     #[test]
     fn request_and_reply_over_a_loopback_socket() {
