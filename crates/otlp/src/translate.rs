@@ -14,7 +14,7 @@
 use crate::common::{any_value, AnyValue, KeyValue};
 use crate::names::{metric_name, LabelNamer, NameType};
 use crate::proto::{
-    exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+    self, exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
     AggregationTemporality, Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint,
     NumberDataPoint, SummaryDataPoint,
 };
@@ -318,287 +318,361 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Settings) -> Trans
         let group = groups.entry(key).or_default();
         let mut saw_points = false;
         for sm in rm.scope_metrics {
-            // `setScopeContext`.
-            let scope_labels: Labels = match (&sm.scope, settings.promote_scope_metadata) {
-                (Some(scope), true) if !scope.name.is_empty() => {
-                    let mut l: BTreeMap<String, String> = BTreeMap::new();
-                    let mut failed = None;
-                    for kv in &scope.attributes {
-                        match namer.build(&format!("otel_scope_{}", kv.key)) {
-                            Ok(n) => {
-                                l.insert(n, value_string(kv.value.as_ref()));
-                            }
-                            Err(e) => failed = Some(e),
-                        }
-                    }
-                    if let Some(e) = failed {
-                        let n = sm
-                            .metrics
-                            .iter()
-                            .filter_map(|m| m.data.as_ref())
-                            .map(count_points)
-                            .sum();
-                        out.reject(n, e);
-                        continue;
-                    }
-                    l.insert("otel_scope_name".into(), scope.name.clone());
-                    l.insert("otel_scope_version".into(), scope.version.clone());
-                    l.insert("otel_scope_schema_url".into(), sm.schema_url.clone());
-                    l.retain(|_, v| !v.is_empty());
-                    l.into_iter().collect()
-                }
-                _ => Vec::new(),
+            let Some(scope_labels) = scope_labels(&sm, settings, &namer, &mut out) else {
+                continue;
             };
             for metric in sm.metrics {
-                let Some(data) = metric.data else {
-                    out.reject(
-                        0,
-                        format!(
-                            "metric {:?} has no data (unsupported metric type)",
-                            metric.name
-                        ),
-                    );
-                    continue;
-                };
-                let n = count_points(&data);
-                saw_points |= n > 0;
-                // `aggregationTemporality` and the check in `FromMetrics`.
-                let temporality = match &data {
-                    Data::Sum(s) => Some(s.aggregation_temporality),
-                    Data::Histogram(h) => Some(h.aggregation_temporality),
-                    Data::ExponentialHistogram(e) => Some(e.aggregation_temporality),
-                    Data::Gauge(_) | Data::Summary(_) => None,
-                };
-                let delta = match temporality {
-                    None => false,
-                    Some(t) if t == AggregationTemporality::Cumulative as i32 => false,
-                    Some(t) if t == AggregationTemporality::Delta as i32 => true,
-                    Some(_) => {
-                        out.reject(
-                            n,
-                            format!(
-                                "invalid temporality and type combination for metric {:?}",
-                                metric.name
-                            ),
-                        );
-                        continue;
-                    }
-                };
-                // `TranslatorMetricFromOtelMetric` and `otelMetricTypeToPromMetricType`.
-                let (name_type, mtype) = match &data {
-                    Data::Gauge(_) => (NameType::Gauge, MetricType::Gauge),
-                    Data::Sum(s) if s.is_monotonic => {
-                        (NameType::MonotonicCounter, MetricType::Counter)
-                    }
-                    Data::Sum(_) => (NameType::NonMonotonicCounter, MetricType::Gauge),
-                    Data::Histogram(_) => (NameType::Histogram, MetricType::Histogram),
-                    Data::ExponentialHistogram(_) => {
-                        (NameType::ExponentialHistogram, MetricType::Histogram)
-                    }
-                    Data::Summary(_) => (NameType::Summary, MetricType::Summary),
-                };
-                let name =
-                    match metric_name(&metric.name, &metric.unit, name_type, settings.strategy) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            out.reject(n, e);
-                            continue;
-                        }
-                    };
-                if n == 0 {
-                    // "empty data points. %s is dropped"
-                    continue;
-                }
-                let family = group
-                    .families
-                    .entry(name.clone())
-                    .or_insert_with(|| FamilyBuilder {
-                        help: metric.description.clone(),
-                        mtype,
-                        delta,
-                        series: BTreeMap::new(),
-                        points: 0,
-                    });
-                if family.mtype != mtype || family.delta != delta {
-                    out.reject(n, format!(
-                        "metric {:?} becomes {name:?}, which this request already has as a {}{} metric",
-                        metric.name,
-                        if family.delta { "delta " } else { "" },
-                        family.mtype.text_name()
-                    ));
-                    continue;
-                }
-                let points = match data {
-                    Data::Gauge(g) => split(g.data_points, |p| &mut p.attributes, Point::Number),
-                    Data::Sum(s) => split(s.data_points, |p| &mut p.attributes, Point::Number),
-                    Data::Histogram(h) => {
-                        split(h.data_points, |p| &mut p.attributes, Point::Histogram)
-                    }
-                    Data::ExponentialHistogram(e) => {
-                        split(e.data_points, |p| &mut p.attributes, Point::Exponential)
-                    }
-                    Data::Summary(s) => split(s.data_points, |p| &mut p.attributes, Point::Summary),
-                };
-                // `le` and `quantile` are set per series by the converter, overriding any
-                // attribute of that name.
-                let reserved: &[&str] = match mtype {
-                    MetricType::Histogram => &["__name__", "le"],
-                    MetricType::Summary => &["__name__", "quantile"],
-                    _ => &["__name__"],
-                };
-                for (attrs, point) in points {
-                    if point_flags(&point) & NO_RECORDED_VALUE != 0 {
-                        continue;
-                    }
-                    let mut labels = match attribute_labels(&attrs, reserved, &namer) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            out.reject(1, e);
-                            continue;
-                        }
-                    };
-                    if !scope_labels.is_empty() {
-                        let mut m: BTreeMap<String, String> = labels.into_iter().collect();
-                        m.extend(scope_labels.iter().cloned());
-                        labels = m.into_iter().collect();
-                    }
-                    if let Err(e) = validate(&point) {
-                        out.reject(1, format!("metric {:?}: {e}", metric.name));
-                        continue;
-                    }
-                    let time = point.time();
-                    match family.series.remove(&labels) {
-                        None => {
-                            family.series.insert(labels, point);
-                        }
-                        Some(old) if !delta => {
-                            // Cumulative: the latest point of a series wins.
-                            let keep = if point.time() >= old.time() {
-                                point
-                            } else {
-                                old
-                            };
-                            family.series.insert(labels, keep);
-                        }
-                        Some(mut old) => {
-                            let merged = merge_delta(&mut old, point);
-                            family.series.insert(labels, old);
-                            if let Err(e) = merged {
-                                out.reject(1, format!("metric {:?}: {e}", metric.name));
-                                continue;
-                            }
-                        }
-                    }
-                    group.points += 1;
-                    family.points += 1;
-                    group.delta_untimed |= delta && time == 0;
-                }
+                saw_points |= add_metric(group, metric, &scope_labels, settings, &namer, &mut out);
             }
         }
-        // `addResourceTargetInfo`.
         if saw_points {
-            let identifying = [SERVICE_NAMESPACE, SERVICE_NAME, SERVICE_INSTANCE_ID];
-            let non_identifying = attrs
-                .iter()
-                .filter(|kv| !identifying.contains(&kv.key.as_str()))
-                .count();
-            if non_identifying > 0 {
-                let ignore: &[&str] = if settings.keep_identifying_resource_attributes {
-                    &["__name__"]
-                } else {
-                    &[
-                        "__name__",
-                        SERVICE_NAMESPACE,
-                        SERVICE_NAME,
-                        SERVICE_INSTANCE_ID,
-                    ]
-                };
-                match attribute_labels(&attrs, ignore, &namer) {
-                    Ok(l) => {
-                        group.target_info.insert(l, ());
-                    }
-                    Err(e) => out.reject(0, format!("target_info: {e}")),
-                }
-            }
+            add_target_info(group, &attrs, settings, &namer, &mut out);
         }
     }
     for (key, g) in groups {
-        let mut group = Group {
-            key,
-            points: g.points,
-            delta_timed: !g.delta_untimed,
-            ..Group::default()
-        };
-        for (name, f) in g.families {
-            if f.series.is_empty() {
-                continue;
-            }
-            let mut mf = MetricFamily {
-                name: Some(name),
-                help: (!f.help.is_empty()).then_some(f.help),
-                r#type: Some(f.mtype as i32),
-                metric: Vec::with_capacity(f.series.len()),
-                unit: None,
-            };
-            let mut points = f.points;
-            for (labels, point) in f.series {
-                let n = match &point {
-                    Point::Exponentials(v) => v.len() as u64,
-                    _ => 1,
-                };
-                match to_metric(labels, point, f.mtype) {
-                    Ok(m) => mf.metric.push(m),
-                    Err(e) => {
-                        group.points -= n;
-                        points -= n;
-                        out.reject(n, format!("metric {:?}: {e}", mf.name()));
-                    }
-                }
-            }
-            if mf.metric.is_empty() {
-                continue;
-            }
-            if f.delta {
-                group.delta_points += points;
-                group.delta.push(mf);
-            } else {
-                group.cumulative.push(mf);
-            }
-        }
-        if !g.target_info.is_empty() {
-            if group
-                .cumulative
-                .iter()
-                .chain(&group.delta)
-                .any(|f| f.name() == TARGET_INFO)
-            {
-                out.reject(
-                    0,
-                    "a metric named target_info hides the resource's target_info".into(),
-                );
-            } else {
-                group.cumulative.push(MetricFamily {
-                    name: Some(TARGET_INFO.into()),
-                    help: Some("Target metadata".into()),
-                    r#type: Some(MetricType::Gauge as i32),
-                    metric: g
-                        .target_info
-                        .into_keys()
-                        .map(|labels| Metric {
-                            label: to_pairs(labels),
-                            gauge: Some(pb::Gauge { value: Some(1.0) }),
-                            ..Metric::default()
-                        })
-                        .collect(),
-                    unit: None,
-                });
-            }
-        }
-        if !group.cumulative.is_empty() || !group.delta.is_empty() {
+        if let Some(group) = finish_group(key, g, &mut out) {
             out.groups.push(group);
         }
     }
     out
+}
+
+/// `setScopeContext`: the scope's labels when scope metadata is promoted (empty otherwise),
+/// or `None` (every point of the scope rejected) when an attribute has no valid label name.
+fn scope_labels(
+    sm: &proto::ScopeMetrics,
+    settings: &Settings,
+    namer: &LabelNamer,
+    out: &mut Translation,
+) -> Option<Labels> {
+    let scope = match (&sm.scope, settings.promote_scope_metadata) {
+        (Some(scope), true) if !scope.name.is_empty() => scope,
+        _ => return Some(Vec::new()),
+    };
+    let mut l: BTreeMap<String, String> = BTreeMap::new();
+    let mut failed = None;
+    for kv in &scope.attributes {
+        match namer.build(&format!("otel_scope_{}", kv.key)) {
+            Ok(n) => {
+                l.insert(n, value_string(kv.value.as_ref()));
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        let n = sm
+            .metrics
+            .iter()
+            .filter_map(|m| m.data.as_ref())
+            .map(count_points)
+            .sum();
+        out.reject(n, e);
+        return None;
+    }
+    l.insert("otel_scope_name".into(), scope.name.clone());
+    l.insert("otel_scope_version".into(), scope.version.clone());
+    l.insert("otel_scope_schema_url".into(), sm.schema_url.clone());
+    l.retain(|_, v| !v.is_empty());
+    Some(l.into_iter().collect())
+}
+
+/// `aggregationTemporality` and the check in `FromMetrics`: whether the metric is delta, or
+/// `None` for an invalid temporality.
+fn is_delta(data: &Data) -> Option<bool> {
+    let temporality = match data {
+        Data::Sum(s) => s.aggregation_temporality,
+        Data::Histogram(h) => h.aggregation_temporality,
+        Data::ExponentialHistogram(e) => e.aggregation_temporality,
+        Data::Gauge(_) | Data::Summary(_) => return Some(false),
+    };
+    if temporality == AggregationTemporality::Cumulative as i32 {
+        Some(false)
+    } else if temporality == AggregationTemporality::Delta as i32 {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// `TranslatorMetricFromOtelMetric` and `otelMetricTypeToPromMetricType`.
+fn kind_of(data: &Data) -> (NameType, MetricType) {
+    match data {
+        Data::Gauge(_) => (NameType::Gauge, MetricType::Gauge),
+        Data::Sum(s) if s.is_monotonic => (NameType::MonotonicCounter, MetricType::Counter),
+        Data::Sum(_) => (NameType::NonMonotonicCounter, MetricType::Gauge),
+        Data::Histogram(_) => (NameType::Histogram, MetricType::Histogram),
+        Data::ExponentialHistogram(_) => (NameType::ExponentialHistogram, MetricType::Histogram),
+        Data::Summary(_) => (NameType::Summary, MetricType::Summary),
+    }
+}
+
+/// Adds one OTLP metric's points to `group`; returns whether the metric had data points.
+fn add_metric(
+    group: &mut GroupBuilder,
+    metric: proto::Metric,
+    scope_labels: &Labels,
+    settings: &Settings,
+    namer: &LabelNamer,
+    out: &mut Translation,
+) -> bool {
+    let Some(data) = metric.data else {
+        out.reject(
+            0,
+            format!(
+                "metric {:?} has no data (unsupported metric type)",
+                metric.name
+            ),
+        );
+        return false;
+    };
+    let n = count_points(&data);
+    let Some(delta) = is_delta(&data) else {
+        out.reject(
+            n,
+            format!(
+                "invalid temporality and type combination for metric {:?}",
+                metric.name
+            ),
+        );
+        return n > 0;
+    };
+    let (name_type, mtype) = kind_of(&data);
+    let name = match metric_name(&metric.name, &metric.unit, name_type, settings.strategy) {
+        Ok(name) => name,
+        Err(e) => {
+            out.reject(n, e);
+            return n > 0;
+        }
+    };
+    if n == 0 {
+        // "empty data points. %s is dropped"
+        return false;
+    }
+    let family = group
+        .families
+        .entry(name.clone())
+        .or_insert_with(|| FamilyBuilder {
+            help: metric.description.clone(),
+            mtype,
+            delta,
+            series: BTreeMap::new(),
+            points: 0,
+        });
+    if family.mtype != mtype || family.delta != delta {
+        out.reject(
+            n,
+            format!(
+                "metric {:?} becomes {name:?}, which this request already has as a {}{} metric",
+                metric.name,
+                if family.delta { "delta " } else { "" },
+                family.mtype.text_name()
+            ),
+        );
+        return true;
+    }
+    let points = match data {
+        Data::Gauge(g) => split(g.data_points, |p| &mut p.attributes, Point::Number),
+        Data::Sum(s) => split(s.data_points, |p| &mut p.attributes, Point::Number),
+        Data::Histogram(h) => split(h.data_points, |p| &mut p.attributes, Point::Histogram),
+        Data::ExponentialHistogram(e) => {
+            split(e.data_points, |p| &mut p.attributes, Point::Exponential)
+        }
+        Data::Summary(s) => split(s.data_points, |p| &mut p.attributes, Point::Summary),
+    };
+    // `le` and `quantile` are set per series by the converter, overriding any attribute of
+    // that name.
+    let reserved: &[&str] = match mtype {
+        MetricType::Histogram => &["__name__", "le"],
+        MetricType::Summary => &["__name__", "quantile"],
+        _ => &["__name__"],
+    };
+    for (attrs, point) in points {
+        if point_flags(&point) & NO_RECORDED_VALUE != 0 {
+            continue;
+        }
+        let labels = match series_labels(&attrs, reserved, namer, scope_labels) {
+            Ok(l) => l,
+            Err(e) => {
+                out.reject(1, e);
+                continue;
+            }
+        };
+        if let Err(e) = validate(&point) {
+            out.reject(1, format!("metric {:?}: {e}", metric.name));
+            continue;
+        }
+        let time = point.time();
+        if let Err(e) = insert_point(family, labels, point, delta) {
+            out.reject(1, format!("metric {:?}: {e}", metric.name));
+            continue;
+        }
+        group.points += 1;
+        family.points += 1;
+        group.delta_untimed |= delta && time == 0;
+    }
+    true
+}
+
+/// A point's labels: its attributes (less `reserved`) and the scope's labels.
+fn series_labels(
+    attrs: &[KeyValue],
+    reserved: &[&str],
+    namer: &LabelNamer,
+    scope_labels: &Labels,
+) -> Result<Labels, String> {
+    let labels = attribute_labels(attrs, reserved, namer)?;
+    if scope_labels.is_empty() {
+        return Ok(labels);
+    }
+    let mut m: BTreeMap<String, String> = labels.into_iter().collect();
+    m.extend(scope_labels.iter().cloned());
+    Ok(m.into_iter().collect())
+}
+
+/// Puts `point` into its series: cumulative, the latest point wins; delta, points add up.
+fn insert_point(
+    family: &mut FamilyBuilder,
+    labels: Labels,
+    point: Point,
+    delta: bool,
+) -> Result<(), String> {
+    match family.series.remove(&labels) {
+        None => {
+            family.series.insert(labels, point);
+            Ok(())
+        }
+        Some(old) if !delta => {
+            let keep = if point.time() >= old.time() {
+                point
+            } else {
+                old
+            };
+            family.series.insert(labels, keep);
+            Ok(())
+        }
+        Some(mut old) => {
+            let merged = merge_delta(&mut old, point);
+            family.series.insert(labels, old);
+            merged
+        }
+    }
+}
+
+/// `addResourceTargetInfo`: the resource's non-identifying attributes as a `target_info` series.
+fn add_target_info(
+    group: &mut GroupBuilder,
+    attrs: &[KeyValue],
+    settings: &Settings,
+    namer: &LabelNamer,
+    out: &mut Translation,
+) {
+    let identifying = [SERVICE_NAMESPACE, SERVICE_NAME, SERVICE_INSTANCE_ID];
+    let non_identifying = attrs
+        .iter()
+        .filter(|kv| !identifying.contains(&kv.key.as_str()))
+        .count();
+    if non_identifying == 0 {
+        return;
+    }
+    let ignore: &[&str] = if settings.keep_identifying_resource_attributes {
+        &["__name__"]
+    } else {
+        &[
+            "__name__",
+            SERVICE_NAMESPACE,
+            SERVICE_NAME,
+            SERVICE_INSTANCE_ID,
+        ]
+    };
+    match attribute_labels(attrs, ignore, namer) {
+        Ok(l) => {
+            group.target_info.insert(l, ());
+        }
+        Err(e) => out.reject(0, format!("target_info: {e}")),
+    }
+}
+
+/// The group's families as `MetricFamily`s (cumulative and delta apart) with its
+/// `target_info`; `None` when nothing is left of it.
+fn finish_group(key: Labels, g: GroupBuilder, out: &mut Translation) -> Option<Group> {
+    let mut group = Group {
+        key,
+        points: g.points,
+        delta_timed: !g.delta_untimed,
+        ..Group::default()
+    };
+    for (name, f) in g.families {
+        finish_family(&mut group, name, f, out);
+    }
+    if !g.target_info.is_empty() {
+        if group
+            .cumulative
+            .iter()
+            .chain(&group.delta)
+            .any(|f| f.name() == TARGET_INFO)
+        {
+            out.reject(
+                0,
+                "a metric named target_info hides the resource's target_info".into(),
+            );
+        } else {
+            group.cumulative.push(MetricFamily {
+                name: Some(TARGET_INFO.into()),
+                help: Some("Target metadata".into()),
+                r#type: Some(MetricType::Gauge as i32),
+                metric: g
+                    .target_info
+                    .into_keys()
+                    .map(|labels| Metric {
+                        label: to_pairs(labels),
+                        gauge: Some(pb::Gauge { value: Some(1.0) }),
+                        ..Metric::default()
+                    })
+                    .collect(),
+                unit: None,
+            });
+        }
+    }
+    (!group.cumulative.is_empty() || !group.delta.is_empty()).then_some(group)
+}
+
+/// One family's series as a `MetricFamily` in `group` (points that cannot be converted are
+/// rejected).
+fn finish_family(group: &mut Group, name: String, f: FamilyBuilder, out: &mut Translation) {
+    if f.series.is_empty() {
+        return;
+    }
+    let mut mf = MetricFamily {
+        name: Some(name),
+        help: (!f.help.is_empty()).then_some(f.help),
+        r#type: Some(f.mtype as i32),
+        metric: Vec::with_capacity(f.series.len()),
+        unit: None,
+    };
+    let mut points = f.points;
+    for (labels, point) in f.series {
+        let n = match &point {
+            Point::Exponentials(v) => v.len() as u64,
+            _ => 1,
+        };
+        match to_metric(labels, point, f.mtype) {
+            Ok(m) => mf.metric.push(m),
+            Err(e) => {
+                group.points -= n;
+                points -= n;
+                out.reject(n, format!("metric {:?}: {e}", mf.name()));
+            }
+        }
+    }
+    if mf.metric.is_empty() {
+        return;
+    }
+    if f.delta {
+        group.delta_points += points;
+        group.delta.push(mf);
+    } else {
+        group.cumulative.push(mf);
+    }
 }
 
 fn point_flags(p: &Point) -> u32 {
