@@ -199,90 +199,9 @@ fn metric_obj<'a>(
     }
     let labels = labels.iter().copied();
     match t {
-        MetricType::Summary => {
-            let (mut count, mut sum) = (0, 0.0);
-            for (tag, f) in Fields(body.unwrap_or_default()) {
-                match tag {
-                    1 => count = f.u64().unwrap_or(0),
-                    2 => sum = f.f64().unwrap_or(0.0),
-                    _ => {}
-                }
-            }
-            let _ = write!(out, "{{\"count\":\"{count}\",\"labels\":");
-            labels_obj(out, labels);
-            out.push_str(",\"quantiles\":{");
-            let quantiles = Fields(body.unwrap_or_default()).filter(|(tag, _)| *tag == 3);
-            for (i, (_, q)) in quantiles.enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let (mut quantile, mut value) = (0.0, 0.0);
-                for (tag, f) in Fields(q.bytes()) {
-                    match tag {
-                        1 => quantile = f.f64().unwrap_or(0.0),
-                        2 => value = f.f64().unwrap_or(0.0),
-                        _ => {}
-                    }
-                }
-                json_float(out, quantile);
-                out.push(':');
-                json_float(out, value);
-            }
-            out.push_str("},\"sum\":");
-            json_float(out, sum);
-            out.push('}');
-        }
+        MetricType::Summary => summary_obj(out, body.unwrap_or_default(), labels),
         MetricType::Histogram | MetricType::GaugeHistogram => {
-            let h = body.unwrap_or_default();
-            let (mut count, mut count_float, mut sum, mut native) = (None, None, 0.0, false);
-            for (tag, f) in Fields(h) {
-                match tag {
-                    1 => count = f.u64(),
-                    2 => sum = f.f64().unwrap_or(0.0),
-                    4 => count_float = f.f64(),
-                    9 | 12 => native = true,
-                    _ => {}
-                }
-            }
-            // Native (any span, fields 9 and 12): decoded, shown as upstream 1.8+ does.
-            if native {
-                use prost::Message as _;
-                let m = Metric {
-                    label: Vec::new(),
-                    histogram: Some(Box::new(
-                        exposition::pb::Histogram::decode(h).unwrap_or_default(),
-                    )),
-                    ..Default::default()
-                };
-                native_obj(out, &m, labels);
-                return;
-            }
-            out.push_str("{\"buckets\":{");
-            let buckets = Fields(h).filter(|(tag, _)| *tag == 3);
-            for (i, (_, b)) in buckets.enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let (mut cum, mut cum_float, mut upper) = (None, None, 0.0);
-                for (tag, f) in Fields(b.bytes()) {
-                    match tag {
-                        1 => cum = f.u64(),
-                        2 => upper = f.f64().unwrap_or(0.0),
-                        4 => cum_float = f.f64(),
-                        _ => {}
-                    }
-                }
-                json_float(out, upper);
-                out.push(':');
-                json_count(out, Count::of(cum, cum_float));
-            }
-            out.push_str("},\"count\":");
-            json_count(out, Count::of(count, count_float));
-            out.push_str(",\"labels\":");
-            labels_obj(out, labels);
-            out.push_str(",\"sum\":");
-            json_float(out, sum);
-            out.push('}');
+            histogram_obj(out, body.unwrap_or_default(), labels)
         }
         _ => {
             let v = body.and_then(value_of).unwrap_or(0.0);
@@ -293,6 +212,102 @@ fn metric_obj<'a>(
             out.push('}');
         }
     }
+}
+
+/// A summary from its stored `Summary` message bytes.
+fn summary_obj<'a>(
+    out: &mut String,
+    body: &[u8],
+    labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) {
+    let (mut count, mut sum) = (0, 0.0);
+    for (tag, f) in Fields(body) {
+        match tag {
+            1 => count = f.u64().unwrap_or(0),
+            2 => sum = f.f64().unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    let _ = write!(out, "{{\"count\":\"{count}\",\"labels\":");
+    labels_obj(out, labels);
+    out.push_str(",\"quantiles\":{");
+    let quantiles = Fields(body).filter(|(tag, _)| *tag == 3);
+    for (i, (_, q)) in quantiles.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (mut quantile, mut value) = (0.0, 0.0);
+        for (tag, f) in Fields(q.bytes()) {
+            match tag {
+                1 => quantile = f.f64().unwrap_or(0.0),
+                2 => value = f.f64().unwrap_or(0.0),
+                _ => {}
+            }
+        }
+        json_float(out, quantile);
+        out.push(':');
+        json_float(out, value);
+    }
+    out.push_str("},\"sum\":");
+    json_float(out, sum);
+    out.push('}');
+}
+
+/// A histogram from its stored `Histogram` message bytes (native ones decoded).
+fn histogram_obj<'a>(
+    out: &mut String,
+    h: &[u8],
+    labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) {
+    let (mut count, mut count_float, mut sum, mut native) = (None, None, 0.0, false);
+    for (tag, f) in Fields(h) {
+        match tag {
+            1 => count = f.u64(),
+            2 => sum = f.f64().unwrap_or(0.0),
+            4 => count_float = f.f64(),
+            9 | 12 => native = true,
+            _ => {}
+        }
+    }
+    // Native (any span, fields 9 and 12): decoded, shown as upstream 1.8+ does.
+    if native {
+        use prost::Message as _;
+        let m = Metric {
+            label: Vec::new(),
+            histogram: Some(Box::new(
+                exposition::pb::Histogram::decode(h).unwrap_or_default(),
+            )),
+            ..Default::default()
+        };
+        native_obj(out, &m, labels);
+        return;
+    }
+    out.push_str("{\"buckets\":{");
+    let buckets = Fields(h).filter(|(tag, _)| *tag == 3);
+    for (i, (_, b)) in buckets.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (mut cum, mut cum_float, mut upper) = (None, None, 0.0);
+        for (tag, f) in Fields(b.bytes()) {
+            match tag {
+                1 => cum = f.u64(),
+                2 => upper = f.f64().unwrap_or(0.0),
+                4 => cum_float = f.f64(),
+                _ => {}
+            }
+        }
+        json_float(out, upper);
+        out.push(':');
+        json_count(out, Count::of(cum, cum_float));
+    }
+    out.push_str("},\"count\":");
+    json_count(out, Count::of(count, count_float));
+    out.push_str(",\"labels\":");
+    labels_obj(out, labels);
+    out.push_str(",\"sum\":");
+    json_float(out, sum);
+    out.push('}');
 }
 
 /// A native histogram: `[boundary_rule, "lower", "upper", "count"]` per non-empty bucket
