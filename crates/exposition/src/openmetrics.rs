@@ -133,6 +133,21 @@ pub fn write_family(
 ) {
     let total = t == MetricType::Counter && name.ends_with("_total");
     let base = if total { &name[..name.len() - 6] } else { name };
+    write_header(out, base, help, unit, t, total);
+    for m in metrics {
+        write_metric(out, name, base, total, t, m);
+    }
+}
+
+/// The `# HELP`, `# TYPE` and `# UNIT` lines of a family written under `base`.
+fn write_header(
+    out: &mut String,
+    base: &str,
+    help: Option<&str>,
+    unit: Option<&str>,
+    t: MetricType,
+    total: bool,
+) {
     if let Some(h) = help {
         out.push_str("# HELP ");
         write_text_name(out, base);
@@ -157,94 +172,113 @@ pub fn write_family(
         escape_into(out, u, true);
         out.push('\n');
     }
-    let sample = |name, suffix, m, extra, value, exemplar| Sample {
+}
+
+/// A sample line's parts.
+fn sample<'a>(
+    name: &'a str,
+    suffix: &'a str,
+    m: &'a Metric,
+    extra: Option<(&'a str, f64)>,
+    value: Value,
+    exemplar: Option<&'a Exemplar>,
+) -> Sample<'a> {
+    Sample {
         name,
         suffix,
         m,
         extra,
         value,
         exemplar,
-    };
-    for m in metrics {
-        match t {
-            MetricType::Counter => {
-                let Some(c) = &m.counter else { continue };
-                let n = if total { name } else { base };
-                write_sample(
-                    out,
-                    sample(
-                        n,
-                        "",
-                        m,
-                        None,
-                        Value::Float(c.value.unwrap_or(0.0)),
-                        c.exemplar.as_ref(),
-                    ),
-                );
-                write_created(out, base, m, c.created_timestamp.as_ref());
-            }
-            MetricType::Gauge => {
-                let v = m.gauge.as_ref().and_then(|g| g.value).unwrap_or(0.0);
-                write_sample(out, sample(base, "", m, None, Value::Float(v), None));
-            }
-            MetricType::Untyped => {
-                let v = m.untyped.as_ref().and_then(|u| u.value).unwrap_or(0.0);
-                write_sample(out, sample(base, "", m, None, Value::Float(v), None));
-            }
-            MetricType::Summary => {
-                let Some(s) = &m.summary else { continue };
-                for q in &s.quantile {
-                    let extra = Some(("quantile", q.quantile.unwrap_or(0.0)));
-                    let v = Value::Float(q.value.unwrap_or(0.0));
-                    write_sample(out, sample(base, "", m, extra, v, None));
-                }
-                let sum = Value::Float(s.sample_sum.unwrap_or(0.0));
-                write_sample(out, sample(base, "_sum", m, None, sum, None));
-                let count = Value::Int(s.sample_count.unwrap_or(0));
-                write_sample(out, sample(base, "_count", m, None, count, None));
-                write_created(out, base, m, s.created_timestamp.as_ref());
-            }
-            MetricType::Histogram | MetricType::GaugeHistogram => {
-                let Some(h) = &m.histogram else { continue };
-                let float = h.sample_count_float.unwrap_or(0.0) > 0.0
-                    || h.bucket
-                        .iter()
-                        .any(|b| b.cumulative_count_float.unwrap_or(0.0) > 0.0);
-                let count = |i: Option<u64>, f: Option<f64>| {
-                    if float {
-                        Value::Float(f.filter(|f| *f != 0.0).unwrap_or(i.unwrap_or(0) as f64))
-                    } else {
-                        Value::Int(i.unwrap_or(0))
-                    }
-                };
-                let mut inf_seen = false;
-                for b in &h.bucket {
-                    let ub = b.upper_bound.unwrap_or(0.0);
-                    inf_seen |= ub == f64::INFINITY;
-                    let v = count(b.cumulative_count, b.cumulative_count_float);
-                    let ex = b.exemplar.as_ref();
-                    write_sample(out, sample(base, "_bucket", m, Some(("le", ub)), v, ex));
-                }
-                if !inf_seen {
-                    let v = count(h.sample_count, h.sample_count_float);
-                    let extra = Some(("le", f64::INFINITY));
-                    write_sample(out, sample(base, "_bucket", m, extra, v, None));
-                }
-                let gauge = t == MetricType::GaugeHistogram;
-                let sum = Value::Float(h.sample_sum.unwrap_or(0.0));
-                let (s_sum, s_count) = if gauge {
-                    ("_gsum", "_gcount")
-                } else {
-                    ("_sum", "_count")
-                };
-                write_sample(out, sample(base, s_sum, m, None, sum, None));
-                let c = count(h.sample_count, h.sample_count_float);
-                write_sample(out, sample(base, s_count, m, None, c, None));
-                if !gauge {
-                    write_created(out, base, m, h.created_timestamp.as_ref());
-                }
-            }
+    }
+}
+
+/// The samples of one metric of a family of type `t` (`name` as pushed, `base` without a
+/// counter's `_total`).
+fn write_metric(out: &mut String, name: &str, base: &str, total: bool, t: MetricType, m: &Metric) {
+    match t {
+        MetricType::Counter => {
+            let Some(c) = &m.counter else { return };
+            let n = if total { name } else { base };
+            write_sample(
+                out,
+                sample(
+                    n,
+                    "",
+                    m,
+                    None,
+                    Value::Float(c.value.unwrap_or(0.0)),
+                    c.exemplar.as_ref(),
+                ),
+            );
+            write_created(out, base, m, c.created_timestamp.as_ref());
         }
+        MetricType::Gauge => {
+            let v = m.gauge.as_ref().and_then(|g| g.value).unwrap_or(0.0);
+            write_sample(out, sample(base, "", m, None, Value::Float(v), None));
+        }
+        MetricType::Untyped => {
+            let v = m.untyped.as_ref().and_then(|u| u.value).unwrap_or(0.0);
+            write_sample(out, sample(base, "", m, None, Value::Float(v), None));
+        }
+        MetricType::Summary => {
+            let Some(s) = &m.summary else { return };
+            for q in &s.quantile {
+                let extra = Some(("quantile", q.quantile.unwrap_or(0.0)));
+                let v = Value::Float(q.value.unwrap_or(0.0));
+                write_sample(out, sample(base, "", m, extra, v, None));
+            }
+            let sum = Value::Float(s.sample_sum.unwrap_or(0.0));
+            write_sample(out, sample(base, "_sum", m, None, sum, None));
+            let count = Value::Int(s.sample_count.unwrap_or(0));
+            write_sample(out, sample(base, "_count", m, None, count, None));
+            write_created(out, base, m, s.created_timestamp.as_ref());
+        }
+        MetricType::Histogram | MetricType::GaugeHistogram => {
+            let Some(h) = &m.histogram else { return };
+            write_histogram(out, base, t == MetricType::GaugeHistogram, m, h);
+        }
+    }
+}
+
+/// A (gauge) histogram's samples: buckets with a `+Inf` one, sum and count, integer counts
+/// unless it is a float histogram.
+fn write_histogram(out: &mut String, base: &str, gauge: bool, m: &Metric, h: &Histogram) {
+    let float = h.sample_count_float.unwrap_or(0.0) > 0.0
+        || h.bucket
+            .iter()
+            .any(|b| b.cumulative_count_float.unwrap_or(0.0) > 0.0);
+    let count = |i: Option<u64>, f: Option<f64>| {
+        if float {
+            Value::Float(f.filter(|f| *f != 0.0).unwrap_or(i.unwrap_or(0) as f64))
+        } else {
+            Value::Int(i.unwrap_or(0))
+        }
+    };
+    let mut inf_seen = false;
+    for b in &h.bucket {
+        let ub = b.upper_bound.unwrap_or(0.0);
+        inf_seen |= ub == f64::INFINITY;
+        let v = count(b.cumulative_count, b.cumulative_count_float);
+        let ex = b.exemplar.as_ref();
+        write_sample(out, sample(base, "_bucket", m, Some(("le", ub)), v, ex));
+    }
+    if !inf_seen {
+        let v = count(h.sample_count, h.sample_count_float);
+        let extra = Some(("le", f64::INFINITY));
+        write_sample(out, sample(base, "_bucket", m, extra, v, None));
+    }
+    let sum = Value::Float(h.sample_sum.unwrap_or(0.0));
+    let (s_sum, s_count) = if gauge {
+        ("_gsum", "_gcount")
+    } else {
+        ("_sum", "_count")
+    };
+    write_sample(out, sample(base, s_sum, m, None, sum, None));
+    let c = count(h.sample_count, h.sample_count_float);
+    write_sample(out, sample(base, s_count, m, None, c, None));
+    if !gauge {
+        write_created(out, base, m, h.created_timestamp.as_ref());
     }
 }
 
