@@ -714,8 +714,7 @@ impl OmFamily {
 pub fn parse_openmetrics(body: &[u8]) -> Result<Vec<MetricFamily>, OmParseError> {
     let err = |line: usize, msg: String| OmParseError { line, msg };
     let text = std::str::from_utf8(body).map_err(|_| err(0, "body is not valid UTF-8".into()))?;
-    let mut families: Vec<OmFamily> = Vec::new();
-    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut p = OmParser::default();
     let mut eof = false;
     let mut lines = text.split('\n').enumerate().peekable();
     while let Some((i, line)) = lines.next() {
@@ -736,80 +735,89 @@ pub fn parse_openmetrics(body: &[u8]) -> Result<Vec<MetricFamily>, OmParseError>
             eof = true;
             continue;
         }
-        if let Some(rest) = line.strip_prefix("# ") {
-            let (kw, rest) = rest
-                .split_once(' ')
-                .ok_or_else(|| err(n, "invalid comment".into()))?;
-            let mut c = Cursor { s: rest, pos: 0 };
-            let name = c.name().map_err(|m| err(n, m))?;
-            if !c.eat(' ') && kw != "HELP" {
-                return Err(err(n, format!("missing value in # {kw} line")));
-            }
-            let value = c.rest();
-            let fi = match by_name.get(&name) {
-                Some(fi) => *fi,
-                None => {
-                    families.push(OmFamily {
-                        name: name.clone(),
-                        t: OmType::Unknown,
-                        help: None,
-                        unit: None,
-                        metrics: Vec::new(),
-                        index: HashMap::new(),
-                    });
-                    by_name.insert(name.clone(), families.len() - 1);
-                    families.len() - 1
-                }
-            };
-            let f = &mut families[fi];
-            if !f.metrics.is_empty() {
-                return Err(err(
-                    n,
-                    format!("# {kw} line for {name:?} after its samples"),
-                ));
-            }
-            match kw {
-                "TYPE" => {
-                    f.t = om_type(value)
-                        .ok_or_else(|| err(n, format!("invalid metric type {value:?}")))?
-                }
-                "HELP" => {
-                    let mut h = String::new();
-                    let mut chars = value.chars();
-                    while let Some(ch) = chars.next() {
-                        if ch == '\\' {
-                            match chars.next() {
-                                Some('n') => h.push('\n'),
-                                Some('"') => h.push('"'),
-                                Some('\\') => h.push('\\'),
-                                other => return Err(err(n, format!("invalid escape \\{other:?}"))),
-                            }
-                        } else {
-                            h.push(ch);
-                        }
-                    }
-                    f.help = Some(h);
-                }
-                "UNIT" => f.unit = Some(value.to_string()),
-                _ => return Err(err(n, format!("invalid comment keyword {kw:?}"))),
-            }
-            continue;
+        let done = if let Some(rest) = line.strip_prefix("# ") {
+            p.comment(rest)
+        } else if line.starts_with('#') {
+            Err("invalid comment".into())
+        } else {
+            p.sample(line)
+        };
+        done.map_err(|m| err(n, m))?;
+    }
+    if !eof {
+        return Err(err(text.split('\n').count(), "missing \"# EOF\"".into()));
+    }
+    Ok(p.families
+        .into_iter()
+        .filter(|f| !f.metrics.is_empty())
+        .map(OmFamily::into_family)
+        .collect())
+}
+
+/// The families of an OpenMetrics body being parsed, in the order they appear.
+#[derive(Default)]
+struct OmParser {
+    families: Vec<OmFamily>,
+    /// Index into `families` by name (lookups stay O(1): a push with many families must
+    /// stay linear).
+    by_name: HashMap<String, usize>,
+}
+
+impl OmParser {
+    /// A new family of type unknown named `name`.
+    fn add_family(&mut self, name: String) -> usize {
+        self.families.push(OmFamily {
+            name: name.clone(),
+            t: OmType::Unknown,
+            help: None,
+            unit: None,
+            metrics: Vec::new(),
+            index: HashMap::new(),
+        });
+        self.by_name.insert(name, self.families.len() - 1);
+        self.families.len() - 1
+    }
+
+    /// A `# TYPE`, `# HELP` or `# UNIT` line (`rest` after the `# `).
+    fn comment(&mut self, rest: &str) -> Result<(), String> {
+        let (kw, rest) = rest.split_once(' ').ok_or("invalid comment")?;
+        let mut c = Cursor { s: rest, pos: 0 };
+        let name = c.name()?;
+        if !c.eat(' ') && kw != "HELP" {
+            return Err(format!("missing value in # {kw} line"));
         }
-        if line.starts_with('#') {
-            return Err(err(n, "invalid comment".into()));
+        let value = c.rest();
+        let fi = match self.by_name.get(&name) {
+            Some(fi) => *fi,
+            None => self.add_family(name.clone()),
+        };
+        let f = &mut self.families[fi];
+        if !f.metrics.is_empty() {
+            return Err(format!("# {kw} line for {name:?} after its samples"));
         }
-        let s = parse_sample(line).map_err(|m| err(n, m))?;
-        // The family: the longest declared name the sample name extends with a suffix of
-        // its type, else a family of type unknown named as the sample.
-        // Candidates are looked up by name (never a walk over all families: a push with
-        // many families must stay linear).
+        match kw {
+            "TYPE" => {
+                f.t = om_type(value).ok_or_else(|| format!("invalid metric type {value:?}"))?
+            }
+            "HELP" => f.help = Some(unescape_help(value)?),
+            "UNIT" => f.unit = Some(value.to_string()),
+            _ => return Err(format!("invalid comment keyword {kw:?}")),
+        }
+        Ok(())
+    }
+
+    /// A sample line, added to its family: the longest declared name the sample name extends
+    /// with a suffix of its type, else a family of type unknown named as the sample.
+    fn sample(&mut self, line: &str) -> Result<(), String> {
+        let s = parse_sample(line)?;
+        // Candidates are looked up by name (never a walk over all families).
         let mut found = None;
         for sfx in ALL_SUFFIXES {
             let Some(base) = s.name.strip_suffix(sfx) else {
                 continue;
             };
-            if let Some(&fi) = by_name.get(base) {
-                if suffixes(families[fi].t).contains(&sfx) {
+            if let Some(&fi) = self.by_name.get(base) {
+                if suffixes(self.families[fi].t).contains(&sfx) {
                     found = Some((fi, sfx.to_string()));
                     break;
                 }
@@ -818,43 +826,39 @@ pub fn parse_openmetrics(body: &[u8]) -> Result<Vec<MetricFamily>, OmParseError>
         let (fi, sfx) = match found {
             Some(x) => x,
             None => {
-                if by_name.contains_key(&s.name) {
-                    return Err(err(
-                        n,
-                        format!("invalid sample name {:?} for its family", s.name),
-                    ));
+                if self.by_name.contains_key(&s.name) {
+                    return Err(format!("invalid sample name {:?} for its family", s.name));
                 }
-                families.push(OmFamily {
-                    name: s.name.clone(),
-                    t: OmType::Unknown,
-                    help: None,
-                    unit: None,
-                    metrics: Vec::new(),
-                    index: HashMap::new(),
-                });
-                by_name.insert(s.name.clone(), families.len() - 1);
-                (families.len() - 1, String::new())
+                (self.add_family(s.name.clone()), String::new())
             }
         };
         if s.exemplar.is_some() && !(sfx == "_total" || sfx == "_bucket") {
-            return Err(err(
-                n,
-                format!(
-                    "exemplar on {:?}: only counters and buckets carry them",
-                    s.name
-                ),
+            return Err(format!(
+                "exemplar on {:?}: only counters and buckets carry them",
+                s.name
             ));
         }
-        families[fi].add(&sfx, s).map_err(|m| err(n, m))?;
+        self.families[fi].add(&sfx, s)
     }
-    if !eof {
-        return Err(err(text.split('\n').count(), "missing \"# EOF\"".into()));
+}
+
+/// A `# HELP` text with its escapes (`\\n`, `\\"`, `\\\\`) undone.
+fn unescape_help(value: &str) -> Result<String, String> {
+    let mut h = String::new();
+    let mut chars = value.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\\' {
+            match chars.next() {
+                Some('n') => h.push('\n'),
+                Some('"') => h.push('"'),
+                Some('\\') => h.push('\\'),
+                other => return Err(format!("invalid escape \\{other:?}")),
+            }
+        } else {
+            h.push(ch);
+        }
     }
-    Ok(families
-        .into_iter()
-        .filter(|f| !f.metrics.is_empty())
-        .map(OmFamily::into_family)
-        .collect())
+    Ok(h)
 }
 
 /// Whether a `Content-Type` names OpenMetrics text.
