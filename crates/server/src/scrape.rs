@@ -572,30 +572,10 @@ mod whole {
     }
 
     fn header_of<'a>(name: &str, m: &'a Merged<'a>) -> (Option<&'a str>, MetricType) {
-        if let Some(o) = m.own {
-            return (Some(o.help), o.mtype);
-        }
-        let first = m
-            .stored
-            .and_then(|g| g.values().next())
-            .expect("non-empty family");
-        let help = own_help(name).or(first.help.as_deref());
-        (help, first.mtype)
+        super::header_of(name, m.own, m.stored)
     }
 
-    /// The metrics of an entry with names escaped for `esc` (only for entries whose names need
-    /// it, and only when the scraper does not accept UTF-8 names: the rare, slow path).
-    fn escaped_metrics(e: &FamilyEntry, esc: Escaping) -> Vec<Metric> {
-        let mut metrics = e.metrics();
-        for m in &mut metrics {
-            for l in &mut m.label {
-                if let std::borrow::Cow::Owned(n) = escape_name(l.name(), esc) {
-                    l.name = Some(n);
-                }
-            }
-        }
-        metrics
-    }
+    use super::escaped_metrics;
 
     /// Renders the text exposition with the negotiated name escaping. Entries whose names are all
     /// legacy names (nearly all) are copied as stored whatever the escaping.
