@@ -1,28 +1,41 @@
-//! Long grouping label values stored once per group instead of once per series.
+//! Grouping labels stored once per group instead of once per series.
 //!
-//! Every series of a group carries the group's labels. A value of a few bytes costs little to
-//! repeat, but one push of 30,000 one-line series under a 60 KB grouping value would otherwise
-//! store 30,000 copies of it in both encodings. A grouping label whose value is at least
-//! [`SHARE_MIN`] bytes long is therefore *shared*: each metric carries a one-byte placeholder
-//! value (`"\0"`) for it, the text lines record where the escaped value goes
-//! ([`Spliced::text_at`]), and the value is kept once, pre-encoded for both formats, in a
-//! [`SharedLabels`] that every entry of the group points to.
+//! Every series of a group carries the group's labels (its grouping key, plus `instance=""`
+//! when the key has no `instance`). Repeating them in both encodings of every series was
+//! about half of the bytes a stored series cost. An entry built for a group therefore stores
+//! its encodings *cut*: each grouping label that a line or a metric carries with the group's
+//! value is replaced by a two-byte marker, and the group's [`Splices`] (the labels
+//! pre-encoded once, for both formats, cached in the [`GroupKey`]) put them back at output.
 //!
-//! Writers still only copy pre-encoded bytes: the text is the stored lines with the escaped
-//! value copied in at the recorded offsets; protobuf is the stored `Metric` fields with the
-//! placeholder `LabelPair`s replaced by the pre-encoded ones (and each metric's length
-//! prefix adjusted). Identities, decoding and persistence see the real values.
+//! * Text: `name="value"` becomes `\n` + the label's index (a byte below `0x20`; index 31
+//!   and above: `0x1f` + a LEB128 varint of `index - 31`). A raw newline in the exposition
+//!   only ever ends a line, and the next line starts with a name or `{`, so a newline
+//!   followed by a control byte is unambiguous.
+//! * Protobuf: the `label` field (tag 1) becomes field 15 (varint) = the index, a field
+//!   `Metric` does not have; each metric's length prefix is its stored length.
+//!
+//! Cutting is exact by construction: only bytes equal to a label's pre-encoded form are
+//! replaced, so writing the markers back reproduces the encoder's bytes whatever the labels
+//! are. Identities, decoding, persistence and replication see the real labels.
+//!
+//! The persisted record keeps its format: an entry is written back in full, except that
+//! grouping values of at least [`SHARE_MIN`] bytes are written the way earlier versions
+//! stored them ([`SharedLabels`]: a `"\0"` placeholder value, holes in the text at recorded
+//! offsets), which [`Spliced`] reads back.
 
+use crate::group::next_field;
 use crate::key::GroupKey;
 use std::sync::Arc;
 
-/// Grouping label values at least this long are shared instead of repeated per series.
+/// Grouping label values at least this long are persisted once per group (and hashed into
+/// series identities as a digest).
 pub const SHARE_MIN: usize = 64;
 
-/// The value that stands for a shared label in a stored metric.
+/// The value that stands for a long grouping label in a persisted metric.
 pub const PLACEHOLDER: &str = "\0";
 
-/// The shared labels of one group, pre-encoded.
+/// The long grouping labels of one group as persisted records hold them (placeholders in
+/// the metrics, holes in the text).
 #[derive(Debug)]
 pub struct SharedLabels {
     /// Label names, sorted (as in the key).
@@ -114,47 +127,6 @@ pub struct Spliced {
     pub proto_len: usize,
 }
 
-/// Cuts the placeholders out of freshly encoded text: returns the stored text and the
-/// offsets, or `None` if the lines do not hold every shared label once per line in order
-/// (then the caller stores the entry without sharing).
-pub fn cut_text(text: &[u8], labels: &SharedLabels) -> Option<(Vec<u8>, Vec<u32>)> {
-    let k = labels.names.len();
-    let mut out = Vec::with_capacity(text.len());
-    let mut at = Vec::new();
-    let mut from = 0;
-    let mut i = 0;
-    while let Some(p) = text[i..].iter().position(|&b| b == 0).map(|p| p + i) {
-        i = p + 1;
-        if p < 2 || &text[p - 2..p] != b"=\"" || text.get(p + 1) != Some(&b'"') {
-            continue;
-        }
-        let before = &text[..p - 2];
-        let want = at.len() % k;
-        let name = labels.names[want].as_bytes();
-        let matches = before.ends_with(name)
-            && before.len() > name.len()
-            && matches!(before[before.len() - name.len() - 1], b'{' | b',');
-        if !matches {
-            // A placeholder of another shared label, or out of order: do not share.
-            let is_label = |n: &[u8]| {
-                before.ends_with(n)
-                    && before.len() > n.len()
-                    && matches!(before[before.len() - n.len() - 1], b'{' | b',')
-            };
-            if labels.names.iter().any(|n| is_label(n.as_bytes())) {
-                return None;
-            }
-            continue;
-        }
-        out.extend_from_slice(&text[from..p]);
-        at.push(u32::try_from(out.len()).ok()?);
-        from = p + 1;
-    }
-    out.extend_from_slice(&text[from..]);
-    let lines = text.iter().filter(|&&b| b == b'\n').count();
-    (at.len() == lines * k).then_some((out, at))
-}
-
 impl Spliced {
     /// Describes stored text and protobuf for `labels`.
     pub fn new(labels: Arc<SharedLabels>, text: &[u8], text_at: Vec<u32>, proto: &[u8]) -> Spliced {
@@ -240,69 +212,668 @@ impl Spliced {
     }
 }
 
+/// Marker byte of a text splice (the label index follows).
+const TEXT_MARK: u8 = b'\n';
+/// Text marker of all the group's labels in a row (`a="1",b="2"`).
+const TEXT_ALL: u8 = 0x1e;
+/// Indexes from [`TEXT_ALL`] on are written as `0x1f` + LEB128(index - 30).
+const TEXT_LONG: u8 = 0x1f;
+/// Key of a protobuf splice: field 15, varint (the label index).
+pub(crate) const PROTO_MARK: u8 = 15 << 3;
+/// Key of a protobuf splice of all the group's labels in a row: field 14, varint (0).
+pub(crate) const PROTO_ALL: u8 = 14 << 3;
+/// Key of a `Metric`'s `label` field (tag 1, length-delimited).
+pub(crate) const LABEL_KEY: u8 = 0x0a;
+/// Key of a `MetricFamily`'s `metric` field (tag 4, length-delimited).
+const METRIC_KEY: u8 = 0x22;
+/// The splice index standing for all labels.
+pub(crate) const ALL: usize = usize::MAX;
+
+/// One grouping label, pre-encoded (ranges in [`Splices::buf`]).
+#[derive(Debug, Clone, Copy)]
+struct Frag {
+    /// `name="escaped value"`, as the text writer writes it.
+    text: (u32, u32),
+    /// The whole `label` field of a `Metric` (key, length, `LabelPair` body).
+    proto: (u32, u32),
+    /// The raw name and value (inside `proto`).
+    name: (u32, u32),
+    value: (u32, u32),
+    /// The value's digest, as series identities hash long values (`group::write_value`).
+    digest: u64,
+}
+
+/// The labels every series of a group carries (its grouping key, plus `instance=""` when
+/// the key has none), sorted by name, pre-encoded for both formats in one allocation; also
+/// all of them in a row, the way most lines and metrics carry them.
+#[derive(Debug)]
+pub struct Splices {
+    buf: Box<[u8]>,
+    frags: Box<[Frag]>,
+    all_text: (u32, u32),
+    all_proto: (u32, u32),
+}
+
+fn range(r: (u32, u32)) -> std::ops::Range<usize> {
+    r.0 as usize..r.1 as usize
+}
+
+impl Splices {
+    /// The splices of `key` (use [`GroupKey::splices`], which caches them).
+    pub(crate) fn of_key(key: &GroupKey) -> Splices {
+        let mut labels: Vec<(&str, &str)> =
+            key.labels().iter().map(|(n, v)| (&**n, &**v)).collect();
+        if key.get("instance").is_none() {
+            labels.push(("instance", ""));
+            labels.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        let mut buf = Vec::new();
+        let mut frags = Vec::with_capacity(labels.len());
+        let mut text = String::new();
+        let at = |buf: &Vec<u8>| buf.len() as u32;
+        for (n, v) in labels {
+            text.clear();
+            exposition::names::write_text_name(&mut text, n);
+            text.push_str("=\"");
+            exposition::text_encode::escape_into(&mut text, v, true);
+            text.push('"');
+            let t0 = at(&buf);
+            buf.extend_from_slice(text.as_bytes());
+            let t1 = at(&buf);
+            // prost's encoding of `LabelPair { name: Some(n), value: Some(v) }`.
+            let body_len = 1
+                + prost::encoding::encoded_len_varint(n.len() as u64)
+                + n.len()
+                + 1
+                + prost::encoding::encoded_len_varint(v.len() as u64)
+                + v.len();
+            let p0 = at(&buf);
+            buf.push(LABEL_KEY);
+            prost::encoding::encode_varint(body_len as u64, &mut buf);
+            buf.push(0x0a);
+            prost::encoding::encode_varint(n.len() as u64, &mut buf);
+            let n0 = at(&buf);
+            buf.extend_from_slice(n.as_bytes());
+            let n1 = at(&buf);
+            buf.push(0x12);
+            prost::encoding::encode_varint(v.len() as u64, &mut buf);
+            let v0 = at(&buf);
+            buf.extend_from_slice(v.as_bytes());
+            let v1 = at(&buf);
+            frags.push(Frag {
+                text: (t0, t1),
+                proto: (p0, v1),
+                name: (n0, n1),
+                value: (v0, v1),
+                digest: crate::group::value_digest(v.as_bytes()),
+            });
+        }
+        let a0 = at(&buf);
+        for (i, f) in frags.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_within(range(f.text));
+        }
+        let a1 = at(&buf);
+        for f in &frags {
+            buf.extend_from_within(range(f.proto));
+        }
+        let a2 = at(&buf);
+        Splices {
+            buf: buf.into_boxed_slice(),
+            frags: frags.into_boxed_slice(),
+            all_text: (a0, a1),
+            all_proto: (a1, a2),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.frags.len()
+    }
+
+    /// Label `k`'s text (all of them for [`ALL`]; nothing for an unknown index).
+    fn text(&self, k: usize) -> &[u8] {
+        match k {
+            ALL => &self.buf[range(self.all_text)],
+            k if k < self.frags.len() => &self.buf[range(self.frags[k].text)],
+            _ => &[],
+        }
+    }
+
+    /// Label `k`'s `label` field (all of them for [`ALL`]; nothing for an unknown index).
+    fn proto(&self, k: usize) -> &[u8] {
+        match k {
+            ALL => &self.buf[range(self.all_proto)],
+            k if k < self.frags.len() => &self.buf[range(self.frags[k].proto)],
+            _ => &[],
+        }
+    }
+
+    /// Label `k`'s raw name.
+    pub(crate) fn name(&self, k: usize) -> &[u8] {
+        &self.buf[range(self.frags[k].name)]
+    }
+
+    /// Label `k`'s raw value.
+    pub(crate) fn value(&self, k: usize) -> &[u8] {
+        &self.buf[range(self.frags[k].value)]
+    }
+
+    /// Label `k`'s value digest.
+    pub(crate) fn digest(&self, k: usize) -> u64 {
+        self.frags[k].digest
+    }
+
+    fn is_long(&self, k: usize) -> bool {
+        self.value(k).len() >= SHARE_MIN
+    }
+
+    /// Whether any label is persisted the long way ([`SharedLabels`]).
+    fn has_long(&self) -> bool {
+        (0..self.len()).any(|k| self.is_long(k))
+    }
+}
+
+fn text_marker(out: &mut Vec<u8>, k: usize) {
+    out.push(TEXT_MARK);
+    if k == ALL {
+        out.push(TEXT_ALL);
+    } else if k < TEXT_ALL as usize {
+        out.push(k as u8);
+    } else {
+        out.push(TEXT_LONG);
+        prost::encoding::encode_varint((k - TEXT_ALL as usize) as u64, out);
+    }
+}
+
+/// Reads a text marker's index after its `\n` (`s` starts at the index byte).
+fn read_text_marker(s: &mut &[u8]) -> usize {
+    let b = s[0];
+    *s = &s[1..];
+    match b {
+        TEXT_ALL => ALL,
+        TEXT_LONG => TEXT_ALL as usize + prost::encoding::decode_varint(s).unwrap_or(0) as usize,
+        b => b as usize,
+    }
+}
+
+/// A varint at `b[*i..]` (1-byte fast path), advancing `i`.
+#[inline]
+fn varint(b: &[u8], i: &mut usize) -> Option<usize> {
+    let first = *b.get(*i)?;
+    if first < 0x80 {
+        *i += 1;
+        return Some(first as usize);
+    }
+    let mut s = &b[*i..];
+    let v = prost::encoding::decode_varint(&mut s).ok()?;
+    *i = b.len() - s.len();
+    Some(v as usize)
+}
+
+/// Cuts the group's labels out of freshly encoded text lines into `out`. `false` (and `out`
+/// unusable) if the text holds a newline followed by a control byte, which the writer never
+/// produces (then the entry is stored uncut).
+pub(crate) fn cut_text(text: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
+    out.reserve(text.len());
+    let n = text.len();
+    let all = sp.text(ALL);
+    let (mut from, mut i, mut next) = (0, 0, 0);
+    let ends = |rest: &[u8], len: usize| matches!(rest.get(len), Some(b',' | b'}'));
+    while i < n {
+        match text[i] {
+            b'\n' => {
+                if text.get(i + 1).is_some_and(|&b| b < 0x20) {
+                    return false;
+                }
+                next = 0;
+                i += 1;
+            }
+            b'{' | b',' if next < sp.len() => {
+                let p = i + 1;
+                let rest = &text[p..];
+                let hit = if next == 0 && rest.starts_with(all) && ends(rest, all.len()) {
+                    Some(ALL)
+                } else {
+                    (next..sp.len()).find(|&k| {
+                        let f = sp.text(k);
+                        rest.starts_with(f) && ends(rest, f.len())
+                    })
+                };
+                match hit {
+                    Some(k) => {
+                        out.extend_from_slice(&text[from..p]);
+                        text_marker(out, k);
+                        from = p + sp.text(k).len();
+                        i = from;
+                        next = if k == ALL { sp.len() } else { k + 1 };
+                    }
+                    None => i += 1,
+                }
+            }
+            _ if next >= sp.len() => {
+                // Every label of the group is placed on this line: on to its end.
+                match memchr::memchr(b'\n', &text[i..]) {
+                    Some(p) => i += p,
+                    None => i = n,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out.extend_from_slice(&text[from..]);
+    true
+}
+
+/// Appends cut text with the labels written back.
+pub(crate) fn write_text(stored: &[u8], sp: &Splices, out: &mut Vec<u8>) {
+    let mut from = 0;
+    for p in memchr::memchr_iter(TEXT_MARK, stored) {
+        if p < from {
+            continue; // inside a marker
+        }
+        match stored.get(p + 1) {
+            Some(&b) if b < 0x20 => {
+                out.extend_from_slice(&stored[from..p]);
+                let mut s = &stored[p + 1..];
+                let k = read_text_marker(&mut s);
+                out.extend_from_slice(sp.text(k));
+                from = stored.len() - s.len();
+            }
+            _ => {}
+        }
+    }
+    out.extend_from_slice(&stored[from..]);
+}
+
+/// The length of [`write_text`]'s output.
+pub(crate) fn text_len(stored: &[u8], sp: &Splices) -> usize {
+    let mut len = stored.len();
+    let mut from = 0;
+    for p in memchr::memchr_iter(TEXT_MARK, stored) {
+        if p < from {
+            continue;
+        }
+        if stored.get(p + 1).is_some_and(|&b| b < 0x20) {
+            let mut s = &stored[p + 1..];
+            let k = read_text_marker(&mut s);
+            from = stored.len() - s.len();
+            len = len - (from - p) + sp.text(k).len();
+        }
+    }
+    len
+}
+
+/// Cuts the group's labels out of encoded `metric` fields into `out`; `false` if they are
+/// not the writer's (then the entry is stored uncut).
+pub(crate) fn cut_proto(mut proto: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
+    out.reserve(proto.len());
+    let all = sp.proto(ALL);
+    let mut body = Vec::new();
+    while !proto.is_empty() {
+        if proto[0] != METRIC_KEY {
+            return false;
+        }
+        let Ok((_, metric)) = next_field(&mut proto) else {
+            return false;
+        };
+        body.clear();
+        let mut b = metric;
+        let mut next = 0;
+        while b.first() == Some(&LABEL_KEY) {
+            if next == 0 && b.starts_with(all) {
+                body.extend_from_slice(&[PROTO_ALL, 0]);
+                b = &b[all.len()..];
+                next = sp.len();
+                continue;
+            }
+            let start = b;
+            if next_field(&mut b).is_err() {
+                return false;
+            }
+            let field = &start[..start.len() - b.len()];
+            match (next..sp.len()).find(|&k| sp.proto(k) == field) {
+                Some(k) => {
+                    body.push(PROTO_MARK);
+                    prost::encoding::encode_varint(k as u64, &mut body);
+                    next = k + 1;
+                }
+                None => body.extend_from_slice(field),
+            }
+        }
+        if matches!(b.first(), Some(&(PROTO_MARK | PROTO_ALL))) {
+            return false;
+        }
+        body.extend_from_slice(b);
+        out.push(METRIC_KEY);
+        prost::encoding::encode_varint(body.len() as u64, out);
+        out.extend_from_slice(&body);
+    }
+    true
+}
+
+/// The splice at `b[*i]` if there is one (`i` then past it), `None` at a stored label.
+#[inline]
+fn splice_at(b: &[u8], i: &mut usize) -> Option<usize> {
+    match b[*i] {
+        PROTO_ALL => {
+            *i += 1;
+            varint(b, i)?;
+            Some(ALL)
+        }
+        PROTO_MARK => {
+            *i += 1;
+            varint(b, i)
+        }
+        _ => None,
+    }
+}
+
+/// Appends stored `metric` fields with the labels written back.
+pub(crate) fn write_proto(stored: &[u8], sp: &Splices, out: &mut Vec<u8>) {
+    let n = stored.len();
+    let mut i = 0;
+    while i < n {
+        let start = i;
+        i += 1;
+        let (Some(len), true) = (varint(stored, &mut i), stored[start] == METRIC_KEY) else {
+            out.extend_from_slice(&stored[start..]);
+            return;
+        };
+        let (body, end) = (i, (i + len).min(n));
+        // Pass 1: the length with the labels written back.
+        let mut out_len = len;
+        let mut j = body;
+        while j < end {
+            match stored[j] {
+                LABEL_KEY => {
+                    j += 1;
+                    match varint(stored, &mut j) {
+                        Some(l) => j += l,
+                        None => break,
+                    }
+                }
+                PROTO_MARK | PROTO_ALL => {
+                    let m = j;
+                    match splice_at(stored, &mut j) {
+                        Some(k) => out_len = out_len + sp.proto(k).len() - (j - m),
+                        None => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        if out_len == len {
+            out.extend_from_slice(&stored[start..end]);
+            i = end;
+            continue;
+        }
+        // Pass 2: copy, the splices replaced.
+        out.push(METRIC_KEY);
+        prost::encoding::encode_varint(out_len as u64, out);
+        let (mut from, mut j) = (body, body);
+        while j < end {
+            match stored[j] {
+                LABEL_KEY => {
+                    j += 1;
+                    match varint(stored, &mut j) {
+                        Some(l) => j += l,
+                        None => break,
+                    }
+                }
+                PROTO_MARK | PROTO_ALL => {
+                    let m = j;
+                    match splice_at(stored, &mut j) {
+                        Some(k) => {
+                            out.extend_from_slice(&stored[from..m]);
+                            out.extend_from_slice(sp.proto(k));
+                            from = j;
+                        }
+                        None => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        out.extend_from_slice(&stored[from.min(end)..end]);
+        i = end;
+    }
+}
+
+/// Writes cut text and metrics back the way records hold them: in full, except that long
+/// grouping values are left out as [`SharedLabels`] does (holes at `at` in the text,
+/// placeholder values in the metrics). Returns the names of those labels, or `None` (and
+/// nothing written) when the group has no long value or a line does not hold each of them
+/// once, in order (then the caller writes the entry in full).
+pub(crate) fn write_record_form(
+    text: &[u8],
+    proto: &[u8],
+    sp: &Splices,
+    text_out: &mut Vec<u8>,
+    at: &mut Vec<u32>,
+    proto_out: &mut Vec<u8>,
+) -> Option<Vec<usize>> {
+    if !sp.has_long() {
+        return None;
+    }
+    let long: Vec<usize> = (0..sp.len()).filter(|&k| sp.is_long(k)).collect();
+    // Text: per line, the long labels must come once each, in order.
+    let mut stored = text;
+    let (mut seen, mut lines) = (0, 0);
+    loop {
+        let Some(p) = stored.iter().position(|&b| b == TEXT_MARK) else {
+            text_out.extend_from_slice(stored);
+            break;
+        };
+        match stored.get(p + 1) {
+            Some(&b) if b < 0x20 => {
+                text_out.extend_from_slice(&stored[..p]);
+                let mut s = &stored[p + 1..];
+                let k = read_text_marker(&mut s);
+                stored = s;
+                let ks = match k {
+                    ALL => 0..sp.len(),
+                    k if k < sp.len() => k..k + 1,
+                    _ => return None,
+                };
+                for k in ks.clone() {
+                    if k > ks.start {
+                        text_out.push(b',');
+                    }
+                    if !sp.is_long(k) {
+                        text_out.extend_from_slice(sp.text(k));
+                        continue;
+                    }
+                    if long.get(seen % long.len()) != Some(&k) {
+                        return None;
+                    }
+                    seen += 1;
+                    let f = sp.text(k);
+                    let eq = f.windows(2).position(|w| w == b"=\"")? + 2;
+                    text_out.extend_from_slice(&f[..eq]);
+                    at.push(u32::try_from(text_out.len()).ok()?);
+                    text_out.push(b'"');
+                }
+            }
+            _ => {
+                if seen != (lines + 1) * long.len() {
+                    return None;
+                }
+                lines += 1;
+                text_out.extend_from_slice(&stored[..=p]);
+                stored = &stored[p + 1..];
+            }
+        }
+    }
+    if seen != lines * long.len() {
+        return None;
+    }
+    // Metrics: long labels as placeholder pairs.
+    let mut full = Vec::with_capacity(proto.len());
+    write_proto(proto, sp, &mut full);
+    let mut rest = &full[..];
+    let mut body = Vec::new();
+    while !rest.is_empty() {
+        let (_, metric) = next_field(&mut rest).ok()?;
+        body.clear();
+        let mut b = metric;
+        while b.first() == Some(&LABEL_KEY) {
+            let s = b;
+            next_field(&mut b).ok()?;
+            let field = &s[..s.len() - b.len()];
+            match long.iter().find(|&&k| sp.proto(k) == field) {
+                Some(&k) => prost::encoding::message::encode(
+                    1,
+                    &exposition::pb::LabelPair::new(
+                        String::from_utf8_lossy(sp.name(k)),
+                        PLACEHOLDER,
+                    ),
+                    &mut body,
+                ),
+                None => body.extend_from_slice(field),
+            }
+        }
+        body.extend_from_slice(b);
+        proto_out.push(METRIC_KEY);
+        prost::encoding::encode_varint(body.len() as u64, proto_out);
+        proto_out.extend_from_slice(&body);
+    }
+    Some(long)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::{sanitize_labels, sanitize_labels_shared, FamilyEntry, Group};
-    use exposition::pb::MetricType;
+    use crate::group::{sanitize_labels, EntryRecord, FamilyEntry, Group};
+    use prost::Message;
 
-    /// Regression (issue 15 item 1): an entry that stores long grouping values once writes,
-    /// decodes, identifies and persists exactly like one that repeats them.
-    #[test]
-    fn shared_grouping_labels_are_invisible_to_readers() {
-        let long = format!("v\"\\\n{}", "x".repeat(200));
-        let key = GroupKey::new([("job", "j"), ("a_long", long.as_str()), ("z", &*long)]);
-        let shared = SharedLabels::of_key(&key).expect("long values are shared");
-        assert_eq!(
-            &*shared.names,
-            &["a_long".into(), "z".into()] as &[Box<str>]
-        );
-        let body = "# TYPE h histogram\nh_bucket{le=\"1\",q=\"\\\"\"} 1\nh_bucket{le=\"+Inf\",q=\"\\\"\"} 2\nh_sum{q=\"\\\"\"} 3\nh_count{q=\"\\\"\"} 2\n\
-                    # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\n\
-                    # TYPE g gauge\ng{z=\"pushed\",b=\"\0\"} 1\ng{b=\"2\"} 2\n";
+    /// Entries of `body` for group `key`, built plain (labels in every series) and cut.
+    fn entries(key: &GroupKey, body: &str) -> Vec<(FamilyEntry, FamilyEntry)> {
         let families = exposition::text_parse::parse_text(body.as_bytes()).unwrap();
-        for mf in families {
-            let (mut plain, mut cut) = (mf.metric.clone(), mf.metric.clone());
-            for m in plain.iter_mut() {
-                sanitize_labels(m, &key);
+        families
+            .into_iter()
+            .map(|mut mf| {
+                for m in mf.metric.iter_mut() {
+                    sanitize_labels(m, key);
+                }
+                let name: Arc<str> = mf.name().into();
+                let t = mf.metric_type();
+                let a = FamilyEntry::build(name.clone(), None, t, &mf.metric, 1);
+                let b = FamilyEntry::build_shared(name, None, t, &mf.metric, 1, Some(key));
+                (a, b)
+            })
+            .collect()
+    }
+
+    const BODY: &str = "# TYPE h histogram\nh_bucket{le=\"1\",q=\"\\\"\"} 1\nh_bucket{le=\"+Inf\",q=\"\\\"\"} 2\nh_sum{q=\"\\\"\"} 3\nh_count{q=\"\\\"\"} 2\n\
+                        # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\n\
+                        # TYPE g gauge\ng{z=\"pushed\",b=\"\\n\"} 1\ng{b=\"2\",instance=\"own\"} 2\ng{b=\"x,job=\\\"j\\\"\",job=\"other\"} 3\n\
+                        # TYPE u untyped\nu 1\n";
+
+    /// Regression (issue 19 item 4): an entry that stores its group's labels once writes,
+    /// decodes, identifies and persists exactly like one that repeats them, whatever the
+    /// label values (short, long, escaped, empty, UTF-8 names, many labels).
+    #[test]
+    fn cut_group_labels_are_invisible_to_readers() {
+        let long = format!("v\"\\\n{}", "x".repeat(200));
+        let many: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("l{i:02}"), format!("v{i}")))
+            .chain([("job".to_string(), "j".to_string())])
+            .collect();
+        let keys = [
+            GroupKey::new([("job", "j")]),
+            GroupKey::new([("job", "j"), ("instance", "i3")]),
+            GroupKey::new([("job", ""), ("a", "1,b=\"2\""), ("zz", "\n")]),
+            GroupKey::new([("job", "j"), ("a_long", long.as_str()), ("z", &*long)]),
+            GroupKey::new([("job", "j"), ("instance", long.as_str())]),
+            GroupKey::new([("job", "j"), ("my.label", "ä")]),
+            GroupKey::new(many),
+        ];
+        for key in &keys {
+            for (a, b) in entries(key, BODY) {
+                let name = a.name.clone();
+                assert!(b.group_key().is_some(), "{key:?} {name}");
+                assert_eq!(a.text(), b.text(), "{key:?} {name}");
+                assert_eq!(a.text_len(), b.text_len());
+                assert_eq!(a.proto_metrics(), b.proto_metrics(), "{key:?} {name}");
+                assert_eq!(a.proto_len(), b.proto_len());
+                assert_eq!(a.metrics(), b.metrics());
+                assert_eq!(a.series(), b.series());
+                assert_eq!(a.metric_count, b.metric_count);
+                assert_eq!(a.needs_escaping, b.needs_escaping);
+                assert!(b.stored_bytes() < a.stored_bytes(), "{key:?} {name}");
+                let mut g = Group::new(key.clone());
+                g.families.insert(name.clone(), Arc::new(b));
+                let back = Group::decode_record(&g.encode_record(), &mut |s| Arc::from(s)).unwrap();
+                let c = &back.families[&name];
+                assert!(c.group_key().is_some());
+                assert_eq!(a.text(), c.text());
+                assert_eq!(a.proto_metrics(), c.proto_metrics());
+                assert_eq!(a.series(), c.series());
+                assert_eq!(c.metric_count, a.metric_count);
+                assert_eq!(c.stored_bytes(), g.families[&name].stored_bytes());
             }
-            for m in cut.iter_mut() {
-                sanitize_labels_shared(m, &key, Some(&shared));
-            }
-            let name: Arc<str> = mf.name().into();
-            let a = FamilyEntry::build(name.clone(), None, mf.metric_type(), &plain, 1);
-            let b = FamilyEntry::build_shared(
-                name.clone(),
-                None,
-                mf.metric_type(),
-                &cut,
-                1,
-                Some(&shared),
-            );
-            assert!(b.shared_labels().is_some(), "{name}");
-            assert_eq!(a.text(), b.text(), "{name}");
-            assert_eq!(a.text_len(), b.text_len());
-            assert_eq!(a.proto_metrics(), b.proto_metrics(), "{name}");
-            assert_eq!(a.proto_len(), b.proto_len());
-            assert_eq!(a.metrics(), b.metrics());
-            assert_eq!(a.series(), b.series());
-            assert!(b.stored_bytes() < a.stored_bytes() / 2, "{name}");
-            let mut g = Group::new(key.clone());
-            g.families.insert(name.clone(), Arc::new(b));
-            let back = Group::decode_record(&g.encode_record(), &mut |s| Arc::from(s)).unwrap();
-            let c = &back.families[&name];
-            assert!(c.shared_labels().is_some());
-            assert_eq!(a.text(), c.text());
-            assert_eq!(a.proto_metrics(), c.proto_metrics());
-            assert_eq!(a.series(), c.series());
-            assert_eq!(c.metric_count, a.metric_count);
         }
-        let _ = MetricType::Gauge;
+    }
+
+    /// Regression (issue 19 item 4): the persisted record of a cut entry is the one earlier
+    /// versions wrote: in full when the group has no long value...
+    #[test]
+    fn records_of_cut_entries_keep_their_format() {
+        let key = GroupKey::new([("job", "j"), ("instance", "i3")]);
+        for (a, b) in entries(&key, BODY) {
+            let (mut ra, mut rb) = (Vec::new(), Vec::new());
+            a.encode_entry_record(&mut ra);
+            b.encode_entry_record(&mut rb);
+            assert_eq!(ra, rb, "{}", a.name);
+        }
+        // ...and with long values left out (holes at `text_at`, placeholder values) as
+        // `SharedLabels` did, which the decoder of those versions reads back.
+        let long = "L".repeat(SHARE_MIN);
+        let key = GroupKey::new([("job", "j"), ("a", long.as_str()), ("z", &*long)]);
+        let shared = SharedLabels::of_key(&key).unwrap();
+        for (a, b) in entries(&key, BODY) {
+            let mut rb = Vec::new();
+            b.encode_entry_record(&mut rb);
+            let er = EntryRecord::decode(&rb[..]).unwrap();
+            assert_eq!(er.shared, ["a", "z"], "{}", a.name);
+            let full = String::from_utf8(a.text().to_vec()).unwrap();
+            let holed = String::from_utf8(er.text.to_vec()).unwrap();
+            assert_eq!(holed, full.replace(&long, ""), "{}", a.name);
+            let at: Vec<u32> = er
+                .text_at
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let s = Spliced::new(shared.clone(), &er.text, at.clone(), &er.proto);
+            let (mut t, mut p) = (Vec::new(), Vec::new());
+            s.write_text(&er.text, &mut t);
+            s.write_proto(&er.proto, &mut p);
+            assert_eq!(&t[..], &*a.text());
+            assert_eq!(&p[..], &*a.proto_metrics());
+            assert!(!er.proto.windows(long.len()).any(|w| w == long.as_bytes()));
+        }
     }
 
     #[test]
-    fn short_values_are_not_shared() {
-        let key = GroupKey::new([("job", "j".repeat(SHARE_MIN - 1))]);
-        assert!(SharedLabels::of_key(&key).is_none());
+    fn text_markers_are_unambiguous() {
+        // Index 10 is a newline byte, index 31 and up take a varint.
+        let labels: Vec<(String, String)> = (0..300)
+            .map(|i| (format!("l{i:03}"), format!("{i}")))
+            .collect();
+        let key = GroupKey::new(labels);
+        let sp = key.splices();
+        assert_eq!(sp.len(), 301);
+        for (a, b) in entries(&key, "# TYPE g gauge\ng{x=\"1\"} 1\ng{x=\"2\"} 2\n") {
+            assert_eq!(a.text(), b.text());
+            assert_eq!(a.proto_metrics(), b.proto_metrics());
+            assert!(b.stored_bytes() * 2 < a.stored_bytes());
+        }
+        let mut out = Vec::new();
+        assert!(
+            !cut_text(b"a 1\n\x01b 2\n", sp, &mut out),
+            "input with a marker"
+        );
     }
 }
