@@ -7,12 +7,13 @@
 //! value is replaced by a two-byte marker, and the group's [`Splices`] (the labels
 //! pre-encoded once, for both formats, cached in the [`GroupKey`]) put them back at output.
 //!
-//! * Text: `name="value"` becomes `\n` + the label's index (a byte below `0x20`; index 31
-//!   and above: `0x1f` + a LEB128 varint of `index - 31`). A raw newline in the exposition
-//!   only ever ends a line, and the next line starts with a name or `{`, so a newline
-//!   followed by a control byte is unambiguous.
-//! * Protobuf: the `label` field (tag 1) becomes field 15 (varint) = the index, a field
-//!   `Metric` does not have; each metric's length prefix is its stored length.
+//! * Text: the stored text is the literal runs between the group's labels, each behind its
+//!   length (a varint), with a one-byte splice code between two runs: label `k`, or all of
+//!   the group's labels in a row (`a="1",b="2"`, the usual case). Writing it back copies
+//!   runs and pre-encoded labels, without scanning for anything.
+//! * Protobuf: the `label` field (tag 1) becomes field 15 (varint) = the label's index, or
+//!   field 14 = 0 for all of them in a row, fields `Metric` does not have; each metric's
+//!   length prefix is its stored length, so the stored bytes stay valid protobuf.
 //!
 //! Cutting is exact by construction: only bytes equal to a label's pre-encoded form are
 //! replaced, so writing the markers back reproduces the encoder's bytes whatever the labels
@@ -212,12 +213,10 @@ impl Spliced {
     }
 }
 
-/// Marker byte of a text splice (the label index follows).
-const TEXT_MARK: u8 = b'\n';
-/// Text marker of all the group's labels in a row (`a="1",b="2"`).
-const TEXT_ALL: u8 = 0x1e;
-/// Indexes from [`TEXT_ALL`] on are written as `0x1f` + LEB128(index - 30).
-const TEXT_LONG: u8 = 0x1f;
+/// Text splice code of all the group's labels in a row (`a="1",b="2"`).
+const TEXT_ALL: u8 = 0xfe;
+/// Text splice code followed by a LEB128 label index (indexes from [`TEXT_ALL`] on).
+const TEXT_LONG: u8 = 0xff;
 /// Key of a protobuf splice: field 15, varint (the label index).
 pub(crate) const PROTO_MARK: u8 = 15 << 3;
 /// Key of a protobuf splice of all the group's labels in a row: field 14, varint (0).
@@ -375,26 +374,54 @@ impl Splices {
     }
 }
 
-fn text_marker(out: &mut Vec<u8>, k: usize) {
-    out.push(TEXT_MARK);
+/// Appends a literal of the stored text: its length, then its bytes.
+fn text_literal(out: &mut Vec<u8>, lit: &[u8]) {
+    prost::encoding::encode_varint(lit.len() as u64, out);
+    out.extend_from_slice(lit);
+}
+
+/// Appends the code of text splice `k`.
+fn text_splice(out: &mut Vec<u8>, k: usize) {
     if k == ALL {
         out.push(TEXT_ALL);
     } else if k < TEXT_ALL as usize {
         out.push(k as u8);
     } else {
         out.push(TEXT_LONG);
-        prost::encoding::encode_varint((k - TEXT_ALL as usize) as u64, out);
+        prost::encoding::encode_varint(k as u64, out);
     }
 }
 
-/// Reads a text marker's index after its `\n` (`s` starts at the index byte).
-fn read_text_marker(s: &mut &[u8]) -> usize {
-    let b = s[0];
-    *s = &s[1..];
-    match b {
-        TEXT_ALL => ALL,
-        TEXT_LONG => TEXT_ALL as usize + prost::encoding::decode_varint(s).unwrap_or(0) as usize,
-        b => b as usize,
+/// The parts of stored text: literals and the splices between them, in order.
+enum Part<'a> {
+    Literal(&'a [u8]),
+    Splice(usize),
+}
+
+/// Walks stored text (`literal (splice literal)*`), calling `f` with each part.
+#[inline]
+fn text_parts<'a>(stored: &'a [u8], mut f: impl FnMut(Part<'a>)) {
+    let mut i = 0;
+    loop {
+        let Some(n) = varint(stored, &mut i) else {
+            return;
+        };
+        let end = (i + n).min(stored.len());
+        f(Part::Literal(&stored[i..end]));
+        i = end;
+        let Some(&code) = stored.get(i) else {
+            return;
+        };
+        i += 1;
+        let k = match code {
+            TEXT_ALL => ALL,
+            TEXT_LONG => match varint(stored, &mut i) {
+                Some(k) => k,
+                None => return,
+            },
+            k => k as usize,
+        };
+        f(Part::Splice(k));
     }
 }
 
@@ -412,11 +439,11 @@ fn varint(b: &[u8], i: &mut usize) -> Option<usize> {
     Some(v as usize)
 }
 
-/// Cuts the group's labels out of freshly encoded text lines into `out`. `false` (and `out`
-/// unusable) if the text holds a newline followed by a control byte, which the writer never
-/// produces (then the entry is stored uncut).
+/// Cuts the group's labels out of freshly encoded text lines into `out`: the stored text is
+/// the literals between the labels, each behind its length, and a splice code per label
+/// (or per run of all of them), so that writing it back needs no scanning.
 pub(crate) fn cut_text(text: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
-    out.reserve(text.len());
+    out.reserve(text.len() / 2);
     let n = text.len();
     let all = sp.text(ALL);
     let (mut from, mut i, mut next) = (0, 0, 0);
@@ -424,9 +451,6 @@ pub(crate) fn cut_text(text: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
     while i < n {
         match text[i] {
             b'\n' => {
-                if text.get(i + 1).is_some_and(|&b| b < 0x20) {
-                    return false;
-                }
                 next = 0;
                 i += 1;
             }
@@ -443,8 +467,8 @@ pub(crate) fn cut_text(text: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
                 };
                 match hit {
                     Some(k) => {
-                        out.extend_from_slice(&text[from..p]);
-                        text_marker(out, k);
+                        text_literal(out, &text[from..p]);
+                        text_splice(out, k);
                         from = p + sp.text(k).len();
                         i = from;
                         next = if k == ALL { sp.len() } else { k + 1 };
@@ -462,46 +486,25 @@ pub(crate) fn cut_text(text: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
             _ => i += 1,
         }
     }
-    out.extend_from_slice(&text[from..]);
+    text_literal(out, &text[from..]);
     true
 }
 
-/// Appends cut text with the labels written back.
+/// Appends stored text with the labels written back.
 pub(crate) fn write_text(stored: &[u8], sp: &Splices, out: &mut Vec<u8>) {
-    let mut from = 0;
-    for p in memchr::memchr_iter(TEXT_MARK, stored) {
-        if p < from {
-            continue; // inside a marker
-        }
-        match stored.get(p + 1) {
-            Some(&b) if b < 0x20 => {
-                out.extend_from_slice(&stored[from..p]);
-                let mut s = &stored[p + 1..];
-                let k = read_text_marker(&mut s);
-                out.extend_from_slice(sp.text(k));
-                from = stored.len() - s.len();
-            }
-            _ => {}
-        }
-    }
-    out.extend_from_slice(&stored[from..]);
+    text_parts(stored, |part| match part {
+        Part::Literal(l) => out.extend_from_slice(l),
+        Part::Splice(k) => out.extend_from_slice(sp.text(k)),
+    });
 }
 
 /// The length of [`write_text`]'s output.
 pub(crate) fn text_len(stored: &[u8], sp: &Splices) -> usize {
-    let mut len = stored.len();
-    let mut from = 0;
-    for p in memchr::memchr_iter(TEXT_MARK, stored) {
-        if p < from {
-            continue;
-        }
-        if stored.get(p + 1).is_some_and(|&b| b < 0x20) {
-            let mut s = &stored[p + 1..];
-            let k = read_text_marker(&mut s);
-            from = stored.len() - s.len();
-            len = len - (from - p) + sp.text(k).len();
-        }
-    }
+    let mut len = 0;
+    text_parts(stored, |part| match part {
+        Part::Literal(l) => len += l.len(),
+        Part::Splice(k) => len += sp.text(k).len(),
+    });
     len
 }
 
@@ -659,52 +662,48 @@ pub(crate) fn write_record_form(
     }
     let long: Vec<usize> = (0..sp.len()).filter(|&k| sp.is_long(k)).collect();
     // Text: per line, the long labels must come once each, in order.
-    let mut stored = text;
     let (mut seen, mut lines) = (0, 0);
-    loop {
-        let Some(p) = stored.iter().position(|&b| b == TEXT_MARK) else {
-            text_out.extend_from_slice(stored);
-            break;
-        };
-        match stored.get(p + 1) {
-            Some(&b) if b < 0x20 => {
-                text_out.extend_from_slice(&stored[..p]);
-                let mut s = &stored[p + 1..];
-                let k = read_text_marker(&mut s);
-                stored = s;
-                let ks = match k {
-                    ALL => 0..sp.len(),
-                    k if k < sp.len() => k..k + 1,
-                    _ => return None,
-                };
-                for k in ks.clone() {
-                    if k > ks.start {
-                        text_out.push(b',');
-                    }
-                    if !sp.is_long(k) {
-                        text_out.extend_from_slice(sp.text(k));
-                        continue;
-                    }
-                    if long.get(seen % long.len()) != Some(&k) {
-                        return None;
-                    }
-                    seen += 1;
-                    let f = sp.text(k);
-                    let eq = f.windows(2).position(|w| w == b"=\"")? + 2;
-                    text_out.extend_from_slice(&f[..eq]);
-                    at.push(u32::try_from(text_out.len()).ok()?);
-                    text_out.push(b'"');
-                }
-            }
-            _ => {
-                if seen != (lines + 1) * long.len() {
-                    return None;
-                }
+    let mut ok = true;
+    text_parts(text, |part| match part {
+        Part::Literal(l) => {
+            let mut from = 0;
+            for p in memchr::memchr_iter(b'\n', l) {
+                ok &= seen == (lines + 1) * long.len();
                 lines += 1;
-                text_out.extend_from_slice(&stored[..=p]);
-                stored = &stored[p + 1..];
+                text_out.extend_from_slice(&l[from..=p]);
+                from = p + 1;
+            }
+            text_out.extend_from_slice(&l[from..]);
+        }
+        Part::Splice(k) => {
+            let ks = match k {
+                ALL => 0..sp.len(),
+                k if k < sp.len() => k..k + 1,
+                _ => {
+                    ok = false;
+                    0..0
+                }
+            };
+            for k in ks.clone() {
+                if k > ks.start {
+                    text_out.push(b',');
+                }
+                if !sp.is_long(k) {
+                    text_out.extend_from_slice(sp.text(k));
+                    continue;
+                }
+                ok &= long.get(seen % long.len()) == Some(&k);
+                seen += 1;
+                let f = sp.text(k);
+                let eq = f.windows(2).position(|w| w == b"=\"").map_or(0, |p| p + 2);
+                text_out.extend_from_slice(&f[..eq]);
+                at.push(u32::try_from(text_out.len()).unwrap_or(u32::MAX));
+                text_out.push(b'"');
             }
         }
+    });
+    if !ok {
+        return None;
     }
     if seen != lines * long.len() {
         return None;
@@ -857,23 +856,20 @@ mod tests {
     }
 
     #[test]
-    fn text_markers_are_unambiguous() {
-        // Index 10 is a newline byte, index 31 and up take a varint.
+    fn many_group_labels_are_cut_too() {
+        // Splice indexes from 254 on take a varint.
         let labels: Vec<(String, String)> = (0..300)
             .map(|i| (format!("l{i:03}"), format!("{i}")))
             .collect();
         let key = GroupKey::new(labels);
         let sp = key.splices();
         assert_eq!(sp.len(), 301);
-        for (a, b) in entries(&key, "# TYPE g gauge\ng{x=\"1\"} 1\ng{x=\"2\"} 2\n") {
+        // `l200x` sorts inside the group's labels: they are spliced one by one.
+        let body = "# TYPE g gauge\ng{l200x=\"1\"} 1\ng{l200x=\"2\"} 2\n";
+        for (a, b) in entries(&key, body) {
             assert_eq!(a.text(), b.text());
             assert_eq!(a.proto_metrics(), b.proto_metrics());
             assert!(b.stored_bytes() * 2 < a.stored_bytes());
         }
-        let mut out = Vec::new();
-        assert!(
-            !cut_text(b"a 1\n\x01b 2\n", sp, &mut out),
-            "input with a marker"
-        );
     }
 }
