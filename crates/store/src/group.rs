@@ -7,6 +7,9 @@
 use crate::check::check_metric;
 use crate::key::GroupKey;
 use crate::shared::{SharedLabels, Spliced, Splices};
+
+/// Bytes in front of an entry's encodings holding the text's length.
+const TEXT_LEN: usize = 4;
 use exposition::pb::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use exposition::text_encode;
 use prost::Message;
@@ -89,19 +92,18 @@ pub struct FamilyEntry {
     /// When the family was pushed, in Unix nanoseconds.
     pub timestamp_ns: i64,
     pub metric_count: u32,
-    /// The text exposition lines (no HELP/TYPE) followed by the `metric` fields (tag 4) of a
-    /// `MetricFamily` message: one allocation for both encodings. With `key`, the group's
-    /// labels are cut out of both ([`crate::shared`]).
+    /// The length of the text (`u32`, little-endian), the text exposition lines (no
+    /// HELP/TYPE), then the `metric` fields (tag 4) of a `MetricFamily` message: one
+    /// allocation for both encodings. With `splices`, the group's labels are cut out of both
+    /// ([`crate::shared`]).
     pub(crate) bytes: Box<[u8]>,
-    /// Where the text ends and the protobuf bytes begin.
-    text_len: u32,
     /// Length of the `metric` fields as written (with the group's labels).
     proto_len: u32,
     /// Why this family could not be part of a consistent scrape (only reachable when the
     /// consistency check is off).
     pub invalid: Invalid,
-    /// The group whose labels are stored once instead of in every series ([`crate::shared`]).
-    key: Option<GroupKey>,
+    /// The group's labels, stored once instead of in every series ([`crate::shared`]).
+    splices: Option<Splices>,
     /// The family name or a label name is not a legacy name: a scrape that does not allow
     /// UTF-8 names re-encodes this entry with escaped names (the stored text has them quoted).
     pub needs_escaping: bool,
@@ -143,7 +145,7 @@ impl FamilyEntry {
             });
         // Both encodings go to per-thread scratch buffers first (and are cut there); then
         // they are copied into one allocation of the exact size.
-        let (text_len, proto_len, bytes, key) = TEXT_SCRATCH.with_borrow_mut(|text| {
+        let (proto_len, bytes, splices) = TEXT_SCRATCH.with_borrow_mut(|text| {
             BYTES_SCRATCH.with_borrow_mut(|(proto, cut)| {
                 text.clear();
                 proto.clear();
@@ -161,23 +163,18 @@ impl FamilyEntry {
                     prost::encoding::message::encode(4, m, proto);
                 }
                 let proto_len = proto.len();
-                let mut cut_text_len = 0;
-                let key = key.filter(|k| {
-                    let sp = k.splices();
+                let splices = key.map(|k| k.splices()).filter(|sp| {
+                    cut.extend_from_slice(&[0; TEXT_LEN]);
                     if !crate::shared::cut_text(text.as_bytes(), sp, cut) {
                         return false;
                     }
-                    cut_text_len = cut.len();
+                    let text_len = (cut.len() - TEXT_LEN) as u32;
+                    cut[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
                     crate::shared::cut_proto(proto, sp, cut)
                 });
-                let (text_len, bytes) = match key {
-                    Some(_) => (cut_text_len, Box::<[u8]>::from(&cut[..])),
-                    None => {
-                        let mut bytes = Vec::with_capacity(text.len() + proto.len());
-                        bytes.extend_from_slice(text.as_bytes());
-                        bytes.extend_from_slice(proto);
-                        (text.len(), bytes.into_boxed_slice())
-                    }
+                let bytes = match splices {
+                    Some(_) => Box::<[u8]>::from(&cut[..]),
+                    None => join(text.as_bytes(), proto),
                 };
                 if text.capacity() > TEXT_SCRATCH_KEEP {
                     *text = String::new();
@@ -188,7 +185,7 @@ impl FamilyEntry {
                 if cut.capacity() > TEXT_SCRATCH_KEEP {
                     *cut = Vec::new();
                 }
-                (text_len, proto_len, bytes, key.cloned())
+                (proto_len, bytes, splices.cloned())
             })
         });
         FamilyEntry {
@@ -197,11 +194,10 @@ impl FamilyEntry {
             mtype,
             timestamp_ns,
             metric_count: metrics.len() as u32,
-            text_len: text_len as u32,
             proto_len: proto_len as u32,
             bytes,
             invalid: invalid.into(),
-            key,
+            splices,
             needs_escaping,
         }
     }
@@ -240,28 +236,26 @@ impl FamilyEntry {
         let metric_count = count_metrics(proto)?;
         let needs_escaping =
             !exposition::names::is_legacy_name(&name) || label_names_need_escaping(proto)?;
-        let mut cut = Vec::new();
-        let mut cut_text_len = 0;
-        let key = key.filter(|k| {
-            let sp = k.splices();
+        let mut cut = vec![0; TEXT_LEN];
+        let splices = key.map(|k| k.splices()).filter(|sp| {
             if !crate::shared::cut_text(text, sp, &mut cut) {
                 return false;
             }
-            cut_text_len = cut.len();
+            let text_len = (cut.len() - TEXT_LEN) as u32;
+            cut[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
             crate::shared::cut_proto(proto, sp, &mut cut)
         });
-        let (text_len, bytes) = match key {
-            Some(_) => (cut_text_len, cut.into_boxed_slice()),
-            None => (text.len(), [text, proto].concat().into_boxed_slice()),
+        let bytes = match splices {
+            Some(_) => cut.into_boxed_slice(),
+            None => join(text, proto),
         };
         Ok(FamilyEntry {
-            key: key.cloned(),
+            splices: splices.cloned(),
             name,
             help: help.map(intern_help),
             mtype,
             timestamp_ns,
             metric_count,
-            text_len: text_len as u32,
             proto_len: proto.len() as u32,
             bytes,
             invalid: invalid.into(),
@@ -284,13 +278,12 @@ impl FamilyEntry {
             out.extend_from_slice(bytes);
         };
         let mut long = None;
-        match &self.key {
+        match &self.splices {
             None => {
                 bytes_field(6, self.proto_raw(), out);
                 bytes_field(7, self.text_raw(), out);
             }
-            Some(k) => {
-                let sp = k.splices();
+            Some(sp) => {
                 let (mut text, mut at, mut proto) = (Vec::new(), Vec::new(), Vec::new());
                 long = crate::shared::write_record_form(
                     self.text_raw(),
@@ -330,23 +323,27 @@ impl FamilyEntry {
     /// The identity of each series (family name and sorted labels), for the consistency
     /// index. Computed from the stored bytes when needed instead of kept: 8 bytes a series.
     pub fn series(&self) -> Vec<u64> {
-        let sp = self.key.as_ref().map(|k| k.splices());
-        series_hashes_of(&self.name, self.proto_raw(), sp).unwrap_or_default()
+        series_hashes_of(&self.name, self.proto_raw(), self.splices.as_ref()).unwrap_or_default()
     }
 
     /// The stored text (with markers where the group's labels go).
     fn text_raw(&self) -> &[u8] {
-        &self.bytes[..self.text_len as usize]
+        &self.bytes[TEXT_LEN..TEXT_LEN + self.text_len_raw()]
+    }
+
+    fn text_len_raw(&self) -> usize {
+        let b = &self.bytes[..TEXT_LEN];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
     }
 
     /// The stored `metric` fields (with markers where the group's labels go).
     fn proto_raw(&self) -> &[u8] {
-        &self.bytes[self.text_len as usize..]
+        &self.bytes[TEXT_LEN + self.text_len_raw()..]
     }
 
     /// The text exposition lines (copied when the group's labels are stored once).
     pub fn text(&self) -> Cow<'_, [u8]> {
-        match &self.key {
+        match &self.splices {
             None => Cow::Borrowed(self.text_raw()),
             Some(_) => {
                 let mut out = Vec::new();
@@ -358,24 +355,24 @@ impl FamilyEntry {
 
     /// Appends the pre-encoded text exposition lines.
     pub fn write_text(&self, out: &mut Vec<u8>) {
-        match &self.key {
+        match &self.splices {
             None => out.extend_from_slice(self.text_raw()),
-            Some(k) => crate::shared::write_text(self.text_raw(), k.splices(), out),
+            Some(sp) => crate::shared::write_text(self.text_raw(), sp, out),
         }
     }
 
     /// Length of [`FamilyEntry::text`] (walks the stored text).
     pub fn text_len(&self) -> usize {
-        match &self.key {
-            None => self.text_len as usize,
-            Some(k) => crate::shared::text_len(self.text_raw(), k.splices()),
+        match &self.splices {
+            None => self.text_len_raw(),
+            Some(sp) => crate::shared::text_len(self.text_raw(), sp),
         }
     }
 
     /// The `metric` fields of a `MetricFamily` message (copied when the group's labels are
     /// stored once).
     pub fn proto_metrics(&self) -> Cow<'_, [u8]> {
-        match &self.key {
+        match &self.splices {
             None => Cow::Borrowed(self.proto_raw()),
             Some(_) => {
                 let mut out = Vec::with_capacity(self.proto_len as usize);
@@ -387,11 +384,11 @@ impl FamilyEntry {
 
     /// Appends the pre-encoded `metric` fields.
     pub fn write_proto_metrics(&self, out: &mut Vec<u8>) {
-        match &self.key {
+        match &self.splices {
             None => out.extend_from_slice(self.proto_raw()),
-            Some(k) => {
+            Some(sp) => {
                 out.reserve(self.proto_len as usize);
-                crate::shared::write_proto(self.proto_raw(), k.splices(), out)
+                crate::shared::write_proto(self.proto_raw(), sp, out)
             }
         }
     }
@@ -401,9 +398,27 @@ impl FamilyEntry {
         self.proto_len as usize
     }
 
-    /// The group whose labels this entry stores once, if it does.
-    pub fn group_key(&self) -> Option<&GroupKey> {
-        self.key.as_ref()
+    /// Asks the CPU to start loading this entry's encodings (and its group's labels): a
+    /// scrape calls it a few entries ahead, so that the cache misses of consecutive entries
+    /// (each of another group) overlap instead of stalling one after the other.
+    #[inline]
+    pub fn prefetch(&self) {
+        prefetch(self.bytes.as_ptr());
+        if let Some(sp) = &self.splices {
+            prefetch(sp.as_ptr());
+        }
+    }
+
+    /// Asks the CPU to start loading the entry behind `e` (one step before
+    /// [`FamilyEntry::prefetch`]).
+    #[inline]
+    pub fn prefetch_arc(e: &Arc<FamilyEntry>) {
+        prefetch(Arc::as_ptr(e).cast());
+    }
+
+    /// Whether this entry stores its group's labels once ([`crate::shared`]).
+    pub fn is_spliced(&self) -> bool {
+        self.splices.is_some()
     }
 
     /// Bytes this entry keeps (its encodings, without the group's labels).
@@ -426,6 +441,29 @@ impl FamilyEntry {
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
         self.write_proto_metrics(out);
     }
+}
+
+/// A prefetch hint for the cache line at `p`.
+#[allow(unsafe_code)]
+#[inline]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, reads nothing into the program and
+    // changes no memory, whatever the address (SSE is part of the x86_64 baseline).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// `[text length][text][proto]` in one allocation of the exact size.
+fn join(text: &[u8], proto: &[u8]) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(TEXT_LEN + text.len() + proto.len());
+    bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(text);
+    bytes.extend_from_slice(proto);
+    bytes.into_boxed_slice()
 }
 
 /// The 64-bit identity of a series, as client_golang computes it for its uniqueness check
@@ -1021,7 +1059,7 @@ mod tests {
             }
             assert_eq!(e.text_raw(), text.as_bytes());
             assert_eq!(e.proto_raw(), &proto[..]);
-            assert_eq!(e.bytes.len(), text.len() + proto.len());
+            assert_eq!(e.bytes.len(), 4 + text.len() + proto.len());
         }
     }
 }

@@ -1793,7 +1793,7 @@ mod tests {
             }
             assert_eq!(counter_value(&s, &k, "c_total"), 7.0);
             let g = s.snapshot().groups[&k].clone();
-            assert!(g.families["c_total"].group_key().is_some());
+            assert!(g.families["c_total"].is_spliced());
             let text = String::from_utf8(g.families["c_total"].text().to_vec()).unwrap();
             assert!(text.contains(&long), "{text}");
             s.close().unwrap();
