@@ -165,7 +165,7 @@ impl FamilyEntry {
                 let proto_len = proto.len();
                 let splices = key.map(|k| k.splices()).filter(|sp| {
                     cut.extend_from_slice(&[0; TEXT_LEN]);
-                    if !crate::shared::cut_text(text.as_bytes(), sp, cut) {
+                    if !crate::shared::cut_text(text.as_bytes(), sp, name.as_bytes(), cut) {
                         return false;
                     }
                     let text_len = (cut.len() - TEXT_LEN) as u32;
@@ -238,7 +238,7 @@ impl FamilyEntry {
             !exposition::names::is_legacy_name(&name) || label_names_need_escaping(proto)?;
         let mut cut = vec![0; TEXT_LEN];
         let splices = key.map(|k| k.splices()).filter(|sp| {
-            if !crate::shared::cut_text(text, sp, &mut cut) {
+            if !crate::shared::cut_text(text, sp, name.as_bytes(), &mut cut) {
                 return false;
             }
             let text_len = (cut.len() - TEXT_LEN) as u32;
@@ -289,6 +289,7 @@ impl FamilyEntry {
                     self.text_raw(),
                     self.proto_raw(),
                     sp,
+                    self.name.as_bytes(),
                     &mut text,
                     &mut at,
                     &mut proto,
@@ -357,7 +358,7 @@ impl FamilyEntry {
     pub fn write_text(&self, out: &mut Vec<u8>) {
         match &self.splices {
             None => out.extend_from_slice(self.text_raw()),
-            Some(sp) => crate::shared::write_text(self.text_raw(), sp, out),
+            Some(sp) => crate::shared::write_text(self.text_raw(), sp, self.name.as_bytes(), out),
         }
     }
 
@@ -365,7 +366,7 @@ impl FamilyEntry {
     pub fn text_len(&self) -> usize {
         match &self.splices {
             None => self.text_len_raw(),
-            Some(sp) => crate::shared::text_len(self.text_raw(), sp),
+            Some(sp) => crate::shared::text_len(self.text_raw(), sp, self.name.as_bytes()),
         }
     }
 

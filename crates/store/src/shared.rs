@@ -215,8 +215,12 @@ impl Spliced {
 
 /// Text splice code of all the group's labels in a row (`a="1",b="2"`).
 const TEXT_ALL: u8 = 0xfe;
-/// Text splice code followed by a LEB128 label index (indexes from [`TEXT_ALL`] on).
+/// Text splice code of the family name that starts a line.
+const TEXT_NAME: u8 = 0xfd;
+/// Text splice code followed by a LEB128 label index (indexes from [`TEXT_NAME`] on).
 const TEXT_LONG: u8 = 0xff;
+/// The splice index standing for the family name (text only).
+const NAME: usize = usize::MAX - 1;
 /// Key of a protobuf splice: field 15, varint (the label index).
 pub(crate) const PROTO_MARK: u8 = 15 << 3;
 /// Key of a protobuf splice of all the group's labels in a row: field 14, varint (0).
@@ -404,7 +408,9 @@ fn text_literal(out: &mut Vec<u8>, lit: &[u8]) {
 fn text_splice(out: &mut Vec<u8>, k: usize) {
     if k == ALL {
         out.push(TEXT_ALL);
-    } else if k < TEXT_ALL as usize {
+    } else if k == NAME {
+        out.push(TEXT_NAME);
+    } else if k < TEXT_NAME as usize {
         out.push(k as u8);
     } else {
         out.push(TEXT_LONG);
@@ -435,6 +441,7 @@ fn text_parts<'a>(stored: &'a [u8], mut f: impl FnMut(Part<'a>)) {
         i += 1;
         let k = match code {
             TEXT_ALL => ALL,
+            TEXT_NAME => NAME,
             TEXT_LONG => match varint(stored, &mut i) {
                 Some(k) => k,
                 None => return,
@@ -462,17 +469,31 @@ fn varint(b: &[u8], i: &mut usize) -> Option<usize> {
 /// Cuts the group's labels out of freshly encoded text lines into `out`: the stored text is
 /// the literals between the labels, each behind its length, and a splice code per label
 /// (or per run of all of them), so that writing it back needs no scanning.
-pub(crate) fn cut_text(text: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
+pub(crate) fn cut_text(text: &[u8], sp: &Splices, name: &[u8], out: &mut Vec<u8>) -> bool {
     out.reserve(text.len() / 2);
     let n = text.len();
     let all = sp.text(ALL);
-    let (mut from, mut i, mut next) = (0, 0, 0);
+    let (mut from, mut next) = (0, 0);
     let ends = |rest: &[u8], len: usize| matches!(rest.get(len), Some(b',' | b'}'));
+    // A line that starts with the family name (a legacy name, as written bare).
+    let cut_name = |i: usize, from: &mut usize, out: &mut Vec<u8>| -> usize {
+        if name.is_empty() || !text[i..].starts_with(name) {
+            return i;
+        }
+        text_literal(out, &text[*from..i]);
+        text_splice(out, NAME);
+        *from = i + name.len();
+        *from
+    };
+    let mut i = cut_name(0, &mut from, out);
     while i < n {
         match text[i] {
             b'\n' => {
                 next = 0;
                 i += 1;
+                if i < n {
+                    i = cut_name(i, &mut from, out);
+                }
             }
             b'{' | b',' if next < sp.len() => {
                 let p = i + 1;
@@ -511,18 +532,20 @@ pub(crate) fn cut_text(text: &[u8], sp: &Splices, out: &mut Vec<u8>) -> bool {
 }
 
 /// Appends stored text with the labels written back.
-pub(crate) fn write_text(stored: &[u8], sp: &Splices, out: &mut Vec<u8>) {
+pub(crate) fn write_text(stored: &[u8], sp: &Splices, name: &[u8], out: &mut Vec<u8>) {
     text_parts(stored, |part| match part {
         Part::Literal(l) => out.extend_from_slice(l),
+        Part::Splice(NAME) => out.extend_from_slice(name),
         Part::Splice(k) => out.extend_from_slice(sp.text(k)),
     });
 }
 
 /// The length of [`write_text`]'s output.
-pub(crate) fn text_len(stored: &[u8], sp: &Splices) -> usize {
+pub(crate) fn text_len(stored: &[u8], sp: &Splices, name: &[u8]) -> usize {
     let mut len = 0;
     text_parts(stored, |part| match part {
         Part::Literal(l) => len += l.len(),
+        Part::Splice(NAME) => len += name.len(),
         Part::Splice(k) => len += sp.text(k).len(),
     });
     len
@@ -673,6 +696,7 @@ pub(crate) fn write_record_form(
     text: &[u8],
     proto: &[u8],
     sp: &Splices,
+    name: &[u8],
     text_out: &mut Vec<u8>,
     at: &mut Vec<u32>,
     proto_out: &mut Vec<u8>,
@@ -695,6 +719,7 @@ pub(crate) fn write_record_form(
             }
             text_out.extend_from_slice(&l[from..]);
         }
+        Part::Splice(NAME) => text_out.extend_from_slice(name),
         Part::Splice(k) => {
             let ks = match k {
                 ALL => 0..sp.len(),
