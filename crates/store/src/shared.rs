@@ -238,14 +238,14 @@ pub(crate) const ALL: usize = usize::MAX;
 /// directly: a scrape reaches the labels with one memory access more per entry, not two.
 ///
 /// Layout (little-endian `u32`s): `n`, the ranges of all labels' text and protobuf, the
-/// offset of the label table; the text and protobuf of all labels (in the first cache
-/// line for usual keys); then per label 8 `u32`s (text, `label` field, raw name, raw value
-/// ranges) and the value's digest (`u64`), then the labels' bytes.
+/// offset of the label table; the text and protobuf of all labels in a row (in the first
+/// cache line for usual keys); then per label the ranges of its text and `label` field
+/// (inside the former) and its value's digest (`u64`).
 #[derive(Debug, Clone)]
 pub struct Splices(Arc<[u8]>);
 
 const HEAD: usize = 6 * 4;
-const ENTRY: usize = 8 * 4 + 8;
+const ENTRY: usize = 4 * 4 + 8;
 
 fn put_u32(buf: &mut [u8], at: usize, v: usize) {
     buf[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes());
@@ -260,67 +260,46 @@ impl Splices {
             labels.push(("instance", ""));
             labels.sort_by(|a, b| a.0.cmp(b.0));
         }
-        // Each label's text and `label` field.
-        let mut texts = Vec::with_capacity(labels.len());
-        let mut protos = Vec::with_capacity(labels.len());
-        for (n, v) in &labels {
-            let mut text = String::new();
+        let mut buf = vec![0u8; HEAD];
+        let mut ranges = Vec::with_capacity(labels.len());
+        let t0 = buf.len();
+        let mut text = String::new();
+        for (i, (n, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            text.clear();
             exposition::names::write_text_name(&mut text, n);
             text.push_str("=\"");
             exposition::text_encode::escape_into(&mut text, v, true);
             text.push('"');
-            texts.push(text.into_bytes());
-            let mut proto = Vec::new();
-            prost::encoding::message::encode(
-                1,
-                &exposition::pb::LabelPair::new(*n, *v),
-                &mut proto,
-            );
-            protos.push(proto);
-        }
-        let mut buf = vec![0u8; HEAD];
-        put_u32(&mut buf, 0, labels.len());
-        let t0 = buf.len();
-        for (i, t) in texts.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            buf.extend_from_slice(t);
+            let at = buf.len();
+            buf.extend_from_slice(text.as_bytes());
+            ranges.push([at, buf.len(), 0, 0]);
         }
         let t1 = buf.len();
-        for p in &protos {
-            buf.extend_from_slice(p);
+        for (i, (n, v)) in labels.iter().enumerate() {
+            let at = buf.len();
+            let pair = exposition::pb::LabelPair::new(*n, *v);
+            prost::encoding::message::encode(1, &pair, &mut buf);
+            ranges[i][2..].copy_from_slice(&[at, buf.len()]);
         }
         let p1 = buf.len();
         let table = buf.len();
         buf.resize(table + labels.len() * ENTRY, 0);
-        for (i, (n, v)) in labels.iter().enumerate() {
+        for (i, (_, v)) in labels.iter().enumerate() {
             let e = table + i * ENTRY;
-            let at = buf.len();
-            buf.extend_from_slice(&texts[i]);
-            put_u32(&mut buf, e, at);
-            let end = buf.len();
-            put_u32(&mut buf, e + 4, end);
-            let at = buf.len();
-            buf.extend_from_slice(&protos[i]);
-            put_u32(&mut buf, e + 8, at);
-            let end = buf.len();
-            put_u32(&mut buf, e + 12, end);
-            let at = buf.len();
-            buf.extend_from_slice(n.as_bytes());
-            put_u32(&mut buf, e + 16, at);
-            let end = buf.len();
-            put_u32(&mut buf, e + 20, end);
-            let at = buf.len();
-            buf.extend_from_slice(v.as_bytes());
-            put_u32(&mut buf, e + 24, at);
-            let end = buf.len();
-            put_u32(&mut buf, e + 28, end);
+            for (j, r) in ranges[i].iter().enumerate() {
+                put_u32(&mut buf, e + j * 4, *r);
+            }
             let d = crate::group::value_digest(v.as_bytes()).to_le_bytes();
-            buf[e + 32..e + 40].copy_from_slice(&d);
+            buf[e + 16..e + 24].copy_from_slice(&d);
         }
-        for (i, v) in [t0, t1, t1, p1, table].into_iter().enumerate() {
-            put_u32(&mut buf, 4 + i * 4, v);
+        for (i, v) in [labels.len(), t0, t1, t1, p1, table]
+            .into_iter()
+            .enumerate()
+        {
+            put_u32(&mut buf, i * 4, v);
         }
         Splices(Arc::from(buf))
     }
@@ -370,19 +349,37 @@ impl Splices {
         }
     }
 
+    /// Label `k`'s raw name and value (read from its `label` field).
+    fn pair(&self, k: usize) -> (&[u8], &[u8]) {
+        let mut field = self.proto(k);
+        let mut pair = next_field(&mut field).map_or(&[][..], |(_, p)| p);
+        let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+        while let Ok((tag, b)) = next_field(&mut pair) {
+            match tag {
+                1 => name = b,
+                2 => value = b,
+                _ => {}
+            }
+            if pair.is_empty() {
+                break;
+            }
+        }
+        (name, value)
+    }
+
     /// Label `k`'s raw name.
     pub(crate) fn name(&self, k: usize) -> &[u8] {
-        self.range_at(self.entry(k) + 16)
+        self.pair(k).0
     }
 
     /// Label `k`'s raw value.
     pub(crate) fn value(&self, k: usize) -> &[u8] {
-        self.range_at(self.entry(k) + 24)
+        self.pair(k).1
     }
 
     /// Label `k`'s value digest.
     pub(crate) fn digest(&self, k: usize) -> u64 {
-        let e = self.entry(k) + 32;
+        let e = self.entry(k) + 16;
         let mut d = [0u8; 8];
         d.copy_from_slice(&self.0[e..e + 8]);
         u64::from_le_bytes(d)
