@@ -1,8 +1,9 @@
 //! Groups and their families, encoded once at push time.
 //!
 //! A [`FamilyEntry`] holds one family of one group in the forms the readers need: the text
-//! exposition lines, the protobuf `Metric` fields, and the 64-bit identities of its series for
-//! the consistency index. Nothing is re-encoded on a scrape.
+//! exposition lines and the protobuf `Metric` fields, with the group's labels cut out and
+//! kept once per group ([`crate::shared`]); the 64-bit identities of its series for the
+//! consistency index are computed from those bytes. Nothing is re-encoded on a scrape.
 
 use crate::check::check_metric;
 use crate::key::GroupKey;
