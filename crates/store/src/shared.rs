@@ -240,12 +240,13 @@ pub(crate) const ALL: usize = usize::MAX;
 /// Layout (little-endian `u32`s): `n`, the ranges of all labels' text and protobuf, the
 /// offset of the label table; the text and protobuf of all labels in a row (in the first
 /// cache line for usual keys); then per label the ranges of its text and `label` field
-/// (inside the former) and its value's digest (`u64`).
+/// (inside the former), of its raw name and value (inside the field) and its value's digest
+/// (`u64`).
 #[derive(Debug, Clone)]
 pub struct Splices(Arc<[u8]>);
 
 const HEAD: usize = 6 * 4;
-const ENTRY: usize = 4 * 4 + 8;
+const ENTRY: usize = 8 * 4 + 8;
 
 fn put_u32(buf: &mut [u8], at: usize, v: usize) {
     buf[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes());
@@ -275,14 +276,25 @@ impl Splices {
             text.push('"');
             let at = buf.len();
             buf.extend_from_slice(text.as_bytes());
-            ranges.push([at, buf.len(), 0, 0]);
+            ranges.push([at, buf.len(), 0, 0, 0, 0, 0, 0]);
         }
         let t1 = buf.len();
         for (i, (n, v)) in labels.iter().enumerate() {
             let at = buf.len();
             let pair = exposition::pb::LabelPair::new(*n, *v);
             prost::encoding::message::encode(1, &pair, &mut buf);
-            ranges[i][2..].copy_from_slice(&[at, buf.len()]);
+            // The raw name and value end the field's two parts.
+            let end = buf.len();
+            let name_at =
+                end - v.len() - 1 - prost::encoding::encoded_len_varint(v.len() as u64) - n.len();
+            ranges[i][2..].copy_from_slice(&[
+                at,
+                end,
+                name_at,
+                name_at + n.len(),
+                end - v.len(),
+                end,
+            ]);
         }
         let p1 = buf.len();
         let table = buf.len();
@@ -293,7 +305,7 @@ impl Splices {
                 put_u32(&mut buf, e + j * 4, *r);
             }
             let d = crate::group::value_digest(v.as_bytes()).to_le_bytes();
-            buf[e + 16..e + 24].copy_from_slice(&d);
+            buf[e + 32..e + 40].copy_from_slice(&d);
         }
         for (i, v) in [labels.len(), t0, t1, t1, p1, table]
             .into_iter()
@@ -349,37 +361,19 @@ impl Splices {
         }
     }
 
-    /// Label `k`'s raw name and value (read from its `label` field).
-    fn pair(&self, k: usize) -> (&[u8], &[u8]) {
-        let mut field = self.proto(k);
-        let mut pair = next_field(&mut field).map_or(&[][..], |(_, p)| p);
-        let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
-        while let Ok((tag, b)) = next_field(&mut pair) {
-            match tag {
-                1 => name = b,
-                2 => value = b,
-                _ => {}
-            }
-            if pair.is_empty() {
-                break;
-            }
-        }
-        (name, value)
-    }
-
     /// Label `k`'s raw name.
     pub(crate) fn name(&self, k: usize) -> &[u8] {
-        self.pair(k).0
+        self.range_at(self.entry(k) + 16)
     }
 
     /// Label `k`'s raw value.
     pub(crate) fn value(&self, k: usize) -> &[u8] {
-        self.pair(k).1
+        self.range_at(self.entry(k) + 24)
     }
 
     /// Label `k`'s value digest.
     pub(crate) fn digest(&self, k: usize) -> u64 {
-        let e = self.entry(k) + 16;
+        let e = self.entry(k) + 32;
         let mut d = [0u8; 8];
         d.copy_from_slice(&self.0[e..e + 8]);
         u64::from_le_bytes(d)
