@@ -285,6 +285,70 @@ fn pipelined_requests_with_long_and_quoted_targets_are_answered_in_order() {
     assert!(values.contains(&"p".repeat(70_000).as_str()));
 }
 
+/// Behind TLS the same: the layer sits on the decrypted stream (`openssl s_client` as the
+/// client, since client libraries refuse such targets).
+#[test]
+fn long_and_quoted_targets_work_over_tls() {
+    let pki = testkit::certs::Pki::new();
+    let cfg = pki.config(testkit::certs::TLS);
+    let gw = Gateway::builder()
+        .args(&[
+            format!("--web.config.file={}", cfg.display()),
+            "--persistence.file=".into(),
+        ])
+        .ready_on_connect()
+        .tls()
+        .start();
+    let long = [b"/metrics/job/tls/v/".to_vec(), vec![b't'; 100_000]].concat();
+    let mut bytes = request("PUT", &long, b"tls 1\n", false);
+    bytes.extend(request(
+        "PUT",
+        b"/metrics/job/tls/q/\"<q>\"",
+        b"tls 2\n",
+        false,
+    ));
+    bytes.extend(request("GET", b"/api/v1/metrics", b"", true));
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{}", gw.port))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    child.stdin.as_mut().unwrap().write_all(&bytes).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    // The last request closes the connection, and s_client exits (within a bound).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no answer over TLS within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = reader.join().unwrap();
+    let got = responses(&out);
+    let codes: Vec<u16> = got.iter().map(|r| r.0).collect();
+    assert_eq!(codes, [200, 200, 200]);
+    let v: serde_json::Value = serde_json::from_slice(&got[2].1).expect("JSON");
+    let labels: Vec<_> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["labels"].clone())
+        .collect();
+    assert!(labels.iter().any(|l| l["q"] == "\"<q>\""), "{labels:?}");
+    assert!(labels
+        .iter()
+        .any(|l| l["v"] == "t".repeat(100_000).as_str()));
+}
+
 /// Request smuggling stays impossible: a head the layer cannot follow exactly (both length
 /// headers, two lengths, a coding other than chunked) reaches hyper unchanged, which refuses it
 /// or ends the connection; a request hidden in its body is never served.
