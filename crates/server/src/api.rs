@@ -1,5 +1,6 @@
-//! `/api/v1/status` and `/api/v1/metrics`: the official JSON, written directly (keys sorted,
-//! every value a string in Go's `%v` format, Go's HTML-safe string escaping).
+//! `/api/v1/status`, `/api/v1/metrics` and one group of it (`/api/v1/metrics/job/...`, an
+//! extension): the official JSON, written directly (keys sorted, every value a string in Go's
+//! `%v` format, Go's HTML-safe string escaping).
 
 use crate::histogram::Count;
 use crate::http::Resp;
@@ -511,6 +512,46 @@ pub fn metrics(app: &Arc<App>) -> Resp {
         hyper::header::HeaderValue::from_static("application/json"),
     );
     crate::json::cors(r)
+}
+
+/// `GET /api/v1/metrics/job/<job>{/<name>/<value>}` (an extension): the one group with this
+/// grouping key, in the URL form of a push (`job@base64`, `<name>@base64`), as
+/// `{"status":"success","data":[<group>]}`, the group written by [`group_obj`] exactly as in
+/// `/api/v1/metrics`. A path that is not a valid grouping key is 400 and an unknown group 404,
+/// both with the official API's error object (`status`, `errorType`, `error`).
+pub fn group(app: &Arc<App>, base64: bool, rest: &str) -> Resp {
+    use hyper::StatusCode;
+    let key = match crate::push::parse_grouping_key_names(base64, rest, app.cfg.formats.utf8_names)
+    {
+        Ok(k) => k,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_data", &e.to_string()),
+    };
+    let snap = app.store.snapshot();
+    let Some(g) = snap.groups.get(&key) else {
+        let mut why = String::from("no group with grouping key {");
+        for (i, (n, v)) in key.labels().iter().enumerate() {
+            if i > 0 {
+                why.push(',');
+            }
+            let _ = write!(why, "{n}={v:?}");
+        }
+        why.push('}');
+        return json_error(StatusCode::NOT_FOUND, "not_found", &why);
+    };
+    let mut out = String::from("{\"status\":\"success\",\"data\":[");
+    group_obj(&mut out, g, &mut TimeCache::new(app.cfg.utc_offset));
+    out.push_str("]}");
+    json_response(out)
+}
+
+/// The official API's error answer: `{"status":"error","errorType":..,"error":..}`.
+fn json_error(status: hyper::StatusCode, error_type: &str, why: &str) -> Resp {
+    let mut out = String::from("{\"status\":\"error\",\"errorType\":");
+    json_str(&mut out, error_type);
+    out.push_str(",\"error\":");
+    json_str(&mut out, why);
+    out.push('}');
+    crate::json::cors(crate::http::with_type(status, "application/json", out))
 }
 
 /// The JSON as it was written from decoded `Metric`s, kept to check the field walker
