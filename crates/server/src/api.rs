@@ -611,21 +611,47 @@ impl MetricsRender {
 impl crate::stream::Render for MetricsRender {
     fn fill(&mut self, out: &mut Vec<u8>) -> bool {
         use std::ops::Bound;
-        if !self.started {
+        let MetricsRender {
+            groups,
+            after,
+            started,
+            cx,
+        } = self;
+        if !*started {
             out.extend_from_slice(b"{\"status\":\"success\",\"data\":[");
         }
-        let from = match &self.after {
-            Some(k) => Bound::Excluded(k),
+        let from = match after {
+            Some(k) => Bound::Excluded(k.clone()),
             None => Bound::Unbounded,
         };
-        for (k, g) in self.groups.range((from, Bound::Unbounded)) {
-            if self.started {
+        let range = || groups.range((from.clone(), Bound::Unbounded));
+        // The groups ahead are fetched into the cache in stages, each a group before it is
+        // needed: three ahead its `Group`, two ahead its families' entries, one ahead the
+        // first family's bytes (the later families' bytes: see `group_obj_with`).
+        let (mut ahead1, mut ahead2, mut ahead3) =
+            (range().skip(1), range().skip(2), range().skip(3));
+        for (k, g) in range() {
+            if let Some((_, g3)) = ahead3.next() {
+                prefetch(Arc::as_ptr(g3));
+            }
+            if let Some((_, g2)) = ahead2.next() {
+                for e in g2.families.values() {
+                    prefetch(Arc::as_ptr(e));
+                }
+            }
+            if let Some(e) = ahead1
+                .next()
+                .and_then(|(_, g1)| g1.families.values().next())
+            {
+                prefetch_bytes(e);
+            }
+            if *started {
                 out.push(b',');
             }
-            self.started = true;
-            group_obj(out, g, &mut self.cx);
+            *started = true;
+            group_obj(out, g, cx);
             if out.len() >= crate::stream::FRAME {
-                self.after = Some(k.clone());
+                *after = Some(k.clone());
                 return false;
             }
         }
