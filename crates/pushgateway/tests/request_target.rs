@@ -122,6 +122,15 @@ fn grouping_value_of_100_kb_is_accepted_and_shown_in_api_and_scrape() {
         "v".repeat(100_000)
     );
     assert!(has_line(&gw.scrape(), &want));
+    // The one-group API takes the same long key.
+    let one = [
+        b"/api/v1/metrics/job/long/value/".to_vec(),
+        vec![b'v'; 100_000],
+    ]
+    .concat();
+    let r = send(gw.port, "GET", &one, b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&"v".repeat(100_000)));
 }
 
 #[test]
