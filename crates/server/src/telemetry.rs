@@ -86,6 +86,7 @@ pub fn handler_label(route: &Route) -> Option<&'static str> {
         Route::Ui => "status",
         Route::ApiStatus => "api/v1/status",
         Route::ApiMetrics => "api/v1/metrics",
+        Route::ApiGroup { .. } => "api/v1/metrics/job",
         Route::ApiOptions => "api/v1/options",
         Route::ApiWipe => "wipe",
         Route::ApiGroups => "api/v1/groups",
@@ -369,7 +370,10 @@ fn counter(label: Vec<LabelPair>, v: f64) -> Metric {
 /// client_golang's approximate request size: URL, method, protocol, headers, host and
 /// declared content length.
 pub fn approximate_request_size<B>(req: &hyper::Request<B>) -> usize {
-    let mut s = req.uri().to_string().len();
+    let mut s = match req.extensions().get::<crate::reqline::RawTarget>() {
+        Some(raw) => raw.0.len(),
+        None => req.uri().to_string().len(),
+    };
     s += req.method().as_str().len();
     s += "HTTP/1.1".len();
     for (name, value) in req.headers() {
