@@ -64,7 +64,7 @@ impl GroupKey {
     }
 
     /// The labels every series of the group carries, pre-encoded (computed once per key).
-    pub fn splices(&self) -> &crate::shared::Splices {
+    pub(crate) fn splices(&self) -> &crate::shared::Splices {
         self.0
             .splices
             .get_or_init(|| crate::shared::Splices::of_key(self))
