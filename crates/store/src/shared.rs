@@ -525,6 +525,8 @@ pub(crate) fn cut_text(text: &[u8], sp: &Splices, name: &[u8], out: &mut Vec<u8>
 /// Appends stored text with the labels written back.
 pub(crate) fn write_text(stored: &[u8], sp: &Splices, name: &[u8], out: &mut Vec<u8>) {
     text_parts(stored, |part| match part {
+        // Often the `{` between the name and the labels.
+        Part::Literal([b]) => out.push(*b),
         Part::Literal(l) => out.extend_from_slice(l),
         Part::Splice(NAME) => out.extend_from_slice(name),
         Part::Splice(k) => out.extend_from_slice(sp.text(k)),
