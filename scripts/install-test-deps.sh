@@ -187,6 +187,13 @@ if [ ! -d tests/e2e/otlp-node/node_modules/@opentelemetry/sdk-metrics ]; then
   (cd tests/e2e/otlp-node && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 
+# --- jsdom for the web UI's script in tests/e2e/test_web_ui_js.py (package-lock.json pinned) --------
+if [ ! -d tests/e2e/ui-jsdom/node_modules/jsdom ]; then
+  [ "$INSTALL" = 1 ] || die "missing: tests/e2e/ui-jsdom/node_modules (cd tests/e2e/ui-jsdom && npm ci)"
+  say "npm ci (tests/e2e/ui-jsdom)"
+  (cd tests/e2e/ui-jsdom && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
 # --- cargo tools (fuzz/run.sh installs cargo-fuzz itself on first use) ---------------------------
 for pair in "${CARGO_NEEDS[@]}"; do
   sub=${pair%%:*} crate=${pair#*:}

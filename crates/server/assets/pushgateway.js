@@ -369,29 +369,17 @@
     return p;
   }
 
-  var apiCache = null;
-  function loadGroups() {
-    var now = Date.now();
-    if (!apiCache || now - apiCache.time > 30000) {
-      var entry = { time: now, promise: null };
-      entry.promise = fetch('api/v1/metrics', { credentials: 'same-origin', cache: 'no-store' })
-        .then(function (r) {
-          if (!r.ok) throw new Error(r.status + ' ' + r.statusText);
-          return r.json();
-        })
-        .then(function (j) {
-          var m = new Map();
-          (j.data || []).forEach(function (g) {
-            m.set(groupPath(g.labels || {}), g);
-          });
-          return m;
-        });
-      entry.promise.catch(function () {
-        if (apiCache === entry) apiCache = null;
+  // One group as /api/v1/metrics shows it, from the one-group endpoint under the page
+  // (`api/v1/` + the group's path): resolves to the group, or null if it no longer exists.
+  // Not cached: a panel loads its series once, when it is first opened.
+  function loadGroup(path) {
+    return fetch('api/v1/' + path, { credentials: 'same-origin', cache: 'no-store' }).then(function (r) {
+      if (r.status === 404) return null;
+      if (!r.ok) throw new Error(r.status + ' ' + r.statusText);
+      return r.json().then(function (j) {
+        return (j.data && j.data[0]) || null;
       });
-      apiCache = entry;
-    }
-    return apiCache.promise;
+    });
   }
 
   function fmt(s) {
@@ -452,7 +440,8 @@
     var frag = doc.createDocumentFragment();
     Object.keys(g)
       .filter(function (k) {
-        return k !== 'labels' && k !== 'last_push_successful';
+        // Families are the objects beside `labels` (not the flags, TTL and expiry strings).
+        return k !== 'labels' && g[k] !== null && typeof g[k] === 'object';
       })
       .sort()
       .forEach(function (name) {
@@ -501,9 +490,8 @@
     if (!holder || holder.getAttribute('data-state')) return;
     holder.setAttribute('data-state', 'loading');
     holder.textContent = 'Loading\u2026';
-    loadGroups()
-      .then(function (m) {
-        var g = m.get(panel.getAttribute('data-path'));
+    loadGroup(panel.getAttribute('data-path'))
+      .then(function (g) {
         if (!g) {
           holder.textContent = 'This group no longer exists. Reload the page.';
           holder.className = 'note';

@@ -46,6 +46,40 @@ fn body_len(resp: server::http::Resp) -> u64 {
     n
 }
 
+/// This thread's CPU time: what a render costs however busy the machine is (the wall time
+/// of a run on a shared machine includes the waits for a core).
+// unsafe: clock_gettime(CLOCK_THREAD_CPUTIME_ID) (SAFETY comment at the call).
+#[allow(unsafe_code)]
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Prints the median thread CPU time of `runs` calls of `f` (not in smoke mode).
+fn cpu_median(b: &Bench, name: &str, runs: usize, mut f: impl FnMut()) {
+    if b.smoke() || !b.wants(name) {
+        return;
+    }
+    let mut t: Vec<std::time::Duration> = (0..runs)
+        .map(|_| {
+            let start = thread_cpu();
+            f();
+            thread_cpu() - start
+        })
+        .collect();
+    t.sort();
+    println!(
+        "{name:<40} cpu {} (min {}, n={runs})",
+        fmt_dur(t[runs / 2]),
+        fmt_dur(t[0])
+    );
+}
+
 fn main() {
     let b = Bench::from_args();
     let pb = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
@@ -113,6 +147,14 @@ fn main() {
         b.run(&names[3], || {
             let r = server::api::metrics(&app);
             vec![Per::Bytes(body_len(r)), Per::Series(series)]
+        });
+
+        // CPU time per render, comparable across runs on a busy machine (API / text).
+        cpu_median(&b, &names[0], 9, || {
+            std::hint::black_box(body_len(server::scrape::handle(&app, &plain)));
+        });
+        cpu_median(&b, &names[3], 9, || {
+            std::hint::black_box(body_len(server::api::metrics(&app)));
         });
     }
 }

@@ -403,6 +403,7 @@ async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
         Route::Ui => ui::page(app),
         Route::ApiStatus => api::status(app),
         Route::ApiMetrics => api::metrics(app),
+        Route::ApiGroup { base64, rest } => api::group(app, base64, &rest),
         Route::ApiOptions => json::cors(empty(StatusCode::OK)),
         Route::ApiWipe => match app.writer.wipe().await {
             Ok(()) => empty(StatusCode::ACCEPTED),

@@ -86,6 +86,165 @@ pub fn json_float(out: &mut String, v: f64) {
     out.push('"');
 }
 
+/// Appends `s` (UTF-8) as a JSON string, byte for byte what [`json_str`] writes: for writers
+/// that build their answer as bytes and take strings straight from stored encodings.
+pub fn json_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    if is_plain(s) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
+    let mut last = 0;
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if !NEEDS_ESCAPE[b as usize] {
+            i += 1;
+            continue;
+        }
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            b'<' => b"\\u003c",
+            b'>' => b"\\u003e",
+            b'&' => b"\\u0026",
+            0xE2 => match (s.get(i + 1), s.get(i + 2)) {
+                (Some(0x80), Some(0xA8)) => b"\\u2028",
+                (Some(0x80), Some(0xA9)) => b"\\u2029",
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            },
+            _ => {
+                // The other controls: `\u00XX`.
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&s[last..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
+                i += 1;
+                last = i;
+                continue;
+            }
+        };
+        out.extend_from_slice(&s[last..i]);
+        out.extend_from_slice(esc);
+        i += if b == 0xE2 { 3 } else { 1 };
+        last = i;
+    }
+    out.extend_from_slice(&s[last..]);
+    out.push(b'"');
+}
+
+/// Whether `s` has no byte that may need escaping ([`NEEDS_ESCAPE`]), eight bytes at a time.
+#[inline]
+fn is_plain(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Non-zero iff some byte of `v` is below `n` (n <= 0x80).
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH;
+    let has = |v: u64, c: u8| below(v ^ (ONES * u64::from(c)), 1);
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        let hit = below(v, 0x20)
+            | has(v, b'"')
+            | has(v, b'\\')
+            | has(v, b'<')
+            | has(v, b'>')
+            | has(v, b'&')
+            | has(v, 0xE2);
+        if hit != 0 {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&b| NEEDS_ESCAPE[b as usize])
+}
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut b = [0u8; 20];
+    let mut i = b.len();
+    loop {
+        i -= 1;
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&b[i..]);
+}
+
+/// Appends a float as a JSON string, byte for byte what [`json_float`] writes; `scratch` is
+/// reused for the values that need the general formatter.
+pub fn json_float_bytes(out: &mut Vec<u8>, scratch: &mut String, v: f64) {
+    out.push(b'"');
+    if !short_decimal(out, v) {
+        scratch.clear();
+        write_go_float(scratch, v);
+        out.extend_from_slice(scratch.as_bytes());
+    }
+    out.push(b'"');
+}
+
+/// Writes `v` if it is a number Go's `%v` prints as a plain decimal with at most three
+/// fractional digits (integers, `12.5`, `0.01`; the common values) and returns true;
+/// otherwise writes nothing.
+///
+/// `%v` prints the shortest decimal that reads back as `v`, without an exponent for
+/// 1e-4 <= |v| < 1e6. If `n / 10^k` (n < 1e9) reads back as `v`, no other decimal of at
+/// most 15 significant digits does (`DBL_DIG`), so that decimal, trailing zeros dropped,
+/// is the shortest.
+#[inline]
+fn short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    let a = v.abs();
+    if !(1e-4..1e6).contains(&a) {
+        return false;
+    }
+    let sign = |out: &mut Vec<u8>| {
+        if v < 0.0 {
+            out.push(b'-');
+        }
+    };
+    if a.fract() == 0.0 {
+        sign(out);
+        push_u64(out, a as u64);
+        return true;
+    }
+    for (k, scale) in [(1u32, 10.0), (2, 100.0), (3, 1000.0)] {
+        let n = (a * scale).round();
+        if n / scale != a {
+            continue;
+        }
+        let n = n as u64;
+        let p = 10u64.pow(k);
+        let (int, mut frac, mut digits) = (n / p, n % p, k);
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        sign(out);
+        push_u64(out, int);
+        out.push(b'.');
+        let mut buf = [b'0'; 3];
+        for i in (0..digits as usize).rev() {
+            buf[i] = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        out.extend_from_slice(&buf[..digits as usize]);
+        return true;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +257,89 @@ mod tests {
         let mut s = String::new();
         json_str(&mut s, "plain é \u{2028}x");
         assert_eq!(s, "\"plain é \\u2028x\"");
+    }
+
+    /// The byte writers write what the `String` ones do.
+    #[test]
+    fn byte_writers_match_string_writers() {
+        for s in [
+            "",
+            "plain",
+            "a<b>&\"\\\n\r\t\u{1}\u{8}\u{c}\u{1f}é",
+            "x\u{2028}y\u{2029}z\u{2027}€ – ✓",
+            "\u{7f}\u{80}\u{ff}",
+        ] {
+            let (mut a, mut b) = (String::new(), Vec::new());
+            json_str(&mut a, s);
+            json_bytes(&mut b, s.as_bytes());
+            assert_eq!(a.as_bytes(), b, "{s:?}");
+        }
+        // Every byte value at every position of a 16-byte string.
+        for pos in 0..16 {
+            for b in 0..=255u8 {
+                let mut s = *b"abcdefghijklmnop";
+                s[pos] = b;
+                assert_eq!(
+                    is_plain(&s),
+                    !NEEDS_ESCAPE[b as usize],
+                    "byte {b:#x} at {pos}"
+                );
+            }
+        }
+        let mut scratch = String::new();
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            999_999.0,
+            1e6,
+            -1e6,
+            0.5,
+            1e-7,
+            1.5e300,
+            123456.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            4.0e15,
+            -7.0,
+        ] {
+            let (mut a, mut b) = (String::new(), Vec::new());
+            json_float(&mut a, v);
+            json_float_bytes(&mut b, &mut scratch, v);
+            assert_eq!(a.as_bytes(), b, "{v}");
+        }
+        // Every value with few decimals in the fast path's range and around its edges.
+        let mut values = Vec::new();
+        for n in (0..2_000_000u64)
+            .step_by(997)
+            .chain([1, 5, 10, 99, 999_999_999])
+        {
+            for scale in [1.0, 10.0, 100.0, 1000.0, 1e4, 7.0, 3.0] {
+                values.push(n as f64 / scale);
+                values.push(-(n as f64) / scale);
+            }
+        }
+        values.extend([
+            1e-4,
+            0.0001,
+            0.00011,
+            999_999.999,
+            999_999.999_9,
+            1e6 - 0.5,
+            0.1 + 0.2,
+        ]);
+        for v in values {
+            let (mut a, mut b) = (String::new(), Vec::new());
+            json_float(&mut a, v);
+            json_float_bytes(&mut b, &mut scratch, v);
+            assert_eq!(a.as_bytes(), b, "{v:e}");
+        }
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            let mut b = Vec::new();
+            push_u64(&mut b, n);
+            assert_eq!(b, n.to_string().as_bytes());
+        }
     }
 }

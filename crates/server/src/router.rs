@@ -26,6 +26,12 @@ pub enum Route {
     Ui,
     ApiStatus,
     ApiMetrics,
+    /// `GET /api/v1/metrics/job/<job>{/<name>/<value>}` (and `job@base64`): one group, as one
+    /// element of `/api/v1/metrics`'s `data` (an extension); `rest` as in [`Route::Push`].
+    ApiGroup {
+        base64: bool,
+        rest: String,
+    },
     ApiOptions,
     ApiWipe,
     /// `GET /api/v1/groups`: groups with ages and TTLs (an extension).
@@ -172,7 +178,17 @@ impl Routes {
             "/groups" => out.push(("GET", Route::ApiGroups)),
             "/admin/groups" if self.admin_api => out.push(("DELETE", Route::ApiAdminGroups)),
             "/otlp/v1/metrics" if self.otlp => out.push(("POST", Route::OtlpMetrics)),
-            _ => {}
+            _ => {
+                // One group, addressed like a push (`:job` a non-empty segment).
+                for (route, base64) in [("/metrics/job@base64/", true), ("/metrics/job/", false)] {
+                    if let Some(after) = rest.strip_prefix(route) {
+                        if after.find('/').unwrap_or(after.len()) > 0 {
+                            let rest = format!("/{after}");
+                            out.push(("GET", Route::ApiGroup { base64, rest }));
+                        }
+                    }
+                }
+            }
         }
         out
     }
@@ -388,6 +404,32 @@ mod tests {
         assert_eq!(
             r.dispatch(&Method::OPTIONS, "/api/v1/anything"),
             Dispatch::Handle(Route::ApiOptions)
+        );
+        assert_eq!(
+            r.dispatch(&Method::GET, "/api/v1/metrics/job@base64/YQ/x/1"),
+            Dispatch::Handle(Route::ApiGroup {
+                base64: true,
+                rest: "/YQ/x/1".into(),
+            })
+        );
+        assert_eq!(
+            r.dispatch(&Method::GET, "/api/v1/metrics/job/a"),
+            Dispatch::Handle(Route::ApiGroup {
+                base64: false,
+                rest: "/a".into(),
+            })
+        );
+        assert_eq!(
+            r.dispatch(&Method::DELETE, "/api/v1/metrics/job/a"),
+            Dispatch::MethodNotAllowed(vec!["GET", "OPTIONS"])
+        );
+        assert_eq!(
+            r.dispatch(&Method::GET, "/api/v1/metrics/job/"),
+            Dispatch::NotFound
+        );
+        assert_eq!(
+            r.dispatch(&Method::GET, "/api/v1/metrics/job"),
+            Dispatch::NotFound
         );
         assert_eq!(
             r.dispatch(&Method::GET, "/api/v1/admin/wipe"),

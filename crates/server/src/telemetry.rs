@@ -86,6 +86,7 @@ pub fn handler_label(route: &Route) -> Option<&'static str> {
         Route::Ui => "status",
         Route::ApiStatus => "api/v1/status",
         Route::ApiMetrics => "api/v1/metrics",
+        Route::ApiGroup { .. } => "api/v1/metrics/job",
         Route::ApiOptions => "api/v1/options",
         Route::ApiWipe => "wipe",
         Route::ApiGroups => "api/v1/groups",

@@ -13,8 +13,8 @@
 //! Large stores (more than [`FULL_MAX_GROUPS`] groups or [`FULL_MAX_SERIES`] series) would make
 //! a page that browsers take many seconds to lay out, so for them the page embeds only a compact
 //! JSON list of the group headers; the script renders them 200 at a time ("Show more", and the
-//! filter searches all of them) and loads a group's series from `api/v1/metrics` when its panel
-//! is opened. The page is written into one pre-sized `String`, without per-item allocations on
+//! filter searches all of them) and loads a group's series when its panel is opened, from
+//! `api/v1/` + the group's path (that group only, [`crate::api::group`]). The page is written into one pre-sized `String`, without per-item allocations on
 //! the hot paths.
 //!
 //! Text content is escaped for `<`, `>` and `&` only (so a label reads `job="x"` in the raw
@@ -163,7 +163,8 @@ fn push_b64(out: &mut String, s: &str) {
 
 /// Appends the page-relative delete path of a group:
 /// `metrics/job@base64/<job>=/<name>@base64/<value>=...` (the other labels sorted by name).
-/// The script computes the same string from `/api/v1/metrics` labels (see `groupPath`).
+/// The script computes the same string from the embedded labels (see `groupPath`) and fetches
+/// the group's series from `api/v1/` + this path.
 pub fn push_group_path(out: &mut String, key: &GroupKey) {
     out.push_str("metrics/job@base64/");
     push_b64(out, key.get("job").unwrap_or(""));
