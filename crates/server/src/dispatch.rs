@@ -6,6 +6,7 @@
 
 use crate::error::HttpError;
 use crate::http::{empty, method_not_allowed, redirect, text_response, Resp};
+use crate::reqline::Target;
 use crate::router::{Dispatch, Route};
 use crate::{api, groups, http, json, limits, otlp, push, scrape, telemetry, ui, App};
 use bytes::Bytes;
@@ -100,9 +101,9 @@ fn with_config_headers(web: Option<&webconfig::WebConfig>, mut resp: Resp) -> Re
     resp
 }
 
-/// Percent-decodes a request path strictly (as Go's URL parser does); `None` if invalid.
-fn decode_path(raw: &str) -> Option<String> {
-    let b = raw.as_bytes();
+/// Percent-decodes a request path strictly (as Go's URL parser does): `Err(None)` for an
+/// invalid escape, `Err(Some(bytes))` for a path that is not UTF-8.
+fn decode_path(b: &[u8]) -> Result<String, Option<Vec<u8>>> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -114,7 +115,7 @@ fn decode_path(raw: &str) -> Option<String> {
             );
             match (h, l) {
                 (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                _ => return None,
+                _ => return Err(None),
             }
             i += 3;
         } else {
@@ -122,7 +123,21 @@ fn decode_path(raw: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).map_err(|e| Some(e.into_bytes()))
+}
+
+/// The route of a path that is not UTF-8: Go's router matches its bytes, so it is a 404 (or
+/// 405, OPTIONS) unless a push takes it, which refuses it (label values are UTF-8).
+fn dispatch_not_utf8(app: &App, method: &Method, path: &[u8]) -> Dispatch {
+    match app
+        .cfg
+        .routes
+        .dispatch(method, &String::from_utf8_lossy(path))
+    {
+        d @ Dispatch::Handle(Route::Push { .. }) => d,
+        Dispatch::Handle(_) | Dispatch::Redirect(..) => Dispatch::NotFound,
+        d => d,
+    }
 }
 
 /// Re-escapes a decoded path for a `Location` header.
@@ -156,10 +171,11 @@ where
 {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = decode_path(req.uri().path());
+    let path = decode_path(Target::of(req.uri(), req.extensions()).path);
     let dispatch = match &path {
-        Some(p) => app.cfg.routes.dispatch(&method, p),
-        None => Dispatch::NotFound,
+        Ok(p) => app.cfg.routes.dispatch(&method, p),
+        Err(Some(bytes)) => dispatch_not_utf8(app, &method, bytes),
+        Err(None) => Dispatch::NotFound,
     };
     let mut client = None;
     let mut req = req;
@@ -169,7 +185,10 @@ where
             Err(refusal) => return refusal,
         }
     }
-    if path.is_none() {
+    if matches!(
+        (&path, &dispatch),
+        (Err(None), _) | (Err(Some(_)), Dispatch::Handle(_))
+    ) {
         return text_response(
             StatusCode::BAD_REQUEST,
             "400 Bad Request: invalid URL escape or non-UTF-8 path\n",
@@ -246,9 +265,16 @@ async fn answer(app: &Arc<App>, dispatch: Dispatch, req: Request<()>, method: Me
     match dispatch {
         Dispatch::Redirect(code, to) => {
             let mut loc = escape_path(&to);
-            if let Some(q) = req.uri().query() {
+            if let Some(q) = Target::of(req.uri(), req.extensions()).query {
                 loc.push('?');
-                loc.push_str(q);
+                // As Go's `http.Redirect`: the query as sent, bytes beyond ASCII escaped.
+                for &b in q {
+                    if b.is_ascii() {
+                        loc.push(b as char);
+                    } else {
+                        loc.push_str(&format!("%{b:02x}"));
+                    }
+                }
             }
             redirect(code, &loc, method == Method::GET)
         }
@@ -409,13 +435,17 @@ async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {
             Ok(()) => empty(StatusCode::ACCEPTED),
             Err(e) => HttpError::from(e).into_response(),
         },
-        Route::ApiGroups => {
-            groups::list(app, req.uri().query()).unwrap_or_else(|e| json::cors(e.into_response()))
-        }
-        Route::ApiAdminGroups => groups::delete(app, req.uri().query())
+        Route::ApiGroups => groups::list(app, query(&req).as_deref())
+            .unwrap_or_else(|e| json::cors(e.into_response())),
+        Route::ApiAdminGroups => groups::delete(app, query(&req).as_deref())
             .await
             .unwrap_or_else(|e| json::cors(e.into_response())),
     }
+}
+
+/// The query of a request as the client sent it.
+fn query<B>(req: &Request<B>) -> Option<std::borrow::Cow<'_, str>> {
+    Target::of(req.uri(), req.extensions()).query_str()
 }
 
 /// A plain-text body without `nosniff`, as Go writes it with `w.Write` (type sniffed).

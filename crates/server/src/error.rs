@@ -46,6 +46,10 @@ pub enum HttpError {
     /// OTLP: a body in an encoding the receiver does not take: 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request head is longer than Go's server reads (`reqline::MAX_HEAD_BYTES`): 431 as
+    /// Go writes it (no trailing newline), and the connection closes.
+    #[error("431 Request Header Fields Too Large")]
+    HeadTooLarge,
 }
 
 impl From<StoreError> for HttpError {
@@ -80,6 +84,7 @@ impl HttpError {
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -88,6 +93,16 @@ impl HttpError {
         // Refusals are the client's business: visible with --log.level=debug only.
         if self.status().is_client_error() && !matches!(self, HttpError::NotFound) {
             tracing::debug!(status = self.status().as_u16(), reason = %self, "request refused");
+        }
+        if let HttpError::HeadTooLarge = self {
+            let mut r = crate::http::with_type(
+                self.status(),
+                "text/plain; charset=utf-8",
+                self.to_string(),
+            );
+            r.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
         let mut r = text_response(self.status(), format!("{self}\n"));
         match &self {

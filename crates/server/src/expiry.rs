@@ -58,10 +58,9 @@ pub fn requested_ttl(parts: &Parts) -> Result<Option<Duration>, HttpError> {
                 .map_err(|_| HttpError::BadRequest("invalid Pushgateway-TTL header".into()))?
                 .to_string(),
         ),
-        None => parts
-            .uri
-            .query()
-            .and_then(|q| query_pairs(q).into_iter().find(|(k, _)| k == "ttl"))
+        None => crate::reqline::Target::of(&parts.uri, &parts.extensions)
+            .query_str()
+            .and_then(|q| query_pairs(&q).into_iter().find(|(k, _)| k == "ttl"))
             .map(|(_, v)| v),
     };
     match raw {

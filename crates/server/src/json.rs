@@ -48,7 +48,8 @@ static NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
-/// Appends `s` as a JSON string, escaped like Go's `encoding/json`.
+/// Appends `s` as a JSON string, escaped like Go's `encoding/json` (Go 1.22 and later write
+/// `\b` and `\f` as such, not as `\u0008`/`\u000c`; upstream 1.11 is built with those).
 pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
     // Most strings need no escaping at all: copy them in one go.
@@ -65,6 +66,8 @@ pub fn json_str(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '<' => out.push_str("\\u003c"),
             '>' => out.push_str("\\u003e"),
             '&' => out.push_str("\\u0026"),
@@ -111,6 +114,8 @@ pub fn json_bytes(out: &mut Vec<u8>, s: &[u8]) {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
             b'<' => b"\\u003c",
             b'>' => b"\\u003e",
             b'&' => b"\\u0026",
@@ -257,6 +262,17 @@ mod tests {
         let mut s = String::new();
         json_str(&mut s, "plain é \u{2028}x");
         assert_eq!(s, "\"plain é \\u2028x\"");
+    }
+
+    /// Go 1.22+ (what upstream 1.11 is built with) writes backspace and form feed as `\b`, `\f`.
+    #[test]
+    fn backspace_and_form_feed_escaped_as_go_1_22_does() {
+        let mut s = String::new();
+        json_str(&mut s, "a\u{8}b\u{c}c\u{b}");
+        assert_eq!(s, "\"a\\bb\\fc\\u000b\"");
+        let mut b = Vec::new();
+        json_bytes(&mut b, "a\u{8}b\u{c}c\u{b}".as_bytes());
+        assert_eq!(b, s.as_bytes());
     }
 
     /// The byte writers write what the `String` ones do.

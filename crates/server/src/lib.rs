@@ -18,6 +18,8 @@
 //! * [`expiry`]: push TTLs, the gateway's clock and the expiry loop.
 //! * [`groups`]: `GET /api/v1/groups` and the bulk `DELETE /api/v1/admin/groups`.
 //! * [`conns`]: open connections; idle ones are shed when file descriptors run out.
+//! * [`reqline`]: request targets as Go takes them (long ones, bytes `http::Uri` refuses),
+//!   between the connection and hyper.
 //! * [`cpu`]: long CPU work (big push bodies) kept off the runtime's worker threads.
 //! * [`limits`]: request limits, the per-client push rate, and the rejection counters.
 //! * [`otlp`]: the OTLP/HTTP metrics receiver (groups per resource, then the push path).
@@ -40,6 +42,7 @@ pub mod json;
 pub mod limits;
 pub mod otlp;
 pub mod push;
+pub mod reqline;
 pub mod router;
 pub mod scrape;
 pub mod serve;

@@ -1,9 +1,11 @@
 //! The listening side: the accept loop on every listener, connection permits
 //! (`--limits.max-connections`), shedding idle connections when descriptors run out, the TLS
-//! handshake and the client identity of its certificate, HTTP/1.1 per connection, and the
-//! graceful drain at shutdown. Every request goes on to [`App::handle`](crate::App::handle).
+//! handshake and the client identity of its certificate, HTTP/1.1 per connection (behind
+//! [`reqline`](crate::reqline), which takes request targets as Go does), and the graceful
+//! drain at shutdown. Every request goes on to [`App::handle`](crate::App::handle).
 
-use crate::{conns, expiry, App};
+use crate::error::HttpError;
+use crate::{conns, expiry, reqline, App};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
@@ -188,13 +190,29 @@ async fn serve_connection<I>(
     let header_timeout = app.cfg.limits.read_header_timeout;
     let conn = Arc::new(conn);
     let shed = conn.shed.clone();
-    let svc = hyper::service::service_fn(move |req| {
+    let targets = Arc::new(reqline::Targets::default());
+    let io = reqline::RequestLines::new(io, targets.clone());
+    let svc = hyper::service::service_fn(move |mut req| {
         let app = app.clone();
         let peer = peer.clone();
         // Not shed while a request is in flight.
         let in_flight = conn.request();
+        // Taken now, in the order hyper parsed the heads.
+        let refused = reqline::resolve(&targets, &mut req).err();
         async move {
-            let resp = app.handle(req, remote, peer.as_deref()).await;
+            let resp = match refused {
+                None => app.handle(req, remote, peer.as_deref()).await,
+                Some(reqline::Refusal::HeadTooLarge) => HttpError::HeadTooLarge.into_response(),
+                Some(reqline::Refusal::UnknownTarget) => {
+                    let mut r =
+                        HttpError::BadRequest("unknown request target".into()).into_response();
+                    r.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                    r
+                }
+            };
             drop(in_flight);
             Ok::<_, std::convert::Infallible>(resp)
         }

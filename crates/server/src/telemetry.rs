@@ -370,7 +370,10 @@ fn counter(label: Vec<LabelPair>, v: f64) -> Metric {
 /// client_golang's approximate request size: URL, method, protocol, headers, host and
 /// declared content length.
 pub fn approximate_request_size<B>(req: &hyper::Request<B>) -> usize {
-    let mut s = req.uri().to_string().len();
+    let mut s = match req.extensions().get::<crate::reqline::RawTarget>() {
+        Some(raw) => raw.0.len(),
+        None => req.uri().to_string().len(),
+    };
     s += req.method().as_str().len();
     s += "HTTP/1.1".len();
     for (name, value) in req.headers() {
