@@ -168,6 +168,8 @@ fn canon(v: f64) -> f64 {
 ///
 /// * Counts are written as floats and read back through Go's `uint64(f)`: a count above 2^53
 ///   (or a "negative" one, wrapped by the first parse) comes back rounded.
+/// * A float histogram's count is written from its float field: an integer `sample_count` set
+///   by an earlier `_count` line of the same metric is not written back.
 /// * Summaries and histograms always get `_sum` and `_count` lines (0 when absent), and
 ///   histograms a `+Inf` bucket (the sample count) when they have none.
 /// * All NaNs are the same NaN, and -0 is 0 (expfmt, and so `write_text_float`, prints `0`).
@@ -230,6 +232,9 @@ pub fn normalise(fams: &[MetricFamily]) -> Vec<u8> {
                 h.sample_sum = Some(canon(h.sample_sum.unwrap_or(0.0)));
                 if float {
                     h.sample_count_float = Some(canon(h.sample_count_float.unwrap_or(0.0)));
+                    // A metric whose `_count` came as a whole number and again as a float keeps
+                    // both fields (as Go's parser does); the text writer writes the float one.
+                    h.sample_count = None;
                 } else {
                     h.sample_count = Some(go_f64_to_u64(count as f64));
                 }

@@ -39,55 +39,119 @@ pub fn write_metric(
     t: MetricType,
     m: &Metric,
 ) -> Result<(), EncodeError> {
+    SCRATCH.with_borrow_mut(|scratch| write_metric_with(out, name, t, m, scratch))
+}
+
+/// Buffers [`write_metric`] keeps per thread between calls: the escaped label list of the
+/// metric, and the `le`/`quantile` values of the previous metric formatted once (the metrics of
+/// a family nearly always share their bounds, so each is formatted once per family, not once
+/// per metric).
+#[derive(Default)]
+struct Scratch {
+    labels: String,
+    bounds: Vec<(u64, String)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+impl Scratch {
+    /// The text of the `i`-th bound `v` of the current metric, formatted only if it differs
+    /// from the `i`-th bound of the previous one.
+    fn bound(&mut self, i: usize, v: f64) -> &str {
+        if self.bounds.len() <= i {
+            self.bounds.resize_with(i + 1, || (0, String::new()));
+            self.bounds[i].0 = !v.to_bits(); // differs from `v`: formatted below
+        }
+        let slot = &mut self.bounds[i];
+        if slot.0 != v.to_bits() {
+            slot.0 = v.to_bits();
+            slot.1.clear();
+            write_text_float(&mut slot.1, v);
+        }
+        &slot.1
+    }
+}
+
+fn write_metric_with(
+    out: &mut String,
+    name: &str,
+    t: MetricType,
+    m: &Metric,
+    scratch: &mut Scratch,
+) -> Result<(), EncodeError> {
     let err = |expected| EncodeError {
         expected,
         name: name.to_string(),
     };
     // The escaped label list is the same on every line of a metric: build it once.
-    let mut labels = String::new();
+    let Scratch { labels, bounds: _ } = scratch;
+    labels.clear();
     for (i, lp) in m.label.iter().enumerate() {
         if i > 0 {
             labels.push(',');
         }
-        write_text_name(&mut labels, lp.name());
+        write_text_name(labels, lp.name());
         labels.push_str("=\"");
-        escape_into(&mut labels, lp.value(), true);
+        escape_into(labels, lp.value(), true);
         labels.push('"');
     }
+    let labels = std::mem::take(labels);
     let line = Line {
         name,
         quoted: !is_legacy_name(name),
         labels: &labels,
         timestamp: m.timestamp_ms,
     };
+    let result = write_lines(out, t, m, &line, scratch).ok_or_else(|| err(expected_kind(t)));
+    scratch.labels = labels;
+    result
+}
+
+/// What a metric of type `t` must carry (for [`EncodeError`]).
+fn expected_kind(t: MetricType) -> &'static str {
+    match t {
+        MetricType::Counter => "counter",
+        MetricType::Gauge => "gauge",
+        MetricType::Untyped => "untyped",
+        MetricType::Summary => "summary",
+        MetricType::Histogram | MetricType::GaugeHistogram => "histogram",
+    }
+}
+
+/// The sample lines of [`write_metric`]; `None` if the metric lacks its type's value.
+fn write_lines(
+    out: &mut String,
+    t: MetricType,
+    m: &Metric,
+    line: &Line<'_>,
+    scratch: &mut Scratch,
+) -> Option<()> {
     match t {
         MetricType::Counter => {
-            let c = m.counter.as_ref().ok_or_else(|| err("counter"))?;
+            let c = m.counter.as_ref()?;
             line.write(out, "", None, c.value.unwrap_or(0.0));
         }
         MetricType::Gauge => {
-            let g = m.gauge.as_ref().ok_or_else(|| err("gauge"))?;
+            let g = m.gauge.as_ref()?;
             line.write(out, "", None, g.value.unwrap_or(0.0));
         }
         MetricType::Untyped => {
-            let u = m.untyped.as_ref().ok_or_else(|| err("untyped"))?;
+            let u = m.untyped.as_ref()?;
             line.write(out, "", None, u.value.unwrap_or(0.0));
         }
         MetricType::Summary => {
-            let s = m.summary.as_ref().ok_or_else(|| err("summary"))?;
-            for q in &s.quantile {
-                line.write(
-                    out,
-                    "",
-                    Some(("quantile", q.quantile.unwrap_or(0.0))),
-                    q.value.unwrap_or(0.0),
-                );
+            let s = m.summary.as_ref()?;
+            for (i, q) in s.quantile.iter().enumerate() {
+                let bound = scratch.bound(i, q.quantile.unwrap_or(0.0));
+                line.write(out, "", Some(("quantile", bound)), q.value.unwrap_or(0.0));
             }
             line.write(out, "_sum", None, s.sample_sum.unwrap_or(0.0));
             line.write(out, "_count", None, s.sample_count.unwrap_or(0) as f64);
         }
         MetricType::Histogram | MetricType::GaugeHistogram => {
-            let h = m.histogram.as_ref().ok_or_else(|| err("histogram"))?;
+            let h = m.histogram.as_ref()?;
             // Float histograms carry their counts in the `_float` fields (expfmt writes the
             // float when it is non-zero, else the integer).
             let count = match h.sample_count_float {
@@ -95,25 +159,25 @@ pub fn write_metric(
                 _ => h.sample_count.unwrap_or(0) as f64,
             };
             let mut inf_seen = false;
-            for b in &h.bucket {
+            for (i, b) in h.bucket.iter().enumerate() {
                 let ub = b.upper_bound.unwrap_or(0.0);
                 let c = match b.cumulative_count_float {
                     Some(f) if f != 0.0 => f,
                     _ => b.cumulative_count.unwrap_or(0) as f64,
                 };
-                line.write(out, "_bucket", Some(("le", ub)), c);
+                line.write(out, "_bucket", Some(("le", scratch.bound(i, ub))), c);
                 if ub == f64::INFINITY {
                     inf_seen = true;
                 }
             }
             if !inf_seen {
-                line.write(out, "_bucket", Some(("le", f64::INFINITY)), count);
+                line.write(out, "_bucket", Some(("le", "+Inf")), count);
             }
             line.write(out, "_sum", None, h.sample_sum.unwrap_or(0.0));
             line.write(out, "_count", None, count);
         }
     }
-    Ok(())
+    Some(())
 }
 
 /// What every sample line of one metric shares.
@@ -126,7 +190,8 @@ struct Line<'a> {
 }
 
 impl Line<'_> {
-    fn write(&self, out: &mut String, suffix: &str, extra: Option<(&str, f64)>, value: f64) {
+    /// One line; `extra`: the `le`/`quantile` label, its value already formatted.
+    fn write(&self, out: &mut String, suffix: &str, extra: Option<(&str, &str)>, value: f64) {
         let mut sep = '{';
         if self.quoted {
             out.push_str("{\"");
@@ -147,7 +212,7 @@ impl Line<'_> {
                 }
                 out.push_str(ln);
                 out.push_str("=\"");
-                write_text_float(out, lv);
+                out.push_str(lv);
                 out.push('"');
             }
             out.push('}');
@@ -227,6 +292,69 @@ mod tests {
         assert_eq!(
             s,
             "h_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 3\nh_sum 2.5\nh_count 3\n"
+        );
+    }
+
+    /// The bounds of the previous metric are reused only where they are the same value: a
+    /// metric with other, fewer or more bounds (and then a summary) still writes its own.
+    #[test]
+    fn bounds_remembered_between_metrics_never_leak_into_other_metrics() {
+        let hist = |bounds: &[f64]| Metric {
+            histogram: Some(Box::new(Histogram {
+                sample_count: Some(9),
+                bucket: bounds
+                    .iter()
+                    .map(|b| Bucket {
+                        cumulative_count: Some(1),
+                        upper_bound: Some(*b),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let write = |m: &Metric, t| {
+            let mut s = String::new();
+            write_metric(&mut s, "h", t, m).unwrap();
+            s
+        };
+        let h = MetricType::Histogram;
+        let a = write(&hist(&[0.25, 1.0, 1e-7]), h);
+        assert_eq!(
+            a,
+            "h_bucket{le=\"0.25\"} 1\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"1e-07\"} 1\n\
+             h_bucket{le=\"+Inf\"} 9\nh_sum 0\nh_count 9\n"
+        );
+        assert_eq!(write(&hist(&[0.25, 1.0, 1e-7]), h), a);
+        assert_eq!(
+            write(&hist(&[0.5, -0.0]), h),
+            "h_bucket{le=\"0.5\"} 1\nh_bucket{le=\"0\"} 1\nh_bucket{le=\"+Inf\"} 9\nh_sum 0\nh_count 9\n"
+        );
+        assert_eq!(
+            write(&hist(&[0.25, 0.0, 1e-7, f64::NAN, 3.0]), h),
+            "h_bucket{le=\"0.25\"} 1\nh_bucket{le=\"0\"} 1\nh_bucket{le=\"1e-07\"} 1\n\
+             h_bucket{le=\"NaN\"} 1\nh_bucket{le=\"3\"} 1\nh_bucket{le=\"+Inf\"} 9\nh_sum 0\nh_count 9\n"
+        );
+        let summary = Metric {
+            summary: Some(Box::new(Summary {
+                quantile: vec![
+                    Quantile {
+                        quantile: Some(0.25),
+                        value: Some(1.0),
+                    },
+                    Quantile {
+                        quantile: Some(0.99),
+                        value: Some(2.0),
+                    },
+                ],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_eq!(
+            write(&summary, MetricType::Summary),
+            "h{quantile=\"0.25\"} 1\nh{quantile=\"0.99\"} 2\nh_sum 0\nh_count 0\n"
         );
     }
 

@@ -123,6 +123,23 @@ fn lookup_type(token: &[u8]) -> Option<MetricType> {
     })
 }
 
+/// [`lookup_type`] for an ASCII token (no copy, no allocation); `None` also for any token
+/// it does not know, which [`lookup_type`] then refuses with the error.
+fn lookup_ascii_type(token: &[u8]) -> Option<MetricType> {
+    const TYPES: [(&[u8], MetricType); 6] = [
+        (b"COUNTER", MetricType::Counter),
+        (b"GAUGE", MetricType::Gauge),
+        (b"SUMMARY", MetricType::Summary),
+        (b"UNTYPED", MetricType::Untyped),
+        (b"HISTOGRAM", MetricType::Histogram),
+        (b"GAUGE_HISTOGRAM", MetricType::GaugeHistogram),
+    ];
+    TYPES
+        .iter()
+        .find(|(name, _)| token.eq_ignore_ascii_case(name))
+        .map(|(_, t)| *t)
+}
+
 #[inline]
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
@@ -171,6 +188,9 @@ struct Family<'a> {
 
 struct Parser<'a> {
     buf: &'a [u8],
+    /// `buf` as text when the whole body is valid UTF-8 (checked once): label values and
+    /// names are then sliced from it instead of being validated one by one.
+    text: Option<&'a str>,
     /// Index of the next byte to read.
     pos: usize,
     /// The byte read last (at `pos - 1`), like Go's `currentByte`.
@@ -198,7 +218,17 @@ struct Parser<'a> {
     utf8: bool,
     /// Some histogram got a float count: make each such histogram all-float at the end.
     float_histograms: bool,
+    /// `le`/`quantile` values parsed so far (their text and value): the lines of a family
+    /// repeat the same few bounds, so each is parsed once per body.
+    bounds: Vec<(&'a [u8], f64)>,
+    /// Where in `bounds` the previous bound was found (the next line usually has the next).
+    last_bound: usize,
+    /// The last metric name read unquoted ([`Parser::metric_name_token`]).
+    last_scanned_name: &'a [u8],
 }
+
+/// How many distinct `le`/`quantile` texts [`Parser::bounds`] remembers.
+const MAX_CACHED_BOUNDS: usize = 64;
 
 /// A label as read from the line: the name, and the value (borrowed unless it had escapes).
 type RawLabel<'a> = (&'a str, Cow<'a, str>);
@@ -222,6 +252,7 @@ impl<'a> Parser<'a> {
     fn new(buf: &'a [u8]) -> Self {
         Parser {
             buf,
+            text: std::str::from_utf8(buf).ok(),
             pos: 0,
             cur: 0,
             line: 0,
@@ -237,7 +268,43 @@ impl<'a> Parser<'a> {
             limit_hit: None,
             utf8: false,
             float_histograms: false,
+            bounds: Vec::new(),
+            last_bound: 0,
+            last_scanned_name: &[],
         }
+    }
+
+    /// `bytes` (a slice of `buf`) as text, if it is valid UTF-8.
+    #[inline]
+    fn str_of(&self, bytes: &'a [u8]) -> Option<&'a str> {
+        match self.text {
+            Some(text) => {
+                let start = bytes.as_ptr() as usize - self.buf.as_ptr() as usize;
+                debug_assert!(start + bytes.len() <= self.buf.len(), "a slice of `buf`");
+                text.get(start..start + bytes.len())
+            }
+            None => std::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// A `le`/`quantile` value: Go's `ParseFloat`, remembered per text.
+    #[inline]
+    fn bound(&mut self, text: &'a [u8]) -> Option<f64> {
+        let next = self.last_bound + 1;
+        let at = match self.bounds.get(next) {
+            Some((t, _)) if *t == text => Some(next),
+            _ => self.bounds.iter().position(|(t, _)| *t == text),
+        };
+        if let Some(i) = at {
+            self.last_bound = i;
+            return Some(self.bounds[i].1);
+        }
+        let v = parse_go_float_bytes(text)?;
+        if self.bounds.len() < MAX_CACHED_BOUNDS {
+            self.last_bound = self.bounds.len();
+            self.bounds.push((text, v));
+        }
+        Some(v)
     }
 
     /// Stops the parse because a limit was crossed (`parse_text_limited` reports `hit`).
@@ -352,7 +419,24 @@ impl<'a> Parser<'a> {
         if !is_metric_name_start(self.cur) {
             return Ok(&self.buf[start..start]);
         }
-        self.scan_while(start, &METRIC_NAME_CONT)
+        // Consecutive lines mostly repeat the name: compare it as a whole (one `memcmp`)
+        // instead of classifying it byte by byte. Same result as the scan: the same bytes,
+        // then a byte that cannot continue a name.
+        let buf: &'a [u8] = self.buf;
+        let last = self.last_scanned_name;
+        let end = start + last.len();
+        if !last.is_empty() {
+            if let Some(&next) = buf.get(end) {
+                if !METRIC_NAME_CONT[next as usize] && buf[start..end] == *last {
+                    self.pos = end + 1;
+                    self.cur = next;
+                    return Ok(&buf[start..end]);
+                }
+            }
+        }
+        let name = self.scan_while(start, &METRIC_NAME_CONT)?;
+        self.last_scanned_name = name;
+        Ok(name)
     }
 
     /// Advances over bytes in `class` (after the one in `cur`); the first other byte is left
@@ -487,7 +571,7 @@ impl<'a> Parser<'a> {
         let i = self.families.len();
         self.families.push(Family {
             // Metric names are ASCII by construction.
-            name: std::str::from_utf8(name).unwrap_or_default(),
+            name: self.str_of(name).unwrap_or_default(),
             help: None,
             typ: None,
             metrics: Vec::new(),
@@ -551,6 +635,24 @@ impl<'a> Parser<'a> {
                 go_quote(self.families[fi].name.as_bytes())
             )));
         }
+        // Usually the rest of the line, as it is: no escapes to undo.
+        let start = self.pos - 1;
+        if let Some(n) = self.buf[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\\')
+            .filter(|&n| self.buf[start + n] == b'\n')
+        {
+            let buf: &'a [u8] = self.buf;
+            let raw = &buf[start..start + n];
+            let help = match self.str_of(raw) {
+                Some(s) => s.to_owned(),
+                None => String::from_utf8_lossy(raw).into_owned(),
+            };
+            self.pos = start + n + 1;
+            self.cur = b'\n';
+            self.families[fi].help = Some(help);
+            return Ok(());
+        }
         let mut text = Vec::new();
         let mut escaped = false;
         loop {
@@ -590,6 +692,20 @@ impl<'a> Parser<'a> {
                 "second TYPE line for metric name {}, or TYPE reported after samples",
                 go_quote(self.families[fi].name.as_bytes())
             )));
+        }
+        // Usually the rest of the line is an ASCII type name: compared without copying it.
+        let start = self.pos - 1;
+        if let Some(n) = self.buf[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\\' || !b.is_ascii())
+            .filter(|&n| self.buf[start + n] == b'\n')
+        {
+            if let Some(t) = lookup_ascii_type(&self.buf[start..start + n]) {
+                self.pos = start + n + 1;
+                self.cur = b'\n';
+                self.families[fi].typ = Some(t);
+                return Ok(());
+            }
         }
         let token = self.rest_of_line_without_backslashes()?;
         match lookup_type(&token) {
@@ -741,7 +857,11 @@ impl<'a> Parser<'a> {
             return Err(self.limit(hit));
         }
         if is_special {
-            *special = match parse_go_float_bytes(value.as_bytes()) {
+            let parsed = match &value {
+                Cow::Borrowed(text) => self.bound(text.as_bytes()),
+                Cow::Owned(text) => parse_go_float_bytes(text.as_bytes()),
+            };
+            *special = match parsed {
                 Some(v) => v,
                 None => {
                     return Err(self.error(format!(
@@ -782,7 +902,7 @@ impl<'a> Parser<'a> {
         value: Cow<'a, str>,
     ) -> PResult<()> {
         // Label names are ASCII by construction.
-        labels.push((std::str::from_utf8(name).unwrap_or_default(), value));
+        labels.push((self.str_of(name).unwrap_or_default(), value));
         if self.limits.too_many_labels(labels.len()) {
             let hit = LimitExceeded::LabelsPerSeries {
                 family: self.families[fi].name.to_owned(),
@@ -816,9 +936,10 @@ impl<'a> Parser<'a> {
                 self.pos = start + i + 1;
                 self.cur = b'"';
                 let buf: &'a [u8] = self.buf;
-                return std::str::from_utf8(&buf[start..start + i])
+                return self
+                    .str_of(&buf[start..start + i])
                     .map(Cow::Borrowed)
-                    .map_err(|_| {
+                    .ok_or_else(|| {
                         self.error(format!(
                             "invalid label value {}",
                             go_quote(&buf[start..start + i])
@@ -1106,6 +1227,40 @@ mod tests {
 
     fn parse_ok(body: &[u8]) -> Vec<MetricFamily> {
         parse_text(body).unwrap_or_else(|e| panic!("unexpected error for {body:?}: {e}"))
+    }
+
+    /// More distinct `le` texts than the parser remembers, in another order for each label
+    /// set: every bucket still gets the bound its own text says.
+    #[test]
+    fn many_distinct_bounds_each_parsed_from_their_own_text() {
+        let texts: Vec<String> = (0..150).map(|i| format!("{}.{i}", i % 7)).collect();
+        let mut body = String::from("# TYPE h histogram\n");
+        for set in 0..3 {
+            let mut order: Vec<&String> = texts.iter().collect();
+            if set == 1 {
+                order.reverse();
+            }
+            for t in order {
+                body.push_str(&format!("h_bucket{{s=\"{set}\",le=\"{t}\"}} 1\n"));
+            }
+        }
+        let families = parse_ok(body.as_bytes());
+        assert_eq!(families[0].metric.len(), 3);
+        for (set, m) in families[0].metric.iter().enumerate() {
+            let got: Vec<f64> = m
+                .histogram
+                .as_ref()
+                .unwrap()
+                .bucket
+                .iter()
+                .map(|b| b.upper_bound())
+                .collect();
+            let mut want: Vec<f64> = texts.iter().map(|t| t.parse().unwrap()).collect();
+            if set == 1 {
+                want.reverse();
+            }
+            assert_eq!(got, want, "label set {set}");
+        }
     }
 
     /// A large generated body (too big for a case file): many series, many histogram groups.

@@ -70,6 +70,22 @@ type TsrFn<'a> = &'a dyn Fn(&str) -> Option<String>;
 const METHODS: [&str; 5] = ["DELETE", "GET", "OPTIONS", "POST", "PUT"];
 
 /// Go's `path.Clean`, keeping a trailing slash (as `ServeMux`'s `cleanPath` does).
+/// True when [`clean_path`] would return `p` unchanged (the usual case, checked without
+/// allocating): rooted, no empty, `.` or `..` segment (a trailing `/` is kept).
+fn is_clean(p: &str) -> bool {
+    let Some(rest) = p.strip_prefix('/') else {
+        return false;
+    };
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || seg == "." || seg == ".." {
+            return false;
+        }
+    }
+    true
+}
+
 pub fn clean_path(p: &str) -> String {
     if p.is_empty() {
         return "/".into();
@@ -179,7 +195,7 @@ impl Routes {
 
     /// Routes a request given its method and percent-decoded path.
     pub fn dispatch(&self, method: &Method, path: &str) -> Dispatch {
-        if method != Method::CONNECT {
+        if method != Method::CONNECT && !is_clean(path) {
             let cleaned = clean_path(path);
             if cleaned != path {
                 return Dispatch::Redirect(StatusCode::MOVED_PERMANENTLY, cleaned);
@@ -283,6 +299,41 @@ mod tests {
         );
         assert_eq!(clean_path("/a/./b/../c/"), "/a/c/");
         assert_eq!(clean_path("/"), "/");
+    }
+
+    /// The allocation-free check agrees with `clean_path` on every path it calls clean.
+    #[test]
+    fn is_clean_only_for_paths_clean_path_keeps() {
+        let paths = [
+            "",
+            "/",
+            "//",
+            "/a",
+            "/a/",
+            "/a//",
+            "//a",
+            "/a//b",
+            "/.",
+            "/./",
+            "/..",
+            "/../a",
+            "/a/.",
+            "/a/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/.b",
+            "/a/..b/",
+            "/a/b.",
+            "a",
+            "a/b",
+            "/metrics/job/x/instance/y",
+            "/metrics/job/x/",
+            "/.../",
+            "/a/b/c/",
+        ];
+        for p in paths {
+            assert_eq!(is_clean(p), clean_path(p) == p, "{p:?}");
+        }
     }
 
     #[test]

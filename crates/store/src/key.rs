@@ -89,6 +89,11 @@ impl PartialOrd for GroupKey {
 }
 impl Ord for GroupKey {
     fn cmp(&self, other: &Self) -> Ordering {
+        // A stored group's key is handed on to its next versions: lookups of it in the
+        // snapshot maps end on the same allocation.
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return Ordering::Equal;
+        }
         self.0.canonical.cmp(&other.0.canonical)
     }
 }

@@ -152,6 +152,29 @@ impl<'p> SeriesIds<'p> {
     }
 }
 
+/// A group decoded by a restore worker, with the series identities of its entries computed
+/// there too (the thread that inserts the groups into the maps and the index is the one that
+/// bounds a restore's time).
+struct DecodedGroup {
+    group: Arc<Group>,
+    series: Vec<(Arc<FamilyEntry>, Vec<u64>)>,
+}
+
+impl DecodedGroup {
+    fn new(group: Group) -> DecodedGroup {
+        let series = group
+            .families
+            .values()
+            .filter(|e| e.metric_count > 0)
+            .map(|e| (e.clone(), e.series()))
+            .collect();
+        DecodedGroup {
+            group: Arc::new(group),
+            series,
+        }
+    }
+}
+
 /// An accumulating push's families merged with one version of its group (`old`), outside
 /// the store lock.
 struct Premerged {
@@ -268,6 +291,17 @@ struct Undo {
     old: Option<Arc<Group>>,
 }
 
+/// The families of `g` that a change can touch: those named in `changed`, or all. Borrowed:
+/// cloning the `Arc`s would be atomic writes to lines the other worker threads share.
+fn changed_families<'g>(
+    g: &'g Group,
+    changed: Option<&'g [Arc<str>]>,
+) -> impl Iterator<Item = (&'g Arc<str>, &'g Arc<FamilyEntry>)> + 'g {
+    let all = changed.is_none().then(|| g.families.iter());
+    let some = changed.map(|ns| ns.iter().filter_map(|n| g.families.get_key_value(n)));
+    all.into_iter().flatten().chain(some.into_iter().flatten())
+}
+
 fn unix_nanos(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i64,
@@ -334,7 +368,8 @@ impl Store {
         recovered.sort();
         // Worker threads decode chunks straight from the file's bytes (rebuilding the series
         // identities and push-time gauges) while this thread inserts finished chunks, in
-        // order, into the maps.
+        // order, into the maps, and hands them on to one more thread that adds them to the
+        // consistency index (the two halves are independent: see `insert_group_changed`).
         const CHUNK: usize = 2048;
         let total = recovered.len();
         let chunks = total.div_ceil(CHUNK);
@@ -344,9 +379,21 @@ impl Store {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut st = self.state.lock();
         st.index.reserve(total * 16);
+        // Owned by the index thread until the restore is done (nothing else can see the state:
+        // the lock is held).
+        let mut index = std::mem::take(&mut st.index);
         let mut n = 0;
         std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Group>)>();
+            let (to_index, for_index) = std::sync::mpsc::sync_channel::<Vec<DecodedGroup>>(4);
+            let index = &mut index;
+            s.spawn(move || {
+                for groups in for_index {
+                    for g in &groups {
+                        Self::index_group(index, &g.group, None, None, &SeriesIds::new(&g.series));
+                    }
+                }
+            });
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<DecodedGroup>)>();
             for _ in 0..workers {
                 let tx = tx.clone();
                 let (recovered, next) = (&recovered, &next);
@@ -361,7 +408,7 @@ impl Store {
                         match Group::decode_record_bytes(recovered.value(j), &mut |n| {
                             self.intern(n)
                         }) {
-                            Ok(g) => out.push(g),
+                            Ok(g) => out.push(DecodedGroup::new(g)),
                             Err(e) => tracing::error!(
                                 key = %String::from_utf8_lossy(recovered.key(j))
                                     .replace('\u{fffd}', "/"),
@@ -381,14 +428,18 @@ impl Store {
             for (i, groups) in rx {
                 waiting.insert(i, groups);
                 while let Some(groups) = waiting.remove(&want) {
-                    for g in groups {
+                    for g in &groups {
                         n += 1;
-                        Self::insert_group(&mut st, Arc::new(g), None);
+                        Self::link_group(&mut st, g.group.clone(), None, None);
                     }
+                    // Only fails if the index thread panicked (the scope then panics too).
+                    let _ = to_index.send(groups);
                     want += 1;
                 }
             }
+            drop(to_index);
         });
+        st.index = index;
         // The file's bytes go now, not with the caller's frame.
         drop(recovered);
         self.publish(&mut st);
@@ -457,20 +508,44 @@ impl Store {
         changed: Option<&[Arc<str>]>,
         ids: &SeriesIds<'_>,
     ) {
-        let pick = |g: &'_ Group| -> Vec<(Arc<str>, Arc<FamilyEntry>)> {
-            match changed {
-                None => g
-                    .families
-                    .iter()
-                    .map(|(n, e)| (n.clone(), e.clone()))
-                    .collect(),
-                Some(ns) => ns
-                    .iter()
-                    .filter_map(|n| g.families.get_key_value(n))
-                    .map(|(n, e)| (n.clone(), e.clone()))
-                    .collect(),
+        Self::index_group(&mut st.index, &new, old, changed, ids);
+        Self::link_group(st, new, old, changed);
+    }
+
+    /// The index half of [`Store::insert_group_changed`] (independent of the other half, so a
+    /// restore runs the two on two threads).
+    fn index_group(
+        index: &mut Index,
+        new: &Group,
+        old: Option<&Group>,
+        changed: Option<&[Arc<str>]>,
+        ids: &SeriesIds<'_>,
+    ) {
+        if let Some(old) = old {
+            for (name, e) in changed_families(old, changed) {
+                if !new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
+                    index.remove_series(e, &ids.get(e));
+                }
             }
-        };
+        }
+        for (name, e) in changed_families(new, changed) {
+            if !old
+                .and_then(|o| o.families.get(name))
+                .is_some_and(|o| Arc::ptr_eq(o, e))
+            {
+                index.add_series(e, &ids.get(e));
+            }
+        }
+    }
+
+    /// The snapshot-map half of [`Store::insert_group_changed`]: expiry, series count,
+    /// families by name, and the group itself.
+    fn link_group(
+        st: &mut State,
+        new: Arc<Group>,
+        old: Option<&Group>,
+        changed: Option<&[Arc<str>]>,
+    ) {
         if let Some(old) = old.filter(|o| o.ttl_ms != 0) {
             st.expiry.remove(&(expiry_ms(old), old.key.clone()));
         }
@@ -479,36 +554,34 @@ impl Store {
         }
         st.series = st.series + new.pushed_series() - old.map_or(0, |o| o.pushed_series());
         if let Some(old) = old {
-            for (name, e) in &pick(old) {
-                if new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
+            for (name, e) in changed_families(old, changed) {
+                let kept = new.families.get(name);
+                if kept.is_some_and(|n| Arc::ptr_eq(n, e)) {
                     continue;
                 }
-                st.index.remove_series(e, &ids.get(e));
                 // A non-empty replacement overwrites the link below; only unlink otherwise.
-                let replaced = new.families.get(name).is_some_and(|n| n.metric_count > 0);
+                let replaced = kept.is_some_and(|n| n.metric_count > 0);
                 if e.metric_count > 0 && !replaced {
                     Self::unlink_family(&mut st.snap.families, name, &old.key);
                 }
             }
         }
-        for (name, e) in &pick(&new) {
-            if old
-                .and_then(|o| o.families.get(name))
-                .is_some_and(|o| Arc::ptr_eq(o, e))
+        for (name, e) in changed_families(&new, changed) {
+            if e.metric_count == 0
+                || old
+                    .and_then(|o| o.families.get(name))
+                    .is_some_and(|o| Arc::ptr_eq(o, e))
             {
                 continue;
             }
-            st.index.add_series(e, &ids.get(e));
-            if e.metric_count > 0 {
-                match st.snap.families.get_mut(name) {
-                    Some(inner) => {
-                        inner.insert(new.key.clone(), e.clone());
-                    }
-                    None => {
-                        st.snap
-                            .families
-                            .insert(name.clone(), imbl::OrdMap::unit(new.key.clone(), e.clone()));
-                    }
+            match st.snap.families.get_mut(name) {
+                Some(inner) => {
+                    inner.insert(new.key.clone(), e.clone());
+                }
+                None => {
+                    st.snap
+                        .families
+                        .insert(name.clone(), imbl::OrdMap::unit(new.key.clone(), e.clone()));
                 }
             }
         }
@@ -1528,6 +1601,75 @@ mod tests {
         // The expiry itself is durable.
         let s = store(Some(path));
         assert!(s.snapshot().groups.is_empty());
+        s.close().unwrap();
+    }
+
+    /// A restore builds the consistency index on its own thread, from identities computed by
+    /// the decode workers: after a restart of more groups than one decode chunk, the index
+    /// still knows every series, type and invalid entry it knew before.
+    #[tokio::test]
+    async fn restored_index_refuses_what_the_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let groups = 2100; // more than one restore chunk (2048)
+        let key = |g: usize| GroupKey::new([("job", format!("j{g}"))]);
+        let unchecked = |path: &PathBuf| {
+            Store::open(StoreConfig {
+                checked: false,
+                own_families: Vec::new(),
+                persistence: Some(PersistConfig {
+                    path: path.clone(),
+                    sync: SyncMode::Always,
+                }),
+                quotas: Default::default(),
+            })
+            .unwrap()
+        };
+        // `{job="j7",instance=""}` is another group, but its series are `{job="j7"}`'s.
+        let twin = GroupKey::new([("job", "j7"), ("instance", "")]);
+        let dup = "# TYPE c counter\nc{n=\"7\"} 1\n";
+        {
+            let s = store(Some(path.clone()));
+            for g in 0..groups {
+                let body = format!("# TYPE c counter\nc{{n=\"{g}\"}} 1\n");
+                s.push(push(&key(g), at(1000), 0, &body)).await.unwrap();
+            }
+            assert!(!s.snapshot().inconsistent);
+            refused(&s, &twin, dup, &key(groups)).await;
+            s.close().unwrap();
+        }
+        async fn refused(s: &Store, twin: &GroupKey, dup: &str, other: &GroupKey) {
+            let e = s.push(push(twin, at(1001), 0, dup)).await;
+            assert!(matches!(e, Err(StoreError::Inconsistent(_))), "{e:?}");
+            let e = s
+                .push(push(other, at(1001), 0, "# TYPE c gauge\nc 1\n"))
+                .await;
+            assert!(matches!(e, Err(StoreError::Inconsistent(_))), "{e:?}");
+        }
+        let s = store(Some(path.clone()));
+        // The refused gauge push was recorded (as a failed push of a new group).
+        assert_eq!(s.snapshot().groups.len(), groups + 1);
+        assert!(!s.snapshot().inconsistent);
+        refused(&s, &twin, dup, &key(groups)).await;
+        // Replacing a group's own series is fine (its old identities leave the index).
+        s.push(push(
+            &key(7),
+            at(1002),
+            0,
+            "# TYPE c counter\nc{n=\"7\"} 2\n",
+        ))
+        .await
+        .unwrap();
+        s.close().unwrap();
+        drop(s);
+        // A store that is inconsistent as a whole (unchecked pushes) is restored as such.
+        let s = unchecked(&path);
+        s.push(push(&twin, at(1003), 0, dup)).await.unwrap();
+        assert!(s.snapshot().inconsistent);
+        s.close().unwrap();
+        drop(s);
+        let s = unchecked(&path);
+        assert!(s.snapshot().inconsistent);
         s.close().unwrap();
     }
 
