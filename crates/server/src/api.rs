@@ -142,6 +142,8 @@ pub struct JsonCx {
     offset: time::UtcOffset,
     time: Option<(i64, Vec<u8>)>,
     scratch: String,
+    /// An entry's `metric` fields with its group's labels written back, reused.
+    proto: Vec<u8>,
 }
 
 impl JsonCx {
@@ -150,6 +152,7 @@ impl JsonCx {
             offset,
             time: None,
             scratch: String::new(),
+            proto: Vec::new(),
         }
     }
 
@@ -438,7 +441,9 @@ fn family_obj(out: &mut Vec<u8>, e: &FamilyEntry, cx: &mut JsonCx) {
         out.push(b',');
     }
     out.extend_from_slice(b"\"metrics\":[");
-    let proto = e.proto_metrics();
+    let mut proto = std::mem::take(&mut cx.proto);
+    proto.clear();
+    e.write_proto_metrics(&mut proto);
     let metrics = Fields(&proto).filter(|(tag, _)| *tag == 4);
     for (i, (_, m)) in metrics.enumerate() {
         if i > 0 {
@@ -446,6 +451,7 @@ fn family_obj(out: &mut Vec<u8>, e: &FamilyEntry, cx: &mut JsonCx) {
         }
         metric_obj(out, e.mtype, m.bytes(), cx);
     }
+    cx.proto = proto;
     out.extend_from_slice(b"],\"time_stamp\":");
     cx.time(out, e.timestamp_ns);
     out.extend_from_slice(b",\"type\":\"");
@@ -470,15 +476,11 @@ fn prefetch<T: ?Sized>(p: *const T) {
     let _ = p;
 }
 
-/// Prefetches the first lines of an entry's protobuf bytes (its struct is in cache already;
-/// entries with shared grouping values would copy theirs: skipped).
+/// Prefetches the first line of an entry's bytes and of its group's labels (its struct is
+/// in cache already).
 #[inline(always)]
 fn prefetch_bytes(e: &FamilyEntry) {
-    if e.shared_labels().is_none() {
-        let p = e.proto_metrics();
-        prefetch(p.as_ptr());
-        prefetch(p.as_ptr().wrapping_add(64));
-    }
+    e.prefetch();
 }
 
 /// One group as the API shows it: `labels`, `last_push_successful` and one key per family,

@@ -399,6 +399,11 @@ impl ScrapeRender {
     }
 }
 
+/// How far ahead of the entry being written a scrape prefetches entries, and their
+/// encodings.
+const PREFETCH_FAR: usize = 8;
+const PREFETCH_NEAR: usize = 4;
+
 /// The HELP of a stored-only family, as [`header_of`] picks it.
 fn header_help(slot: &Slot) -> Option<&str> {
     header_of(&slot.name, None, slot.stored.as_ref()).0
@@ -421,7 +426,25 @@ impl crate::stream::Render for ScrapeRender {
                     None => Bound::Unbounded,
                 };
                 let mut stop = None;
-                for (k, e) in groups.range((from, Bound::Unbounded)) {
+                let entries = groups.range((from, Bound::Unbounded));
+                // Each entry is of another group, somewhere else in memory: start loading
+                // the entry 8 ahead and the encodings of the one 4 ahead, so that their
+                // cache misses overlap with the copying instead of following it.
+                let mut far = entries.clone().skip(PREFETCH_FAR);
+                let mut near = entries.clone().skip(PREFETCH_NEAR);
+                for (_, e) in entries.clone().take(PREFETCH_FAR) {
+                    FamilyEntry::prefetch_arc(e);
+                }
+                for (_, e) in entries.clone().take(PREFETCH_NEAR) {
+                    e.prefetch();
+                }
+                for (k, e) in entries {
+                    if let Some((_, a)) = far.next() {
+                        FamilyEntry::prefetch_arc(a);
+                    }
+                    if let Some((_, a)) = near.next() {
+                        a.prefetch();
+                    }
                     self.entry(e, out);
                     if out.len() >= crate::stream::FRAME {
                         stop = Some(k.clone());

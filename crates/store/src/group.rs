@@ -1,12 +1,16 @@
 //! Groups and their families, encoded once at push time.
 //!
 //! A [`FamilyEntry`] holds one family of one group in the forms the readers need: the text
-//! exposition lines, the protobuf `Metric` fields, and the 64-bit identities of its series for
-//! the consistency index. Nothing is re-encoded on a scrape.
+//! exposition lines and the protobuf `Metric` fields, with the group's labels cut out and
+//! kept once per group ([`crate::shared`]); the 64-bit identities of its series for the
+//! consistency index are computed from those bytes. Nothing is re-encoded on a scrape.
 
 use crate::check::check_metric;
 use crate::key::GroupKey;
-use crate::shared::{SharedLabels, Spliced, PLACEHOLDER};
+use crate::shared::{SharedLabels, Spliced, Splices};
+
+/// Bytes in front of an entry's encodings holding the text's length.
+const TEXT_LEN: usize = 4;
 use exposition::pb::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use exposition::text_encode;
 use prost::Message;
@@ -34,6 +38,46 @@ pub fn is_time_gauge(name: &str) -> bool {
 thread_local! {
     /// [`FamilyEntry::build`]'s text buffer, reused from push to push.
     static TEXT_SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// [`FamilyEntry::build`]'s protobuf and cut buffers, reused from push to push.
+    static BYTES_SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Why a family cannot be part of a consistent scrape, if it cannot: an `Option<Box<str>>`
+/// in one word (most entries have none).
+#[derive(Default, Clone, PartialEq, Eq)]
+pub struct Invalid(Option<Box<Box<str>>>);
+
+impl Invalid {
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref().map(|s| &**s)
+    }
+    pub fn as_ref(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+impl From<Option<Box<str>>> for Invalid {
+    fn from(v: Option<Box<str>>) -> Invalid {
+        Invalid(v.map(Box::new))
+    }
+}
+
+impl From<Option<String>> for Invalid {
+    fn from(v: Option<String>) -> Invalid {
+        Invalid(v.map(|s| Box::new(s.into_boxed_str())))
+    }
+}
+
+impl std::fmt::Debug for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_deref().fmt(f)
+    }
 }
 
 /// The largest scratch buffer kept between builds (a large push's is given back).
@@ -49,16 +93,18 @@ pub struct FamilyEntry {
     /// When the family was pushed, in Unix nanoseconds.
     pub timestamp_ns: i64,
     pub metric_count: u32,
-    /// The text exposition lines (no HELP/TYPE) followed by the `metric` fields (tag 4) of a
-    /// `MetricFamily` message: one allocation for both encodings.
+    /// The length of the text (`u32`, little-endian), the text exposition lines (no
+    /// HELP/TYPE), then the `metric` fields (tag 4) of a `MetricFamily` message: one
+    /// allocation for both encodings. With `splices`, the group's labels are cut out of both
+    /// ([`crate::shared`]).
     pub(crate) bytes: Box<[u8]>,
-    /// Where the text ends and the protobuf bytes begin.
-    text_len: u32,
+    /// Length of the `metric` fields as written (with the group's labels).
+    proto_len: u32,
     /// Why this family could not be part of a consistent scrape (only reachable when the
     /// consistency check is off).
-    pub invalid: Option<Box<str>>,
-    /// Grouping labels stored once per group instead of in every series ([`crate::shared`]).
-    spliced: Option<Box<Spliced>>,
+    pub invalid: Invalid,
+    /// The group's labels, stored once instead of in every series ([`crate::shared`]).
+    splices: Option<Splices>,
     /// The family name or a label name is not a legacy name: a scrape that does not allow
     /// UTF-8 names re-encodes this entry with escaped names (the stored text has them quoted).
     pub needs_escaping: bool,
@@ -74,6 +120,19 @@ impl FamilyEntry {
         metrics: &[Metric],
         timestamp_ns: i64,
     ) -> FamilyEntry {
+        FamilyEntry::build_shared(name, help, mtype, metrics, timestamp_ns, None)
+    }
+
+    /// [`FamilyEntry::build`] for the group `key`: the group's labels, which sanitized
+    /// metrics carry, are stored once for the group ([`crate::shared`]).
+    pub fn build_shared(
+        name: Arc<str>,
+        help: Option<&str>,
+        mtype: MetricType,
+        metrics: &[Metric],
+        timestamp_ns: i64,
+        key: Option<&GroupKey>,
+    ) -> FamilyEntry {
         // A protobuf push can carry any non-empty UTF-8 name (upstream 1.11 accepts it and
         // escapes it on scrape); an empty one cannot be exposed at all.
         let mut invalid = (!metrics.is_empty() && name.is_empty()).then(|| {
@@ -85,33 +144,50 @@ impl FamilyEntry {
                     .iter()
                     .any(|l| !exposition::names::is_legacy_name(l.name()))
             });
-        // The text goes to a per-thread scratch buffer first; then both encodings are
-        // written into one allocation of the exact size.
-        let (text_len, bytes) = TEXT_SCRATCH.with_borrow_mut(|text| {
-            text.clear();
-            for m in metrics {
-                if invalid.is_none() {
-                    if let Err(e) = check_metric(&name, mtype, m) {
-                        invalid = Some(e.into_boxed_str());
-                    } else if let Err(e) = text_encode::write_metric(text, &name, mtype, m) {
-                        invalid = Some(e.to_string().into_boxed_str());
+        // Both encodings go to per-thread scratch buffers first (and are cut there); then
+        // they are copied into one allocation of the exact size.
+        let (proto_len, bytes, splices) = TEXT_SCRATCH.with_borrow_mut(|text| {
+            BYTES_SCRATCH.with_borrow_mut(|(proto, cut)| {
+                text.clear();
+                proto.clear();
+                cut.clear();
+                for m in metrics {
+                    if invalid.is_none() {
+                        if let Err(e) = check_metric(&name, mtype, m) {
+                            invalid = Some(e.into_boxed_str());
+                        } else if let Err(e) = text_encode::write_metric(text, &name, mtype, m) {
+                            invalid = Some(e.to_string().into_boxed_str());
+                        }
                     }
                 }
-            }
-            let proto_len: usize = metrics
-                .iter()
-                .map(|m| prost::encoding::message::encoded_len(4, m))
-                .sum();
-            let mut bytes = Vec::with_capacity(text.len() + proto_len);
-            bytes.extend_from_slice(text.as_bytes());
-            for m in metrics {
-                prost::encoding::message::encode(4, m, &mut bytes);
-            }
-            let text_len = text.len();
-            if text.capacity() > TEXT_SCRATCH_KEEP {
-                *text = String::new();
-            }
-            (text_len, bytes.into_boxed_slice())
+                for m in metrics {
+                    prost::encoding::message::encode(4, m, proto);
+                }
+                let proto_len = proto.len();
+                let splices = key.map(|k| k.splices()).filter(|sp| {
+                    cut.extend_from_slice(&[0; TEXT_LEN]);
+                    if !crate::shared::cut_text(text.as_bytes(), sp, name.as_bytes(), cut) {
+                        return false;
+                    }
+                    let text_len = (cut.len() - TEXT_LEN) as u32;
+                    cut[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
+                    crate::shared::cut_proto(proto, sp, cut)
+                });
+                let bytes = match splices {
+                    Some(_) => Box::<[u8]>::from(&cut[..]),
+                    None => join(text.as_bytes(), proto),
+                };
+                if text.capacity() > TEXT_SCRATCH_KEEP {
+                    *text = String::new();
+                }
+                if proto.capacity() > TEXT_SCRATCH_KEEP {
+                    *proto = Vec::new();
+                }
+                if cut.capacity() > TEXT_SCRATCH_KEEP {
+                    *cut = Vec::new();
+                }
+                (proto_len, bytes, splices.cloned())
+            })
         });
         FamilyEntry {
             name,
@@ -119,51 +195,17 @@ impl FamilyEntry {
             mtype,
             timestamp_ns,
             metric_count: metrics.len() as u32,
-            text_len: text_len as u32,
+            proto_len: proto_len as u32,
             bytes,
-            invalid,
-            spliced: None,
+            invalid: invalid.into(),
+            splices,
             needs_escaping,
         }
     }
 
-    /// Builds an entry from metrics sanitized with [`sanitize_labels_shared`]: the labels in
-    /// `shared` hold the placeholder, and are stored once for the group.
-    pub fn build_shared(
-        name: Arc<str>,
-        help: Option<&str>,
-        mtype: MetricType,
-        metrics: &[Metric],
-        timestamp_ns: i64,
-        shared: Option<&Arc<SharedLabels>>,
-    ) -> FamilyEntry {
-        let mut e = FamilyEntry::build(name, help, mtype, metrics, timestamp_ns);
-        let Some(labels) = shared else { return e };
-        if let Some((text, at)) = crate::shared::cut_text(e.text_raw(), labels) {
-            let proto = e.proto_raw().to_vec();
-            e.spliced = Some(Box::new(Spliced::new(labels.clone(), &text, at, &proto)));
-            e.text_len = text.len() as u32;
-            e.bytes = [&text[..], &proto[..]].concat().into_boxed_slice();
-            return e;
-        }
-        // Not expected (every line holds every label): store the real values instead.
-        let real: Vec<Metric> = metrics
-            .iter()
-            .map(|m| {
-                let mut m = m.clone();
-                for lp in m.label.iter_mut() {
-                    if let Some(i) = labels.index(lp.name()) {
-                        lp.value = Some(labels.values[i].to_string());
-                    }
-                }
-                m
-            })
-            .collect();
-        FamilyEntry::build(e.name.clone(), help, mtype, &real, timestamp_ns)
-    }
-
     /// Rebuilds an entry from its persisted parts; only the series identities are recomputed,
-    /// by walking the protobuf bytes without decoding them into messages.
+    /// by walking the protobuf bytes without decoding them into messages. With `key`, the
+    /// group's labels are cut out again ([`crate::shared`]).
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         name: Arc<str>,
@@ -174,34 +216,56 @@ impl FamilyEntry {
         text: &[u8],
         invalid: Option<String>,
         shared: Option<(Arc<SharedLabels>, Vec<u32>)>,
+        key: Option<&GroupKey>,
     ) -> Result<FamilyEntry, String> {
-        let metric_count = count_metrics(proto)?;
-        let spliced = match shared {
+        // Long grouping values persisted once: written back first.
+        let full;
+        let (proto, text) = match shared {
             Some((labels, at)) => {
                 if at.iter().any(|&a| a as usize > text.len()) || !at.is_sorted() {
                     return Err("shared label offsets out of range".into());
                 }
-                Some(Box::new(Spliced::new(labels, text, at, proto)))
+                let s = Spliced::new(labels, text, at, proto);
+                let (mut t, mut p) = (Vec::new(), Vec::new());
+                s.write_text(text, &mut t);
+                s.write_proto(proto, &mut p);
+                full = (p, t);
+                (&full.0[..], &full.1[..])
             }
-            None => None,
+            None => (proto, text),
         };
+        let metric_count = count_metrics(proto)?;
         let needs_escaping =
             !exposition::names::is_legacy_name(&name) || label_names_need_escaping(proto)?;
+        let mut cut = vec![0; TEXT_LEN];
+        let splices = key.map(|k| k.splices()).filter(|sp| {
+            if !crate::shared::cut_text(text, sp, name.as_bytes(), &mut cut) {
+                return false;
+            }
+            let text_len = (cut.len() - TEXT_LEN) as u32;
+            cut[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
+            crate::shared::cut_proto(proto, sp, &mut cut)
+        });
+        let bytes = match splices {
+            Some(_) => cut.into_boxed_slice(),
+            None => join(text, proto),
+        };
         Ok(FamilyEntry {
-            spliced,
+            splices: splices.cloned(),
             name,
             help: help.map(intern_help),
             mtype,
             timestamp_ns,
             metric_count,
-            text_len: text.len() as u32,
-            bytes: [text, proto].concat().into_boxed_slice(),
-            invalid: invalid.map(Into::into),
+            proto_len: proto.len() as u32,
+            bytes,
+            invalid: invalid.into(),
             needs_escaping,
         })
     }
 
-    /// Appends the persisted form of this entry (an `EntryRecord` message body).
+    /// Appends the persisted form of this entry (an `EntryRecord` message body): the
+    /// encodings in full, long grouping values as [`SharedLabels`] leaves them out.
     pub fn encode_entry_record(&self, out: &mut Vec<u8>) {
         prost::encoding::string::encode(1, &self.name.to_string(), out);
         if let Some(h) = &self.help {
@@ -209,19 +273,51 @@ impl FamilyEntry {
         }
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
         prost::encoding::int64::encode(4, &self.timestamp_ns, out);
-        for (tag, bytes) in [(6u32, self.proto_raw()), (7, self.text_raw())] {
+        let bytes_field = |tag: u32, bytes: &[u8], out: &mut Vec<u8>| {
             prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
             prost::encoding::encode_varint(bytes.len() as u64, out);
             out.extend_from_slice(bytes);
+        };
+        let mut long = None;
+        match &self.splices {
+            None => {
+                bytes_field(6, self.proto_raw(), out);
+                bytes_field(7, self.text_raw(), out);
+            }
+            Some(sp) => {
+                let (mut text, mut at, mut proto) = (Vec::new(), Vec::new(), Vec::new());
+                long = crate::shared::write_record_form(
+                    self.text_raw(),
+                    self.proto_raw(),
+                    sp,
+                    self.name.as_bytes(),
+                    &mut text,
+                    &mut at,
+                    &mut proto,
+                )
+                .map(|long| (sp, long, at));
+                if long.is_none() {
+                    text.clear();
+                    proto.clear();
+                    self.write_text(&mut text);
+                    self.write_proto_metrics(&mut proto);
+                }
+                bytes_field(6, &proto, out);
+                bytes_field(7, &text, out);
+            }
         }
-        if let Some(i) = &self.invalid {
+        if let Some(i) = self.invalid.as_deref() {
             prost::encoding::string::encode(8, &i.to_string(), out);
         }
-        if let Some(s) = &self.spliced {
-            let at: Vec<u8> = s.text_at.iter().flat_map(|a| a.to_le_bytes()).collect();
+        if let Some((sp, long, at)) = long {
+            let at: Vec<u8> = at.iter().flat_map(|a| a.to_le_bytes()).collect();
             prost::encoding::bytes::encode(9, &at, out);
-            for n in s.labels.names.iter() {
-                prost::encoding::string::encode(10, &n.to_string(), out);
+            for k in long {
+                prost::encoding::string::encode(
+                    10,
+                    &String::from_utf8_lossy(sp.name(k)).into_owned(),
+                    out,
+                );
             }
         }
     }
@@ -229,23 +325,27 @@ impl FamilyEntry {
     /// The identity of each series (family name and sorted labels), for the consistency
     /// index. Computed from the stored bytes when needed instead of kept: 8 bytes a series.
     pub fn series(&self) -> Vec<u64> {
-        let shared = self.spliced.as_ref().map(|s| &*s.labels);
-        series_hashes_of(&self.name, self.proto_raw(), shared).unwrap_or_default()
+        series_hashes_of(&self.name, self.proto_raw(), self.splices.as_ref()).unwrap_or_default()
     }
 
-    /// The stored text (with holes where shared labels go).
+    /// The stored text (with markers where the group's labels go).
     fn text_raw(&self) -> &[u8] {
-        &self.bytes[..self.text_len as usize]
+        &self.bytes[TEXT_LEN..TEXT_LEN + self.text_len_raw()]
     }
 
-    /// The stored `metric` fields (with placeholders for shared labels).
+    fn text_len_raw(&self) -> usize {
+        let b = &self.bytes[..TEXT_LEN];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    }
+
+    /// The stored `metric` fields (with markers where the group's labels go).
     fn proto_raw(&self) -> &[u8] {
-        &self.bytes[self.text_len as usize..]
+        &self.bytes[TEXT_LEN + self.text_len_raw()..]
     }
 
-    /// The text exposition lines (copied only when the group shares long label values).
+    /// The text exposition lines (copied when the group's labels are stored once).
     pub fn text(&self) -> Cow<'_, [u8]> {
-        match &self.spliced {
+        match &self.splices {
             None => Cow::Borrowed(self.text_raw()),
             Some(_) => {
                 let mut out = Vec::new();
@@ -257,26 +357,27 @@ impl FamilyEntry {
 
     /// Appends the pre-encoded text exposition lines.
     pub fn write_text(&self, out: &mut Vec<u8>) {
-        match &self.spliced {
+        match &self.splices {
             None => out.extend_from_slice(self.text_raw()),
-            Some(s) => s.write_text(self.text_raw(), out),
+            Some(sp) => crate::shared::write_text(self.text_raw(), sp, self.name.as_bytes(), out),
         }
     }
 
-    /// Length of [`FamilyEntry::text`].
+    /// Length of [`FamilyEntry::text`] (walks the stored text).
     pub fn text_len(&self) -> usize {
-        self.spliced
-            .as_ref()
-            .map_or(self.text_len as usize, |s| s.text_len)
+        match &self.splices {
+            None => self.text_len_raw(),
+            Some(sp) => crate::shared::text_len(self.text_raw(), sp, self.name.as_bytes()),
+        }
     }
 
-    /// The `metric` fields of a `MetricFamily` message (copied only when the group shares
-    /// long label values).
+    /// The `metric` fields of a `MetricFamily` message (copied when the group's labels are
+    /// stored once).
     pub fn proto_metrics(&self) -> Cow<'_, [u8]> {
-        match &self.spliced {
+        match &self.splices {
             None => Cow::Borrowed(self.proto_raw()),
             Some(_) => {
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(self.proto_len as usize);
                 self.write_proto_metrics(&mut out);
                 Cow::Owned(out)
             }
@@ -285,45 +386,52 @@ impl FamilyEntry {
 
     /// Appends the pre-encoded `metric` fields.
     pub fn write_proto_metrics(&self, out: &mut Vec<u8>) {
-        match &self.spliced {
+        match &self.splices {
             None => out.extend_from_slice(self.proto_raw()),
-            Some(s) => s.write_proto(self.proto_raw(), out),
+            Some(sp) => {
+                out.reserve(self.proto_len as usize);
+                crate::shared::write_proto(self.proto_raw(), sp, out)
+            }
         }
     }
 
     /// Length of [`FamilyEntry::proto_metrics`].
     pub fn proto_len(&self) -> usize {
-        self.spliced
-            .as_ref()
-            .map_or(self.bytes.len() - self.text_len as usize, |s| s.proto_len)
+        self.proto_len as usize
     }
 
-    /// The group's shared labels, if this entry uses them.
-    pub fn shared_labels(&self) -> Option<&Arc<SharedLabels>> {
-        self.spliced.as_ref().map(|s| &s.labels)
+    /// Asks the CPU to start loading this entry's encodings (and its group's labels): a
+    /// scrape calls it a few entries ahead, so that the cache misses of consecutive entries
+    /// (each of another group) overlap instead of stalling one after the other.
+    #[inline]
+    pub fn prefetch(&self) {
+        prefetch(self.bytes.as_ptr());
+        if let Some(sp) = &self.splices {
+            prefetch(sp.as_ptr());
+        }
     }
 
-    /// Bytes this entry keeps (its encodings, without the shared labels).
+    /// Asks the CPU to start loading the entry behind `e` (one step before
+    /// [`FamilyEntry::prefetch`]).
+    #[inline]
+    pub fn prefetch_arc(e: &Arc<FamilyEntry>) {
+        prefetch(Arc::as_ptr(e).cast());
+    }
+
+    /// Whether this entry stores its group's labels once ([`crate::shared`]).
+    pub fn is_spliced(&self) -> bool {
+        self.splices.is_some()
+    }
+
+    /// Bytes this entry keeps (its encodings, without the group's labels).
     pub fn stored_bytes(&self) -> usize {
-        self.bytes.len() + self.spliced.as_ref().map_or(0, |s| s.text_at.len() * 4)
+        self.bytes.len()
     }
 
     /// Decodes the metrics (for the API, the UI and error messages; not on hot paths).
     pub fn metrics(&self) -> Vec<Metric> {
-        let mut fam = MetricFamily::decode(self.proto_raw()).unwrap_or_default();
-        let mut metrics = std::mem::take(&mut fam.metric);
-        if let Some(s) = &self.spliced {
-            for m in metrics.iter_mut() {
-                for lp in m.label.iter_mut() {
-                    if let Some(i) = s.labels.index(lp.name()) {
-                        if lp.value() == PLACEHOLDER {
-                            lp.value = Some(s.labels.values[i].to_string());
-                        }
-                    }
-                }
-            }
-        }
-        metrics
+        let mut fam = MetricFamily::decode(&*self.proto_metrics()).unwrap_or_default();
+        std::mem::take(&mut fam.metric)
     }
 
     /// Encodes the whole family as a `MetricFamily` message (header + stored metrics).
@@ -335,6 +443,29 @@ impl FamilyEntry {
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
         self.write_proto_metrics(out);
     }
+}
+
+/// A prefetch hint for the cache line at `p`.
+#[allow(unsafe_code)]
+#[inline]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, reads nothing into the program and
+    // changes no memory, whatever the address (SSE is part of the x86_64 baseline).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// `[text length][text][proto]` in one allocation of the exact size.
+fn join(text: &[u8], proto: &[u8]) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(TEXT_LEN + text.len() + proto.len());
+    bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(text);
+    bytes.extend_from_slice(proto);
+    bytes.into_boxed_slice()
 }
 
 /// The 64-bit identity of a series, as client_golang computes it for its uniqueness check
@@ -472,11 +603,11 @@ fn label_names_need_escaping(mut proto: &[u8]) -> Result<bool, String> {
 }
 
 /// The series identities of concatenated `metric` fields, computed like [`series_hash`]
-/// straight from the protobuf bytes.
+/// straight from the protobuf bytes (with the group's labels where `splices` has them).
 fn series_hashes_of(
     family: &str,
     mut proto: &[u8],
-    shared: Option<&SharedLabels>,
+    splices: Option<&Splices>,
 ) -> Result<Vec<u64>, String> {
     use std::hash::Hasher;
     let mut out = Vec::new();
@@ -491,6 +622,31 @@ fn series_hashes_of(
         }
         let mut h = family_h.clone();
         while !metric.is_empty() {
+            if matches!(
+                metric[0],
+                crate::shared::PROTO_MARK | crate::shared::PROTO_ALL
+            ) {
+                let all = metric[0] == crate::shared::PROTO_ALL;
+                metric = &metric[1..];
+                let k = prost::encoding::decode_varint(&mut metric).map_err(|e| e.to_string())?
+                    as usize;
+                let sp = splices
+                    .filter(|sp| all || k < sp.len())
+                    .ok_or("spliced label without splices")?;
+                let ks = if all { 0..sp.len() } else { k..k + 1 };
+                for k in ks {
+                    write_name(&mut h, sp.name(k));
+                    h.write_u8(0xff);
+                    let v = sp.value(k);
+                    if v.len() >= crate::shared::SHARE_MIN {
+                        h.write_u64(sp.digest(k));
+                    } else {
+                        h.write(v);
+                    }
+                    h.write_u8(0xff);
+                }
+                continue;
+            }
             let (tag, mut pair) = next_field(&mut metric)?;
             if tag != 1 {
                 continue;
@@ -503,19 +659,9 @@ fn series_hashes_of(
                     _ => {}
                 }
             }
-            let real = shared
-                .filter(|_| value == PLACEHOLDER.as_bytes())
-                .and_then(|s| Some((s, s.index(std::str::from_utf8(name).ok()?)?)));
             write_name(&mut h, name);
             h.write_u8(0xff);
-            match real {
-                // The shared value's digest is computed once for the group.
-                Some((s, i)) if s.values[i].len() >= crate::shared::SHARE_MIN => {
-                    h.write_u64(s.digests[i])
-                }
-                Some((s, i)) => h.write(s.values[i].as_bytes()),
-                None => write_value(&mut h, value),
-            }
+            write_value(&mut h, value);
             h.write_u8(0xff);
         }
         out.push(h.finish());
@@ -653,12 +799,13 @@ impl Group {
             gauge: Some(Gauge { value: Some(value) }),
             ..Default::default()
         };
-        Arc::new(FamilyEntry::build(
+        Arc::new(FamilyEntry::build_shared(
             name,
             Some(help),
             MetricType::Gauge,
             &[m],
             ts,
+            Some(key),
         ))
     }
 }
@@ -667,30 +814,18 @@ impl Group {
 /// and are added when missing, `instance=""` is added when there is no instance, and the
 /// labels are sorted by name (official `sanitizeLabels`).
 pub fn sanitize_labels(m: &mut Metric, key: &GroupKey) {
-    sanitize_labels_shared(m, key, None)
-}
-
-/// [`sanitize_labels`], with the placeholder value for the labels in `shared`.
-pub fn sanitize_labels_shared(m: &mut Metric, key: &GroupKey, shared: Option<&SharedLabels>) {
     let grouping = key.labels();
-    let value = |i: usize| -> &str {
-        let (n, v) = &grouping[i];
-        match shared.and_then(|s| s.index(n)) {
-            Some(_) => PLACEHOLDER,
-            None => v,
-        }
-    };
     let mut seen = vec![false; grouping.len()];
     for lp in m.label.iter_mut() {
         // Grouping labels are sorted by name.
         if let Ok(i) = grouping.binary_search_by(|(n, _)| (**n).cmp(lp.name())) {
-            lp.value = Some(value(i).to_string());
+            lp.value = Some(grouping[i].1.to_string());
             seen[i] = true;
         }
     }
-    for (i, (n, _)) in grouping.iter().enumerate() {
+    for (i, (n, v)) in grouping.iter().enumerate() {
         if !seen[i] {
-            m.label.push(LabelPair::new(&**n, value(i)));
+            m.label.push(LabelPair::new(&**n, &**v));
         }
     }
     if !m.label.iter().any(|lp| lp.name() == "instance") {
@@ -842,6 +977,7 @@ mod tests {
             &e.text(),
             None,
             None,
+            None,
         )
         .unwrap();
         assert!(back.needs_escaping);
@@ -925,7 +1061,7 @@ mod tests {
             }
             assert_eq!(e.text_raw(), text.as_bytes());
             assert_eq!(e.proto_raw(), &proto[..]);
-            assert_eq!(e.bytes.len(), text.len() + proto.len());
+            assert_eq!(e.bytes.len(), 4 + text.len() + proto.len());
         }
     }
 }

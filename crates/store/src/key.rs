@@ -13,6 +13,8 @@ pub struct GroupKey(Arc<KeyData>);
 struct KeyData {
     canonical: Box<[u8]>,
     labels: Box<[(Box<str>, Box<str>)]>,
+    /// The labels pre-encoded for the entries that store them once ([`crate::shared`]).
+    splices: std::sync::OnceLock<crate::shared::Splices>,
 }
 
 impl GroupKey {
@@ -43,6 +45,7 @@ impl GroupKey {
         GroupKey(Arc::new(KeyData {
             canonical: canonical.into_boxed_slice(),
             labels,
+            splices: std::sync::OnceLock::new(),
         }))
     }
 
@@ -58,6 +61,13 @@ impl GroupKey {
             .iter()
             .find(|(n, _)| &**n == name)
             .map(|(_, v)| &**v)
+    }
+
+    /// The labels every series of the group carries, pre-encoded (computed once per key).
+    pub(crate) fn splices(&self) -> &crate::shared::Splices {
+        self.0
+            .splices
+            .get_or_init(|| crate::shared::Splices::of_key(self))
     }
 
     /// The canonical byte form, used as the persistence key.

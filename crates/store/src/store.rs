@@ -4,13 +4,12 @@
 
 use crate::accumulate::{self, Accumulate};
 use crate::group::{
-    is_time_gauge, sanitize_labels_shared, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
+    is_time_gauge, sanitize_labels, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
     PUSH_TIME,
 };
 use crate::idempotency;
 use crate::index::Index;
 use crate::key::GroupKey;
-use crate::shared::SharedLabels;
 use crate::wal::{Op, Recovered, SyncMode, Ticket, Wal, WalError};
 use arc_swap::ArcSwap;
 use exposition::pb::{Metric, MetricFamily, MetricType};
@@ -103,8 +102,8 @@ pub struct Prepared {
     idempotency: Option<idempotency::KeyDigest>,
     /// Summary quantiles this (accumulating) push dropped.
     pub dropped_quantiles: u64,
-    /// The group's long grouping values, stored once ([`crate::shared`]).
-    shared: Option<Arc<SharedLabels>>,
+    /// The group whose labels the entries store once ([`crate::shared`]).
+    shared: Option<GroupKey>,
     /// The series identities of the entries in `entries`, computed outside the store lock
     /// (kept only while the push is applied, not in the stored entries).
     series: Vec<(Arc<FamilyEntry>, Vec<u64>)>,
@@ -715,13 +714,6 @@ impl Store {
         } else {
             self.shared_labels(&push.key)
         };
-        // An accumulating push's metrics keep the real grouping values: they are merged
-        // with stored metrics, which decode with the real values. Their entries get the
-        // placeholders when they are built ([`Store::build_accumulated`]).
-        let sanitize_shared = match push.accumulate {
-            Some(_) => None,
-            None => shared.as_deref(),
-        };
         if !has_timestamps {
             for mut mf in push.families {
                 let name = mf.name().to_string();
@@ -729,7 +721,7 @@ impl Store {
                     continue; // always set by the gateway itself
                 }
                 for m in mf.metric.iter_mut() {
-                    sanitize_labels_shared(m, &push.key, sanitize_shared);
+                    sanitize_labels(m, &push.key);
                 }
                 if push.accumulate.is_some() {
                     dropped_quantiles +=
@@ -756,7 +748,7 @@ impl Store {
                         .metric
                         .iter()
                         .find_map(|m| crate::check::legacy_label_names(&name, m).err())
-                        .map(String::into_boxed_str);
+                        .into();
                 }
                 let e = Arc::new(e);
                 if e.metric_count > 0 {
@@ -796,21 +788,16 @@ impl Store {
         self.dropped_quantiles.load(Ordering::Relaxed)
     }
 
-    /// The long grouping label values of `key`, pre-encoded once and shared by every
-    /// series of the group: the ones its stored entries already use, if they match.
-    fn shared_labels(&self, key: &GroupKey) -> Option<Arc<SharedLabels>> {
-        let fresh = SharedLabels::of_key(key)?;
-        let st = self.state.lock();
-        let existing = st
-            .snap
-            .groups
-            .get(key)
-            .and_then(|g| g.families.values().find_map(|e| e.shared_labels().cloned()));
-        drop(st);
-        Some(match existing {
-            Some(e) if e.names == fresh.names => e,
-            _ => fresh,
-        })
+    /// The key whose pre-encoded labels the entries of a push to `key` store once
+    /// ([`crate::shared`]): the stored group's, if the last published snapshot has it (so
+    /// that a group's entries share one), else `key`.
+    fn shared_labels(&self, key: &GroupKey) -> Option<GroupKey> {
+        let snap = self.current.load();
+        Some(
+            snap.groups
+                .get(key)
+                .map_or_else(|| key.clone(), |g| g.key.clone()),
+        )
     }
 
     /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
@@ -1167,19 +1154,8 @@ impl Store {
         p: &Prepared,
         new: &FamilyEntry,
         help: Option<&str>,
-        mut metrics: Vec<Metric>,
+        metrics: Vec<Metric>,
     ) -> FamilyEntry {
-        if let Some(shared) = &p.shared {
-            for m in metrics.iter_mut() {
-                for lp in m.label.iter_mut() {
-                    if let Some(i) = shared.index(lp.name()) {
-                        if lp.value() == &*shared.values[i] {
-                            lp.value = Some(crate::shared::PLACEHOLDER.to_string());
-                        }
-                    }
-                }
-            }
-        }
         FamilyEntry::build_shared(
             new.name.clone(),
             help,
@@ -1959,7 +1935,7 @@ mod tests {
             }
             assert_eq!(counter_value(&s, &k, "c_total"), 7.0);
             let g = s.snapshot().groups[&k].clone();
-            assert!(g.families["c_total"].shared_labels().is_some());
+            assert!(g.families["c_total"].is_spliced());
             let text = String::from_utf8(g.families["c_total"].text().to_vec()).unwrap();
             assert!(text.contains(&long), "{text}");
             s.close().unwrap();

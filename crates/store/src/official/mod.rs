@@ -187,12 +187,13 @@ fn group_from(v: &Value) -> Result<Group, String> {
             PUSH_FAILURE_TIME => failure = (gauge_value(&mf), ts),
             _ => {
                 let name: Arc<str> = Arc::from(name);
-                let entry = FamilyEntry::build(
+                let entry = FamilyEntry::build_shared(
                     name.clone(),
                     mf.help.as_deref(),
                     mf.metric_type(),
                     &mf.metric,
                     ts,
+                    Some(&g.key),
                 );
                 g.families.insert(name, Arc::new(entry));
             }

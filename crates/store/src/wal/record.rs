@@ -187,12 +187,13 @@ impl Group {
         for fr in rec.families {
             let Some(mf) = fr.family else { continue };
             let name = intern(mf.name());
-            let entry = FamilyEntry::build(
+            let entry = FamilyEntry::build_shared(
                 name.clone(),
                 mf.help.as_deref(),
                 mf.metric_type(),
                 &mf.metric,
                 fr.timestamp_ns,
+                Some(&key),
             );
             families.insert(name, Arc::new(entry));
         }
@@ -233,6 +234,7 @@ impl Group {
                 &er.text,
                 er.invalid,
                 spliced,
+                Some(&key),
             )?;
             families.insert(name, Arc::new(entry));
         }
