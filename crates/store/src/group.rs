@@ -163,15 +163,31 @@ impl FamilyEntry {
                 for m in metrics {
                     prost::encoding::message::encode(4, m, proto);
                 }
-                let proto_len = proto.len();
+                let mut proto_len = proto.len();
+                let placeheld = uses_placeholders(key, metrics);
                 let splices = key.map(|k| k.splices()).filter(|sp| {
+                    // Metrics sanitized with placeholders carry them where the long values go:
+                    // they are found in that form and stored as the group's labels.
+                    let placeholders;
+                    let find = if placeheld {
+                        placeholders = crate::shared::Splices::placeholders_of_key(key.unwrap());
+                        &placeholders
+                    } else {
+                        *sp
+                    };
                     cut.extend_from_slice(&[0; TEXT_LEN]);
-                    if !crate::shared::cut_text(text.as_bytes(), sp, name.as_bytes(), cut) {
+                    if !crate::shared::cut_text(text.as_bytes(), find, name.as_bytes(), cut) {
                         return false;
                     }
                     let text_len = (cut.len() - TEXT_LEN) as u32;
                     cut[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
-                    crate::shared::cut_proto(proto, sp, cut)
+                    let cut_at = cut.len();
+                    let ok = crate::shared::cut_proto(proto, find, cut);
+                    if ok && placeheld {
+                        // The length as written, with the real values.
+                        proto_len = crate::shared::written_proto_len(&cut[cut_at..], sp);
+                    }
+                    ok
                 });
                 let bytes = match splices {
                     Some(_) => Box::<[u8]>::from(&cut[..]),
@@ -218,19 +234,40 @@ impl FamilyEntry {
         shared: Option<(Arc<SharedLabels>, Vec<u32>)>,
         key: Option<&GroupKey>,
     ) -> Result<FamilyEntry, String> {
-        // Long grouping values persisted once: written back first.
+        // Long grouping values persisted once. When they are the key's (always, for records
+        // this store wrote), the holes get placeholders, as a push's metrics carry them, and
+        // the entry is cut from that: a long value is never written back once per series
+        // (issue 15 item 1). Otherwise they are written back first.
         let full;
+        let mut placeheld = false;
         let (proto, text) = match shared {
             Some((labels, at)) => {
                 if at.iter().any(|&a| a as usize > text.len()) || !at.is_sorted() {
                     return Err("shared label offsets out of range".into());
                 }
-                let s = Spliced::new(labels, text, at, proto);
-                let (mut t, mut p) = (Vec::new(), Vec::new());
-                s.write_text(text, &mut t);
-                s.write_proto(proto, &mut p);
-                full = (p, t);
-                (&full.0[..], &full.1[..])
+                let keys_own = key
+                    .and_then(SharedLabels::of_key)
+                    .is_some_and(|own| own.names == labels.names && own.values == labels.values);
+                if keys_own {
+                    let mut t = Vec::with_capacity(text.len() + at.len());
+                    let mut from = 0;
+                    for &a in &at {
+                        t.extend_from_slice(&text[from..a as usize]);
+                        t.extend_from_slice(crate::shared::PLACEHOLDER.as_bytes());
+                        from = a as usize;
+                    }
+                    t.extend_from_slice(&text[from..]);
+                    placeheld = true;
+                    full = (Vec::new(), t);
+                    (proto, &full.1[..])
+                } else {
+                    let s = Spliced::new(labels, text, at, proto);
+                    let (mut t, mut p) = (Vec::new(), Vec::new());
+                    s.write_text(text, &mut t);
+                    s.write_proto(proto, &mut p);
+                    full = (p, t);
+                    (&full.0[..], &full.1[..])
+                }
             }
             None => (proto, text),
         };
@@ -238,14 +275,31 @@ impl FamilyEntry {
         let needs_escaping =
             !exposition::names::is_legacy_name(&name) || label_names_need_escaping(proto)?;
         let mut cut = vec![0; TEXT_LEN];
+        let mut proto_len = proto.len();
         let splices = key.map(|k| k.splices()).filter(|sp| {
-            if !crate::shared::cut_text(text, sp, name.as_bytes(), &mut cut) {
+            let placeholders;
+            let find = match key {
+                Some(k) if placeheld => {
+                    placeholders = crate::shared::Splices::placeholders_of_key(k);
+                    &placeholders
+                }
+                _ => *sp,
+            };
+            if !crate::shared::cut_text(text, find, name.as_bytes(), &mut cut) {
                 return false;
             }
             let text_len = (cut.len() - TEXT_LEN) as u32;
             cut[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
-            crate::shared::cut_proto(proto, sp, &mut cut)
+            let cut_at = cut.len();
+            let ok = crate::shared::cut_proto(proto, find, &mut cut);
+            if ok && placeheld {
+                proto_len = crate::shared::written_proto_len(&cut[cut_at..], sp);
+            }
+            ok
         });
+        if placeheld && splices.is_none() {
+            return Err("record with shared labels whose metrics cannot be cut".into());
+        }
         let bytes = match splices {
             Some(_) => cut.into_boxed_slice(),
             None => join(text, proto),
@@ -257,7 +311,7 @@ impl FamilyEntry {
             mtype,
             timestamp_ns,
             metric_count,
-            proto_len: proto.len() as u32,
+            proto_len: proto_len as u32,
             bytes,
             invalid: invalid.into(),
             needs_escaping,
@@ -460,6 +514,27 @@ fn prefetch(p: *const u8) {
 }
 
 /// `[text length][text][proto]` in one allocation of the exact size.
+/// Whether `metrics` were sanitized with placeholders for `key`'s long grouping values
+/// ([`sanitize_labels_placeholders`]): then their first metric carries one.
+fn uses_placeholders(key: Option<&GroupKey>, metrics: &[Metric]) -> bool {
+    let Some(key) = key else { return false };
+    if !key
+        .labels()
+        .iter()
+        .any(|(_, v)| v.len() >= crate::shared::SHARE_MIN)
+    {
+        return false;
+    }
+    metrics.first().is_some_and(|m| {
+        m.label.iter().any(|l| {
+            l.value() == crate::shared::PLACEHOLDER
+                && key
+                    .get(l.name())
+                    .is_some_and(|v| v.len() >= crate::shared::SHARE_MIN)
+        })
+    })
+}
+
 fn join(text: &[u8], proto: &[u8]) -> Box<[u8]> {
     let mut bytes = Vec::with_capacity(TEXT_LEN + text.len() + proto.len());
     bytes.extend_from_slice(&(text.len() as u32).to_le_bytes());
@@ -814,18 +889,41 @@ impl Group {
 /// and are added when missing, `instance=""` is added when there is no instance, and the
 /// labels are sorted by name (official `sanitizeLabels`).
 pub fn sanitize_labels(m: &mut Metric, key: &GroupKey) {
+    sanitize_labels_with(m, key, false)
+}
+
+/// [`sanitize_labels`], with [`crate::shared::PLACEHOLDER`] for the long grouping values
+/// (at least [`crate::shared::SHARE_MIN`] bytes): a push of many series to a group with a
+/// long grouping value then never holds that value once per series, not even while its
+/// entries are encoded ([`FamilyEntry::build_shared`] finds the placeholders and stores the
+/// group's real labels once).
+pub fn sanitize_labels_placeholders(m: &mut Metric, key: &GroupKey) {
+    sanitize_labels_with(m, key, true)
+}
+
+fn sanitize_labels_with(m: &mut Metric, key: &GroupKey, placeholders: bool) {
     let grouping = key.labels();
+    let value = |v: &str| -> String {
+        if placeholders && v.len() >= crate::shared::SHARE_MIN {
+            crate::shared::PLACEHOLDER.to_string()
+        } else {
+            v.to_string()
+        }
+    };
     let mut seen = vec![false; grouping.len()];
     for lp in m.label.iter_mut() {
         // Grouping labels are sorted by name.
         if let Ok(i) = grouping.binary_search_by(|(n, _)| (**n).cmp(lp.name())) {
-            lp.value = Some(grouping[i].1.to_string());
+            lp.value = Some(value(&grouping[i].1));
             seen[i] = true;
         }
     }
     for (i, (n, v)) in grouping.iter().enumerate() {
         if !seen[i] {
-            m.label.push(LabelPair::new(&**n, &**v));
+            m.label.push(LabelPair {
+                name: Some(n.to_string()),
+                value: Some(value(v)),
+            });
         }
     }
     if !m.label.iter().any(|lp| lp.name() == "instance") {

@@ -255,8 +255,30 @@ fn put_u32(buf: &mut [u8], at: usize, v: usize) {
 impl Splices {
     /// The splices of `key` (use [`GroupKey::splices`], which caches them).
     pub(crate) fn of_key(key: &GroupKey) -> Splices {
-        let mut labels: Vec<(&str, &str)> =
-            key.labels().iter().map(|(n, v)| (&**n, &**v)).collect();
+        Splices::of_labels(key, false)
+    }
+
+    /// The splices a push's metrics carry when their long grouping values were replaced by
+    /// [`PLACEHOLDER`] ([`crate::group::sanitize_labels_placeholders`]): used only to find
+    /// the labels in freshly encoded bytes (same label order and indexes as [`Splices::of_key`]),
+    /// so that a push never encodes a long grouping value once per series.
+    pub(crate) fn placeholders_of_key(key: &GroupKey) -> Splices {
+        Splices::of_labels(key, true)
+    }
+
+    fn of_labels(key: &GroupKey, placeholders: bool) -> Splices {
+        let mut labels: Vec<(&str, &str)> = key
+            .labels()
+            .iter()
+            .map(|(n, v)| {
+                let v: &str = if placeholders && v.len() >= SHARE_MIN {
+                    PLACEHOLDER
+                } else {
+                    v
+                };
+                (&**n, v)
+            })
+            .collect();
         if key.get("instance").is_none() {
             labels.push(("instance", ""));
             labels.sort_by(|a, b| a.0.cmp(b.0));
@@ -609,6 +631,23 @@ fn splice_at(b: &[u8], i: &mut usize) -> Option<usize> {
     }
 }
 
+/// The length of [`write_proto`]'s output, written back one metric at a time (so that a long
+/// grouping value is never held once per series).
+pub(crate) fn written_proto_len(mut stored: &[u8], sp: &Splices) -> usize {
+    let mut scratch = Vec::new();
+    let mut len = 0;
+    while !stored.is_empty() {
+        let start = stored;
+        if next_field(&mut stored).is_err() {
+            return len + start.len();
+        }
+        scratch.clear();
+        write_proto(&start[..start.len() - stored.len()], sp, &mut scratch);
+        len += scratch.len();
+    }
+    len
+}
+
 /// Appends stored `metric` fields with the labels written back.
 pub(crate) fn write_proto(stored: &[u8], sp: &Splices, out: &mut Vec<u8>) {
     let n = stored.len();
@@ -746,13 +785,21 @@ pub(crate) fn write_record_form(
     if seen != lines * long.len() {
         return None;
     }
-    // Metrics: long labels as placeholder pairs.
-    let mut full = Vec::with_capacity(proto.len());
-    write_proto(proto, sp, &mut full);
-    let mut rest = &full[..];
+    // Metrics: long labels as placeholder pairs. One metric is written back at a time, so
+    // that a long value is never held once per series (issue 15 item 1).
+    let mut stored = proto;
+    let mut full = Vec::new();
     let mut body = Vec::new();
-    while !rest.is_empty() {
+    while !stored.is_empty() {
+        let start = stored;
+        next_field(&mut stored).ok()?;
+        full.clear();
+        write_proto(&start[..start.len() - stored.len()], sp, &mut full);
+        let mut rest = &full[..];
         let (_, metric) = next_field(&mut rest).ok()?;
+        if !rest.is_empty() {
+            return None;
+        }
         body.clear();
         let mut b = metric;
         while b.first() == Some(&LABEL_KEY) {
@@ -807,6 +854,47 @@ mod tests {
                         # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\n\
                         # TYPE g gauge\ng{z=\"pushed\",b=\"\\n\"} 1\ng{b=\"2\",instance=\"own\"} 2\ng{b=\"x,job=\\\"j\\\"\",job=\"other\"} 3\n\
                         # TYPE u untyped\nu 1\n";
+
+    /// Regression (issue 15 item 1 after issue 19 item 4): a push's metrics carry placeholders
+    /// for long grouping values, so that no encoding holds the value once per series; the
+    /// entry built from them reads exactly like one built from the real values, and its
+    /// stored bytes and persisted record hold the value once.
+    #[test]
+    fn placeholder_metrics_build_the_same_entry_without_a_copy_per_series() {
+        let long = "v".repeat(60 * 1024);
+        let key = GroupKey::new([("job", "hostile"), ("big", long.as_str())]);
+        let mut body = String::from("# TYPE m gauge\n");
+        for i in 0..3_000 {
+            body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
+        }
+        let mf = exposition::text_parse::parse_text(body.as_bytes())
+            .unwrap()
+            .remove(0);
+        let (mut real, mut ph) = (mf.metric.clone(), mf.metric.clone());
+        real.iter_mut().for_each(|m| sanitize_labels(m, &key));
+        ph.iter_mut()
+            .for_each(|m| crate::group::sanitize_labels_placeholders(m, &key));
+        let name: Arc<str> = "m".into();
+        let t = exposition::pb::MetricType::Gauge;
+        let a = FamilyEntry::build_shared(name.clone(), None, t, &real, 1, Some(&key));
+        let b = FamilyEntry::build_shared(name, None, t, &ph, 1, Some(&key));
+        assert!(b.is_spliced());
+        assert_eq!(a.text(), b.text());
+        assert_eq!(a.proto_metrics(), b.proto_metrics());
+        assert_eq!(a.series(), b.series());
+        assert_eq!(a.proto_len(), b.proto_len());
+        assert_eq!(a.text_len(), b.text_len());
+        assert!(b.bytes.len() < 3_000 * 64, "stored {} bytes", b.bytes.len());
+        let (mut ra, mut rb) = (Vec::new(), Vec::new());
+        a.encode_entry_record(&mut ra);
+        b.encode_entry_record(&mut rb);
+        assert_eq!(ra, rb);
+        assert!(
+            rb.len() < long.len() + 3_000 * 160,
+            "record {} bytes",
+            rb.len()
+        );
+    }
 
     /// Regression (issue 19 item 4): an entry that stores its group's labels once writes,
     /// decodes, identifies and persists exactly like one that repeats them, whatever the

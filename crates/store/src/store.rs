@@ -4,8 +4,8 @@
 
 use crate::accumulate::{self, Accumulate};
 use crate::group::{
-    is_time_gauge, sanitize_labels, FamilyEntry, Group, PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME,
-    PUSH_TIME,
+    is_time_gauge, sanitize_labels, sanitize_labels_placeholders, FamilyEntry, Group,
+    PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME, PUSH_TIME,
 };
 use crate::idempotency;
 use crate::index::Index;
@@ -720,8 +720,14 @@ impl Store {
                 if is_time_gauge(&name) || (push.ttl_ms != 0 && name == PUSH_EXPIRY_TIME) {
                     continue; // always set by the gateway itself
                 }
+                // An accumulating push's metrics keep the real grouping values: they are
+                // merged with stored metrics, which decode with the real values.
                 for m in mf.metric.iter_mut() {
-                    sanitize_labels(m, &push.key);
+                    if push.accumulate.is_some() {
+                        sanitize_labels(m, &push.key);
+                    } else {
+                        sanitize_labels_placeholders(m, &push.key);
+                    }
                 }
                 if push.accumulate.is_some() {
                     dropped_quantiles +=
