@@ -17,6 +17,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from pgw_e2e import PGW_BIN, Gateway, Process, free_port, new_session, poll
 
@@ -284,10 +285,17 @@ def test_three_node_nats_cluster_keeps_pushes_working_when_a_node_dies(
     # reports the missed heartbeat, or our watchdog sees it stall, within about 10 s);
     # once they have, every push succeeds and nothing is lost.
     failover = 3 * TIMEOUT
-    assert poll(lambda: put(a, "/metrics/job/probe", b"v 0\n").status_code == 200,
-                timeout=failover)
-    assert poll(lambda: put(b, "/metrics/job/probe", b"v 0\n").status_code == 200,
-                timeout=failover)
+
+    def probe_ok(gw):
+        # A push in flight while the clients fail over may take the whole --cluster.timeout
+        # (10 s) and so outlast the client's own 10 s timeout: not yet, try again.
+        try:
+            return put(gw, "/metrics/job/probe", b"v 0\n").status_code == 200
+        except requests.RequestException:
+            return False
+
+    assert poll(lambda: probe_ok(a), timeout=failover)
+    assert poll(lambda: probe_ok(b), timeout=failover)
     for i in range(10, 20):
         assert put(b if i % 2 else a, "/metrics/job/c%d" % i, b"v %d\n" % i).status_code == 200
     want = {"c%d" % i: float(i) for i in range(20)}
