@@ -169,6 +169,17 @@ fn peak_rss(gw: &Gateway) -> u64 {
         * 1024
 }
 
+/// The hostile group of issue 15 item 1: a 60 KB grouping value and a body of 30,000
+/// one-line series (~160 KB of request).
+fn hostile_group() -> (String, String) {
+    let value = "v".repeat(60 * 1024);
+    let mut body = String::new();
+    for i in 0..30_000 {
+        body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
+    }
+    (value, body)
+}
+
 #[test]
 fn long_grouping_value_group_restores_without_a_copy_per_series() {
     // The same hostile group as below, restored from the persistence file: restore must not
@@ -176,11 +187,7 @@ fn long_grouping_value_group_restores_without_a_copy_per_series() {
     let dir = tempfile::tempdir().unwrap();
     let pfile = format!("--persistence.file={}", dir.path().join("p.db").display());
     let gw = Gateway::start(&[&pfile]);
-    let value = "v".repeat(60 * 1024);
-    let mut body = String::new();
-    for i in 0..30_000 {
-        body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
-    }
+    let (value, body) = hostile_group();
     let r = gw.send(
         "PUT",
         &format!("/metrics/job/hostile/big/{value}"),
@@ -209,11 +216,7 @@ fn long_grouping_value_with_many_series_is_stored_once_per_group() {
     let dir = tempfile::tempdir().unwrap();
     let pfile = format!("--persistence.file={}", dir.path().join("p.db").display());
     let gw = Gateway::start(&[&pfile]);
-    let value = "v".repeat(60 * 1024);
-    let mut body = String::new();
-    for i in 0..30_000 {
-        body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
-    }
+    let (value, body) = hostile_group();
     let before = gw.rss();
     let r = gw.send(
         "PUT",
