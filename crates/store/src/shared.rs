@@ -631,21 +631,64 @@ fn splice_at(b: &[u8], i: &mut usize) -> Option<usize> {
     }
 }
 
-/// The length of [`write_proto`]'s output, written back one metric at a time (so that a long
-/// grouping value is never held once per series).
-pub(crate) fn written_proto_len(mut stored: &[u8], sp: &Splices) -> usize {
-    let mut scratch = Vec::new();
-    let mut len = 0;
-    while !stored.is_empty() {
-        let start = stored;
-        if next_field(&mut stored).is_err() {
-            return len + start.len();
+/// Walks the label fields and splices that lead a stored metric body (`stored[body..end]`),
+/// calling `f(splice start, splice end, label index)` for each splice.
+fn for_each_splice(stored: &[u8], body: usize, end: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let mut j = body;
+    while j < end {
+        match stored[j] {
+            LABEL_KEY => {
+                j += 1;
+                match varint(stored, &mut j) {
+                    Some(l) => j += l,
+                    None => break,
+                }
+            }
+            PROTO_MARK | PROTO_ALL => {
+                let m = j;
+                match splice_at(stored, &mut j) {
+                    Some(k) => f(m, j, k),
+                    None => break,
+                }
+            }
+            _ => break,
         }
-        scratch.clear();
-        write_proto(&start[..start.len() - stored.len()], sp, &mut scratch);
-        len += scratch.len();
     }
-    len
+}
+
+/// One stored `metric` field at `stored[i..]`: its body's range, its stored length and the
+/// length with the labels written back (`None` when it is not a `metric` field).
+fn stored_metric(
+    stored: &[u8],
+    i: &mut usize,
+    sp: &Splices,
+) -> Option<(usize, usize, usize, usize)> {
+    let start = *i;
+    *i += 1;
+    let len = varint(stored, i)?;
+    if stored[start] != METRIC_KEY {
+        return None;
+    }
+    let (body, end) = (*i, (*i + len).min(stored.len()));
+    let mut out_len = len;
+    for_each_splice(stored, body, end, |m, j, k| {
+        out_len = out_len + sp.proto(k).len() - (j - m)
+    });
+    Some((body, end, len, out_len))
+}
+
+/// The length of [`write_proto`]'s output.
+pub(crate) fn written_proto_len(stored: &[u8], sp: &Splices) -> usize {
+    let (n, mut i, mut total) = (stored.len(), 0, 0);
+    while i < n {
+        let start = i;
+        let Some((_, end, _, out_len)) = stored_metric(stored, &mut i, sp) else {
+            return total + n - start;
+        };
+        total += 1 + prost::encoding::encoded_len_varint(out_len as u64) + out_len;
+        i = end;
+    }
+    total
 }
 
 /// Appends stored `metric` fields with the labels written back.
@@ -654,66 +697,24 @@ pub(crate) fn write_proto(stored: &[u8], sp: &Splices, out: &mut Vec<u8>) {
     let mut i = 0;
     while i < n {
         let start = i;
-        i += 1;
-        let (Some(len), true) = (varint(stored, &mut i), stored[start] == METRIC_KEY) else {
+        let Some((body, end, len, out_len)) = stored_metric(stored, &mut i, sp) else {
             out.extend_from_slice(&stored[start..]);
             return;
         };
-        let (body, end) = (i, (i + len).min(n));
-        // Pass 1: the length with the labels written back.
-        let mut out_len = len;
-        let mut j = body;
-        while j < end {
-            match stored[j] {
-                LABEL_KEY => {
-                    j += 1;
-                    match varint(stored, &mut j) {
-                        Some(l) => j += l,
-                        None => break,
-                    }
-                }
-                PROTO_MARK | PROTO_ALL => {
-                    let m = j;
-                    match splice_at(stored, &mut j) {
-                        Some(k) => out_len = out_len + sp.proto(k).len() - (j - m),
-                        None => break,
-                    }
-                }
-                _ => break,
-            }
-        }
         if out_len == len {
             out.extend_from_slice(&stored[start..end]);
             i = end;
             continue;
         }
-        // Pass 2: copy, the splices replaced.
+        // Copy, the splices replaced.
         out.push(METRIC_KEY);
         prost::encoding::encode_varint(out_len as u64, out);
-        let (mut from, mut j) = (body, body);
-        while j < end {
-            match stored[j] {
-                LABEL_KEY => {
-                    j += 1;
-                    match varint(stored, &mut j) {
-                        Some(l) => j += l,
-                        None => break,
-                    }
-                }
-                PROTO_MARK | PROTO_ALL => {
-                    let m = j;
-                    match splice_at(stored, &mut j) {
-                        Some(k) => {
-                            out.extend_from_slice(&stored[from..m]);
-                            out.extend_from_slice(sp.proto(k));
-                            from = j;
-                        }
-                        None => break,
-                    }
-                }
-                _ => break,
-            }
-        }
+        let mut from = body;
+        for_each_splice(stored, body, end, |m, j, k| {
+            out.extend_from_slice(&stored[from..m]);
+            out.extend_from_slice(sp.proto(k));
+            from = j;
+        });
         out.extend_from_slice(&stored[from.min(end)..end]);
         i = end;
     }
