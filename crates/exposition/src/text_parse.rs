@@ -72,6 +72,18 @@ pub fn parse_text_names(body: &[u8], utf8: bool) -> Result<Vec<MetricFamily>, Te
     Ok(parser.finish())
 }
 
+/// [`parse_text_names`] without the parser's shortcuts (resuming a line where it repeats the
+/// previous one, the float fast path): the oracle the tests and the `text_parse` fuzz target
+/// compare the parser with. Same results, only slower.
+#[doc(hidden)]
+pub fn parse_text_reference(body: &[u8], utf8: bool) -> Result<Vec<MetricFamily>, TextParseError> {
+    let mut parser = Parser::new(body);
+    parser.utf8 = utf8;
+    parser.shortcuts = false;
+    parser.run()?;
+    Ok(parser.finish())
+}
+
 /// A body refused by [`parse_text_limited`]: a syntax error, or a limit crossed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitedParseError {
@@ -168,6 +180,15 @@ const fn name_class(colon: bool) -> [bool; 256] {
 static METRIC_NAME_CONT: [bool; 256] = name_class(true);
 static LABEL_NAME_CONT: [bool; 256] = name_class(false);
 
+/// The bytes of a value or timestamp token: all but the blanks and '\n'.
+static TOKEN_CONT: [bool; 256] = {
+    let mut t = [true; 256];
+    t[b' ' as usize] = false;
+    t[b'\t' as usize] = false;
+    t[b'\n' as usize] = false;
+    t
+};
+
 /// How a sample line relates to the summary/histogram family it was attached to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -225,6 +246,44 @@ struct Parser<'a> {
     last_bound: usize,
     /// The last metric name read unquoted ([`Parser::metric_name_token`]).
     last_scanned_name: &'a [u8],
+    /// The sample line being read: where it starts and its resume points.
+    line_start: usize,
+    points: Vec<Resume>,
+    /// The previous sample line, for [`Parser::resume_point`].
+    prev: PrevLine,
+    /// Resume lines and parse floats on the fast path (off: [`parse_text_reference`]).
+    shortcuts: bool,
+}
+
+/// A state of the label loop of a sample line ([`Parser::labels`], at the top of its loop),
+/// recorded so that the next line can resume there when its bytes up to `end` are the same.
+/// The parse is a function of the bytes read, so the same bytes give the same state: the
+/// family and type (fixed by the name), the labels kept so far and the `le`/`quantile` value.
+#[derive(Clone, Copy)]
+struct Resume {
+    /// Offset from the line's start of the first byte not yet read (the byte before it, a
+    /// `{` or `,`, is `cur`).
+    end: usize,
+    /// How many labels were kept so far.
+    labels: usize,
+    /// The `le`/`quantile` value read so far (NaN if none).
+    special: f64,
+}
+
+/// What the next sample line may reuse of the previous one.
+struct PrevLine {
+    /// Where it started (its first non-blank byte); `None` after a comment line, which can
+    /// change the families, or before the first sample line.
+    start: Option<usize>,
+    /// Its family, role and type.
+    fi: usize,
+    role: Role,
+    typ: MetricType,
+    /// Its resume points, in order.
+    points: Vec<Resume>,
+    /// How many labels it kept in the end, and the summary/histogram metric it went to.
+    labels: usize,
+    grouped: Option<usize>,
 }
 
 /// How many distinct `le`/`quantile` texts [`Parser::bounds`] remembers.
@@ -271,6 +330,18 @@ impl<'a> Parser<'a> {
             bounds: Vec::new(),
             last_bound: 0,
             last_scanned_name: &[],
+            line_start: 0,
+            points: Vec::new(),
+            prev: PrevLine {
+                start: None,
+                fi: 0,
+                role: Role::Plain,
+                typ: MetricType::Untyped,
+                points: Vec::new(),
+                labels: 0,
+                grouped: None,
+            },
+            shortcuts: true,
         }
     }
 
@@ -299,12 +370,22 @@ impl<'a> Parser<'a> {
             self.last_bound = i;
             return Some(self.bounds[i].1);
         }
-        let v = parse_go_float_bytes(text)?;
+        let v = self.float(text)?;
         if self.bounds.len() < MAX_CACHED_BOUNDS {
             self.last_bound = self.bounds.len();
             self.bounds.push((text, v));
         }
         Some(v)
+    }
+
+    /// Go's `ParseFloat`: on the fast path unless the shortcuts are off.
+    #[inline]
+    fn float(&self, text: &[u8]) -> Option<f64> {
+        if self.shortcuts {
+            crate::fast_float::parse_float(text)
+        } else {
+            parse_go_float_bytes(text)
+        }
     }
 
     /// Stops the parse because a limit was crossed (`parse_text_limited` reports `hit`).
@@ -383,11 +464,10 @@ impl<'a> Parser<'a> {
     /// `cur`. The input must not end inside (or right after) the token.
     fn token_until_blank(&mut self) -> PResult<&'a [u8]> {
         let start = self.pos - 1;
-        let mut b = self.cur;
-        while !is_blank(b) && b != b'\n' {
-            b = self.read()?;
+        if !TOKEN_CONT[self.cur as usize] {
+            return Ok(&self.buf[start..start]);
         }
-        Ok(&self.buf[start..self.pos - 1])
+        self.scan_while(start, &TOKEN_CONT)
     }
 
     /// The rest of the line starting at `cur`, without the backslashes (Go's
@@ -582,8 +662,10 @@ impl<'a> Parser<'a> {
 
     /// Go's `startComment`: a line whose first non-blank byte, in `cur`, is '#'.
     fn comment(&mut self) -> PResult<()> {
-        // HELP/TYPE lines can create families or fix types: forget the cached lookup.
+        // HELP/TYPE lines can create families or fix types: forget the cached lookup, and
+        // the previous sample line as a resume point.
         self.last_family = None;
+        self.prev.start = None;
         self.skip_blanks()?;
         if self.cur == b'\n' {
             return Ok(());
@@ -720,6 +802,14 @@ impl<'a> Parser<'a> {
     /// Go's `readingMetricName` (and the dispatch to `readingLabels`): a sample line whose
     /// first non-blank byte is in `cur`.
     fn sample(&mut self) -> PResult<()> {
+        let start = self.pos - 1;
+        self.line_start = start;
+        // The previous line's resume points; this line records its own.
+        std::mem::swap(&mut self.points, &mut self.prev.points);
+        self.points.clear();
+        if let Some(at) = self.resume_point(start).filter(|_| self.shortcuts) {
+            return self.resumed_sample(start, at);
+        }
         // The name may come first inside the braces: `{"my.metric",a="b"} 1`.
         let braced = self.cur == b'{';
         if braced {
@@ -731,6 +821,8 @@ impl<'a> Parser<'a> {
         }
         let (fi, role) = self.family_for(name);
         let typ = *self.families[fi].typ.get_or_insert(MetricType::Untyped);
+        self.prev.start = Some(start);
+        (self.prev.fi, self.prev.role, self.prev.typ) = (fi, role, typ);
         self.skip_blanks_if_blank()?;
         let mut labels = std::mem::take(&mut self.scratch_labels);
         labels.clear();
@@ -738,7 +830,10 @@ impl<'a> Parser<'a> {
         let mut special = f64::NAN;
         if braced {
             match self.cur {
-                b',' => self.labels(fi, typ, &mut labels, &mut special)?,
+                b',' => {
+                    self.record_point(0, special);
+                    self.labels(fi, typ, &mut labels, &mut special)?
+                }
                 b'}' => self.skip_blanks()?,
                 // `{a="b"} 1`: a label where the name should be.
                 b'=' => return Err(self.error("invalid metric name".to_owned())),
@@ -750,9 +845,51 @@ impl<'a> Parser<'a> {
                 }
             }
         } else if self.cur == b'{' {
+            self.record_point(0, special);
             self.labels(fi, typ, &mut labels, &mut special)?;
         }
-        self.value(fi, typ, role, labels, special)
+        self.value(fi, typ, role, labels, special, None)
+    }
+
+    /// The last of the previous sample line's resume points up to which this line, starting
+    /// at `start`, has the same bytes.
+    #[inline]
+    fn resume_point(&self, start: usize) -> Option<usize> {
+        let prev = self.prev.start?;
+        let last = self.prev.points.last()?;
+        let same = common_prefix(&self.buf[prev..], &self.buf[start..], last.end);
+        self.prev.points.iter().rposition(|p| p.end <= same)
+    }
+
+    /// A sample line read from the previous line's resume point `at` on: the name, the
+    /// family and the labels before the point are the previous line's (the same bytes).
+    fn resumed_sample(&mut self, start: usize, at: usize) -> PResult<()> {
+        let point = self.prev.points[at];
+        self.points.extend_from_slice(&self.prev.points[..=at]);
+        self.pos = start + point.end;
+        self.cur = self.buf[self.pos - 1];
+        let (fi, role, typ) = (self.prev.fi, self.prev.role, self.prev.typ);
+        self.prev.start = Some(start);
+        let mut labels = std::mem::take(&mut self.scratch_labels);
+        labels.truncate(point.labels);
+        let mut special = point.special;
+        self.labels(fi, typ, &mut labels, &mut special)?;
+        // The same labels as the previous line (all before the point on both lines): the
+        // same summary/histogram metric, without building its key.
+        let same = labels.len() == point.labels && self.prev.labels == point.labels;
+        let known = if same { self.prev.grouped } else { None };
+        self.value(fi, typ, role, labels, special, known)
+    }
+
+    /// Records a resume point of the current line: the label loop is about to read the
+    /// byte at `pos`, with `labels` labels kept and `special` read.
+    #[inline]
+    fn record_point(&mut self, labels: usize, special: f64) {
+        self.points.push(Resume {
+            end: self.pos - self.line_start,
+            labels,
+            special,
+        });
     }
 
     /// The label set; `cur` is '{'. Leaves the first byte of the value in `cur`.
@@ -779,6 +916,9 @@ impl<'a> Parser<'a> {
             }
             if end {
                 return self.skip_blanks();
+            }
+            if seen.is_none() {
+                self.record_point(labels.len(), *special);
             }
         }
     }
@@ -859,7 +999,7 @@ impl<'a> Parser<'a> {
         if is_special {
             let parsed = match &value {
                 Cow::Borrowed(text) => self.bound(text.as_bytes()),
-                Cow::Owned(text) => parse_go_float_bytes(text.as_bytes()),
+                Cow::Owned(text) => self.float(text.as_bytes()),
             };
             *special = match parsed {
                 Some(v) => v,
@@ -993,24 +1133,32 @@ impl<'a> Parser<'a> {
         role: Role,
         labels: Vec<RawLabel<'a>>,
         special: f64,
+        known: Option<usize>,
     ) -> PResult<()> {
         let mi = if matches!(
             typ,
             MetricType::Summary | MetricType::Histogram | MetricType::GaugeHistogram
         ) {
-            self.grouped_metric(fi, &labels)
+            let mi = match known {
+                Some(mi) => mi,
+                None => self.grouped_metric(fi, &labels),
+            };
+            self.prev.grouped = Some(mi);
+            mi
         } else {
             let metrics = &mut self.families[fi].metrics;
             metrics.push(Metric {
                 label: owned_labels(&labels),
                 ..Default::default()
             });
+            self.prev.grouped = None;
             metrics.len() - 1
         };
+        self.prev.labels = labels.len();
         self.scratch_labels = labels;
 
         let token = self.token_until_blank()?;
-        let Some(v) = parse_go_float_bytes(token) else {
+        let Some(v) = self.float(token) else {
             return Err(self.error(format!("expected float as value, got {}", go_quote(token))));
         };
         self.set_value(fi, mi, typ, role, v, special)?;
@@ -1207,6 +1355,26 @@ fn normalize_histogram(h: &mut crate::pb::Histogram) {
             b.cumulative_count_float = Some(b.cumulative_count.take().unwrap_or(0) as f64);
         }
     }
+}
+
+/// The length of the common prefix of `a` and `b`, counted up to `max` at most.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8], max: usize) -> usize {
+    let n = a.len().min(b.len()).min(max);
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 #[inline]
