@@ -246,13 +246,25 @@ struct Parser<'a> {
     last_bound: usize,
     /// The last metric name read unquoted ([`Parser::metric_name_token`]).
     last_scanned_name: &'a [u8],
-    /// The sample line being read: where it starts and its resume points.
+    /// The sample line being read: where it starts, its resume points and the
+    /// summary/histogram metric it went to (set by [`Parser::value`]).
     line_start: usize,
     points: Vec<Resume>,
-    /// The previous sample line, for [`Parser::resume_point`].
-    prev: PrevLine,
+    line_grouped: Option<usize>,
+    /// Recent sample lines with labels, one per name (the first `live` entries; the others
+    /// are free slots keeping their allocations), for [`Parser::resume_point`]. Forgotten at
+    /// every comment line, which can create families or fix types.
+    recent: Vec<LineRecord<'a>>,
+    live: usize,
+    /// The entry of `recent` that the previous sample line left, if any.
+    last_entry: Option<usize>,
+    /// Counts sample lines, for evicting the least recently used entry of `recent`.
+    stamp: u64,
     /// Resume lines and parse floats on the fast path (off: [`parse_text_reference`]).
     shortcuts: bool,
+    /// How many buckets the histogram that got the last bucket has: the capacity a new
+    /// histogram starts with.
+    bucket_hint: usize,
 }
 
 /// A state of the label loop of a sample line ([`Parser::labels`], at the top of its loop),
@@ -270,21 +282,27 @@ struct Resume {
     special: f64,
 }
 
-/// What the next sample line may reuse of the previous one.
-struct PrevLine {
-    /// Where it started (its first non-blank byte); `None` after a comment line, which can
-    /// change the families, or before the first sample line.
-    start: Option<usize>,
+/// What a later sample line may reuse of an earlier one. Within a run of sample lines (no
+/// comment line between), a name always maps to the same family, role and type.
+struct LineRecord<'a> {
+    /// Where the line started (its first non-blank byte).
+    start: usize,
     /// Its family, role and type.
     fi: usize,
     role: Role,
     typ: MetricType,
-    /// Its resume points, in order.
+    /// Its resume points, in order (at least one).
     points: Vec<Resume>,
-    /// How many labels it kept in the end, and the summary/histogram metric it went to.
-    labels: usize,
+    /// The labels it kept, and the summary/histogram metric it went to.
+    labels: Vec<RawLabel<'a>>,
     grouped: Option<usize>,
+    /// When it was last used (`Parser::stamp`).
+    used: u64,
 }
+
+/// How many recent lines (distinct names) [`Parser::recent`] keeps: a histogram's
+/// `_bucket`, `_sum` and `_count` lines and one more.
+const RECENT_LINES: usize = 4;
 
 /// How many distinct `le`/`quantile` texts [`Parser::bounds`] remembers.
 const MAX_CACHED_BOUNDS: usize = 64;
@@ -315,8 +333,8 @@ impl<'a> Parser<'a> {
             pos: 0,
             cur: 0,
             line: 0,
-            families: Vec::new(),
-            by_name: HashMap::default(),
+            families: Vec::with_capacity(8),
+            by_name: HashMap::with_capacity_and_hasher(8, Default::default()),
             last_family: None,
             grouped: HashMap::default(),
             last_grouped: None,
@@ -332,16 +350,13 @@ impl<'a> Parser<'a> {
             last_scanned_name: &[],
             line_start: 0,
             points: Vec::new(),
-            prev: PrevLine {
-                start: None,
-                fi: 0,
-                role: Role::Plain,
-                typ: MetricType::Untyped,
-                points: Vec::new(),
-                labels: 0,
-                grouped: None,
-            },
+            line_grouped: None,
+            recent: Vec::new(),
+            live: 0,
+            last_entry: None,
+            stamp: 0,
             shortcuts: true,
+            bucket_hint: 0,
         }
     }
 
@@ -665,7 +680,8 @@ impl<'a> Parser<'a> {
         // HELP/TYPE lines can create families or fix types: forget the cached lookup, and
         // the previous sample line as a resume point.
         self.last_family = None;
-        self.prev.start = None;
+        self.live = 0;
+        self.last_entry = None;
         self.skip_blanks()?;
         if self.cur == b'\n' {
             return Ok(());
@@ -804,12 +820,29 @@ impl<'a> Parser<'a> {
     fn sample(&mut self) -> PResult<()> {
         let start = self.pos - 1;
         self.line_start = start;
-        // The previous line's resume points; this line records its own.
-        std::mem::swap(&mut self.points, &mut self.prev.points);
         self.points.clear();
-        if let Some(at) = self.resume_point(start).filter(|_| self.shortcuts) {
-            return self.resumed_sample(start, at);
-        }
+        self.stamp += 1;
+        let resumed = if self.shortcuts {
+            self.resume_point(start)
+        } else {
+            None
+        };
+        let (fi, role, typ, entry) = match resumed {
+            Some((entry, at)) => {
+                let (fi, role, typ) = self.resumed_sample(start, entry, at)?;
+                (fi, role, typ, Some(entry))
+            }
+            None => {
+                let (fi, role, typ) = self.full_sample()?;
+                (fi, role, typ, None)
+            }
+        };
+        self.remember_line(start, fi, role, typ, entry);
+        Ok(())
+    }
+
+    /// A sample line read from its start (in `cur`); returns its family, role and type.
+    fn full_sample(&mut self) -> PResult<(usize, Role, MetricType)> {
         // The name may come first inside the braces: `{"my.metric",a="b"} 1`.
         let braced = self.cur == b'{';
         if braced {
@@ -821,8 +854,6 @@ impl<'a> Parser<'a> {
         }
         let (fi, role) = self.family_for(name);
         let typ = *self.families[fi].typ.get_or_insert(MetricType::Untyped);
-        self.prev.start = Some(start);
-        (self.prev.fi, self.prev.role, self.prev.typ) = (fi, role, typ);
         self.skip_blanks_if_blank()?;
         let mut labels = std::mem::take(&mut self.scratch_labels);
         labels.clear();
@@ -848,37 +879,122 @@ impl<'a> Parser<'a> {
             self.record_point(0, special);
             self.labels(fi, typ, &mut labels, &mut special)?;
         }
-        self.value(fi, typ, role, labels, special, None)
+        self.value(fi, typ, role, labels, special, None)?;
+        Ok((fi, role, typ))
     }
 
-    /// The last of the previous sample line's resume points up to which this line, starting
-    /// at `start`, has the same bytes.
+    /// The recent line and its last resume point up to which this line, starting at `start`,
+    /// has the same bytes (the latest such point over all recent lines).
     #[inline]
-    fn resume_point(&self, start: usize) -> Option<usize> {
-        let prev = self.prev.start?;
-        let last = self.prev.points.last()?;
-        let same = common_prefix(&self.buf[prev..], &self.buf[start..], last.end);
-        self.prev.points.iter().rposition(|p| p.end <= same)
+    fn resume_point(&self, start: usize) -> Option<(usize, usize)> {
+        let line = &self.buf[start..];
+        let reach = |e: &LineRecord| {
+            let last = e.points.last().map_or(0, |p| p.end);
+            let same = common_prefix(&self.buf[e.start..], line, last);
+            e.points.iter().rposition(|p| p.end <= same)
+        };
+        // Usually the previous line's record, as far as it goes.
+        let mut best = None;
+        if let Some(i) = self.last_entry {
+            let e = &self.recent[i];
+            if let Some(at) = reach(e) {
+                if at + 1 == e.points.len() {
+                    return Some((i, at));
+                }
+                best = Some((i, at, e.points[at].end));
+            }
+        }
+        for (i, e) in self.recent[..self.live].iter().enumerate() {
+            if Some(i) == self.last_entry {
+                continue;
+            }
+            if let Some(at) = reach(e) {
+                if best.is_none_or(|(_, _, end)| e.points[at].end > end) {
+                    best = Some((i, at, e.points[at].end));
+                }
+            }
+        }
+        best.map(|(i, at, _)| (i, at))
     }
 
-    /// A sample line read from the previous line's resume point `at` on: the name, the
-    /// family and the labels before the point are the previous line's (the same bytes).
-    fn resumed_sample(&mut self, start: usize, at: usize) -> PResult<()> {
-        let point = self.prev.points[at];
-        self.points.extend_from_slice(&self.prev.points[..=at]);
+    /// A sample line read from resume point `at` of recent line `entry` on: the name, the
+    /// family and the labels before the point are that line's (the same bytes). Returns its
+    /// family, role and type.
+    fn resumed_sample(
+        &mut self,
+        start: usize,
+        entry: usize,
+        at: usize,
+    ) -> PResult<(usize, Role, MetricType)> {
+        // The line takes over the record's points and labels up to the point (the record
+        // is this line's once it is read): no copies.
+        let e = &mut self.recent[entry];
+        let point = e.points[at];
+        let (fi, role, typ, grouped) = (e.fi, e.role, e.typ, e.grouped);
+        // The same labels as the record's line (all before the point on both lines): the
+        // same summary/histogram metric (its key is the same), without building the key.
+        let same_before = e.labels.len() == point.labels;
+        e.points.truncate(at + 1);
+        e.labels.truncate(point.labels);
+        std::mem::swap(&mut self.points, &mut e.points);
+        let mut labels = std::mem::take(&mut e.labels);
+        std::mem::swap(&mut e.labels, &mut self.scratch_labels);
         self.pos = start + point.end;
         self.cur = self.buf[self.pos - 1];
-        let (fi, role, typ) = (self.prev.fi, self.prev.role, self.prev.typ);
-        self.prev.start = Some(start);
-        let mut labels = std::mem::take(&mut self.scratch_labels);
-        labels.truncate(point.labels);
         let mut special = point.special;
         self.labels(fi, typ, &mut labels, &mut special)?;
-        // The same labels as the previous line (all before the point on both lines): the
-        // same summary/histogram metric, without building its key.
-        let same = labels.len() == point.labels && self.prev.labels == point.labels;
-        let known = if same { self.prev.grouped } else { None };
-        self.value(fi, typ, role, labels, special, known)
+        let known = if same_before && labels.len() == point.labels {
+            grouped
+        } else {
+            None
+        };
+        self.value(fi, typ, role, labels, special, known)?;
+        Ok((fi, role, typ))
+    }
+
+    /// Keeps the sample line just read (starting at `start`, resumed from recent line
+    /// `entry` if any) as the recent line of its name, if it has resume points.
+    fn remember_line(
+        &mut self,
+        start: usize,
+        fi: usize,
+        role: Role,
+        typ: MetricType,
+        entry: Option<usize>,
+    ) {
+        if self.points.is_empty() {
+            self.last_entry = None;
+            return;
+        }
+        let slot = match entry {
+            Some(i) => i,
+            None if self.live < RECENT_LINES => {
+                if self.live == self.recent.len() {
+                    self.recent.push(LineRecord {
+                        start,
+                        fi,
+                        role,
+                        typ,
+                        points: Vec::new(),
+                        labels: Vec::new(),
+                        grouped: None,
+                        used: 0,
+                    });
+                }
+                self.live += 1;
+                self.live - 1
+            }
+            None => (0..self.live)
+                .min_by_key(|&i| self.recent[i].used)
+                .unwrap_or(0),
+        };
+        let e = &mut self.recent[slot];
+        (e.start, e.fi, e.role, e.typ) = (start, fi, role, typ);
+        e.grouped = self.line_grouped;
+        e.used = self.stamp;
+        std::mem::swap(&mut e.points, &mut self.points);
+        std::mem::swap(&mut e.labels, &mut self.scratch_labels);
+        self.last_entry = Some(slot);
     }
 
     /// Records a resume point of the current line: the label loop is about to read the
@@ -1143,7 +1259,7 @@ impl<'a> Parser<'a> {
                 Some(mi) => mi,
                 None => self.grouped_metric(fi, &labels),
             };
-            self.prev.grouped = Some(mi);
+            self.line_grouped = Some(mi);
             mi
         } else {
             let metrics = &mut self.families[fi].metrics;
@@ -1151,10 +1267,9 @@ impl<'a> Parser<'a> {
                 label: owned_labels(&labels),
                 ..Default::default()
             });
-            self.prev.grouped = None;
+            self.line_grouped = None;
             metrics.len() - 1
         };
-        self.prev.labels = labels.len();
         self.scratch_labels = labels;
 
         let token = self.token_until_blank()?;
@@ -1252,7 +1367,15 @@ impl<'a> Parser<'a> {
             }
             MetricType::Histogram | MetricType::GaugeHistogram => {
                 let histogram = metric.histogram.get_or_insert_with(Default::default);
+                // Room for as many buckets as the previous histogram got (the histograms of
+                // a body usually share their bounds): no regrowth of the vector.
+                if histogram.bucket.capacity() == 0 && self.bucket_hint > 0 {
+                    histogram.bucket.reserve_exact(self.bucket_hint);
+                }
                 (float, negative) = set_histogram_value(histogram, role, v, special);
+                if role == Role::Plain {
+                    self.bucket_hint = histogram.bucket.len();
+                }
             }
         }
         if let Some(what) = negative {
