@@ -29,6 +29,14 @@
 //! The only intentional difference: a HELP text that is not valid UTF-8 (Go keeps the raw
 //! bytes) is stored with U+FFFD replacements, because `MetricFamily.help` is a Rust `String`.
 //! Invalid UTF-8 in label values is an error in Go as well (`invalid label value "\xff"`).
+//!
+//! Speed: the body is validated as UTF-8 once and names and values are borrowed from it. A
+//! sample line whose first bytes repeat those of a recent line of the same name (a histogram's
+//! buckets, one label set after another) resumes at that line's last label boundary within the
+//! common bytes, taking over its family, labels and metric (`LineRecord`); values that are
+//! short plain decimals skip the exact float parser (`fast_float`).
+//! [`parse_text_reference`] is the same parser without these shortcuts, the oracle that
+//! `tests/text_parse_shortcuts.rs` and the `text_parse` fuzz target compare it with.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -735,9 +743,7 @@ impl<'a> Parser<'a> {
         }
         // Usually the rest of the line, as it is: no escapes to undo.
         let start = self.pos - 1;
-        if let Some(n) = self.buf[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\\')
+        if let Some(n) = memchr::memchr2(b'\n', b'\\', &self.buf[start..])
             .filter(|&n| self.buf[start + n] == b'\n')
         {
             let buf: &'a [u8] = self.buf;
@@ -1502,7 +1508,7 @@ fn common_prefix(a: &[u8], b: &[u8], max: usize) -> usize {
 
 #[inline]
 fn memchr_newline(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
 #[cfg(test)]
