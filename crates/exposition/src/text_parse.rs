@@ -232,7 +232,8 @@ struct Parser<'a> {
     last_family: Option<(&'a [u8], usize, Role)>,
     /// Summary/histogram metrics by family index and sorted label set (Go's signature map).
     grouped: HashMap<Vec<u8>, usize, ahash::RandomState>,
-    /// The key and metric index of the previous summary/histogram line.
+    /// The metric of the last summary/histogram line looked up, and its key with the labels
+    /// in line order (the same fixed mapping as `grouped`, without the sort).
     last_grouped: Option<usize>,
     last_key: Vec<u8>,
     /// Scratch buffer for building `grouped` keys.
@@ -1294,6 +1295,18 @@ impl<'a> Parser<'a> {
     /// maps keyed by the label signature (in `readingValue`).
     #[inline]
     fn grouped_metric(&mut self, fi: usize, labels: &[RawLabel<'a>]) -> usize {
+        // First the labels in line order: the same list as the previous summary/histogram
+        // line (its `_sum` after its buckets) is the same metric, without sorting.
+        self.key.clear();
+        self.key.extend_from_slice(&(fi as u64).to_le_bytes());
+        for l in labels {
+            push_key_label(&mut self.key, l);
+        }
+        if let Some(mi) = self.last_grouped.filter(|_| self.last_key == self.key) {
+            return mi;
+        }
+        std::mem::swap(&mut self.last_key, &mut self.key);
+        // The map's key has the labels sorted by name (Go's signature).
         self.key.clear();
         self.key.extend_from_slice(&(fi as u64).to_le_bytes());
         // Label order for the key, without allocating for the usual few labels.
@@ -1310,15 +1323,10 @@ impl<'a> Parser<'a> {
         }
         order.sort_unstable_by(|a, b| labels[*a].0.cmp(labels[*b].0));
         for l in order.iter().map(|i| &labels[*i]) {
-            // 0xFF never occurs in UTF-8, so the key is unambiguous.
-            self.key.extend_from_slice(l.0.as_bytes());
-            self.key.push(0xFF);
-            self.key.extend_from_slice(l.1.as_bytes());
-            self.key.push(0xFF);
+            push_key_label(&mut self.key, l);
         }
-        let cached = self.last_grouped.filter(|_| self.last_key == self.key);
-        let mi = match cached.or_else(|| self.grouped.get(self.key.as_slice()).copied()) {
-            Some(mi) => mi,
+        let mi = match self.grouped.get(self.key.as_slice()) {
+            Some(&mi) => mi,
             None => {
                 let metrics = &mut self.families[fi].metrics;
                 metrics.push(Metric {
@@ -1329,10 +1337,7 @@ impl<'a> Parser<'a> {
                 metrics.len() - 1
             }
         };
-        if cached.is_none() {
-            std::mem::swap(&mut self.last_key, &mut self.key);
-            self.last_grouped = Some(mi);
-        }
+        self.last_grouped = Some(mi);
         mi
     }
 
@@ -1484,6 +1489,16 @@ fn normalize_histogram(h: &mut crate::pb::Histogram) {
             b.cumulative_count_float = Some(b.cumulative_count.take().unwrap_or(0) as f64);
         }
     }
+}
+
+/// Appends a label to a summary/histogram key: name and value, each ended by 0xFF (which
+/// never occurs in UTF-8, so the key is unambiguous).
+#[inline]
+fn push_key_label(key: &mut Vec<u8>, (name, value): &RawLabel) {
+    key.extend_from_slice(name.as_bytes());
+    key.push(0xFF);
+    key.extend_from_slice(value.as_bytes());
+    key.push(0xFF);
 }
 
 /// The length of the common prefix of `a` and `b`, counted up to `max` at most.
