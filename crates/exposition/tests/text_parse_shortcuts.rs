@@ -265,3 +265,99 @@ fn shortcuts_agree_on_the_large_push_body() {
         same(testkit::bench::small_push_body(g, g as u64).as_bytes());
     }
 }
+
+fn parse(body: &str) -> Result<Vec<exposition::MetricFamily>, String> {
+    same(body.as_bytes());
+    parse_text_names(body.as_bytes(), false).map_err(|e| e.to_string())
+}
+
+fn labels(m: &exposition::Metric) -> Vec<(String, String)> {
+    m.label
+        .iter()
+        .map(|l| (l.name().to_owned(), l.value().to_owned()))
+        .collect()
+}
+
+/// A resumed line takes over an escaped (owned) value of the line it resumes from, and keeps
+/// its own values after the point.
+#[test]
+fn resumed_line_keeps_escaped_values_before_and_its_own_after_the_point() {
+    let fams = parse("m{a=\"x\\\\y\\n\",b=\"1\"} 1\nm{a=\"x\\\\y\\n\",b=\"2\"} 2\n").unwrap();
+    let m = &fams[0].metric;
+    assert_eq!(
+        labels(&m[0]),
+        [("a".into(), "x\\y\n".into()), ("b".into(), "1".into())]
+    );
+    assert_eq!(
+        labels(&m[1]),
+        [("a".into(), "x\\y\n".into()), ("b".into(), "2".into())]
+    );
+    assert_eq!(m[1].untyped.as_ref().unwrap().value, Some(2.0));
+}
+
+/// `_sum` and `_count` lines resume from the previous `_sum`/`_count` line (another label
+/// set) and still go to their own label set's histogram.
+#[test]
+fn sum_and_count_lines_resume_into_their_own_histogram() {
+    let mut body = String::from("# TYPE h histogram\n");
+    for s in ["a", "b", "c"] {
+        for (le, c) in [("0.5", 1), ("+Inf", 2)] {
+            body.push_str(&format!("h_bucket{{x=\"1\",s=\"{s}\",le=\"{le}\"}} {c}\n"));
+        }
+        body.push_str(&format!("h_sum{{x=\"1\",s=\"{s}\"}} 0.{}\n", s.len() + 4));
+        body.push_str(&format!("h_count{{x=\"1\",s=\"{s}\"}} 2\n"));
+    }
+    // Back to the first label set, after the others.
+    body.push_str("h_bucket{x=\"1\",s=\"a\",le=\"10\"} 2\n");
+    let fams = parse(&body).unwrap();
+    let m = &fams[0].metric;
+    assert_eq!(m.len(), 3);
+    for (i, s) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(
+            labels(&m[i]),
+            [("x".into(), "1".into()), ("s".into(), (*s).into())]
+        );
+        let h = m[i].histogram.as_ref().unwrap();
+        assert_eq!((h.sample_count, h.sample_sum), (Some(2), Some(0.5)));
+        let bounds: Vec<f64> = h.bucket.iter().map(|b| b.upper_bound()).collect();
+        let want: &[f64] = if i == 0 {
+            &[0.5, f64::INFINITY, 10.0]
+        } else {
+            &[0.5, f64::INFINITY]
+        };
+        assert_eq!(bounds, want, "label set {s}");
+    }
+}
+
+/// A label after the resume point that repeats one before it is still a duplicate, and the
+/// error names the resumed line.
+#[test]
+fn duplicate_label_after_the_resume_point_is_refused() {
+    let err = parse("m{a=\"1\",b=\"2\"} 1\nm{a=\"1\",a=\"2\"} 1\n").unwrap_err();
+    assert_eq!(
+        err,
+        "text format parsing error in line 2: duplicate label names for metric \"m\""
+    );
+}
+
+/// A TYPE line between two lines of the same prefix: the second is read from its start
+/// (the comment forgets the recent lines), and the TYPE after samples is refused as before.
+#[test]
+fn comment_lines_end_resuming() {
+    let fams = parse("m{a=\"1\"} 1\n# HELP m doc\nm{a=\"1\"} 2\n").unwrap();
+    assert_eq!(fams[0].help.as_deref(), Some("doc"));
+    assert_eq!(fams[0].metric.len(), 2);
+    let err = parse("m{a=\"1\"} 1\n# TYPE m counter\nm{a=\"1\"} 2\n").unwrap_err();
+    assert!(err.contains("line 2: second TYPE line"), "{err}");
+}
+
+/// A CR before the newline stays part of the value token (Go's blanks are ' ' and '\t'
+/// only), also on resumed lines and on the float fast path.
+#[test]
+fn crlf_value_is_refused_on_resumed_lines_too() {
+    let err = parse("m{a=\"1\"} 1\nm{a=\"1\"} 2\r\n").unwrap_err();
+    assert_eq!(
+        err,
+        "text format parsing error in line 2: expected float as value, got \"2\\r\""
+    );
+}
