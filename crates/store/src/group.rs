@@ -449,6 +449,15 @@ impl FamilyEntry {
         }
     }
 
+    /// The `metric` fields as stored, and the group's labels they were cut from (`None`:
+    /// stored in full). In cut bytes a `label` field (tag 1) may be replaced, at its place
+    /// among the metric's labels, by field 14 (varint: all of the group's labels in a row) or
+    /// field 15 (varint `k`: the group's label `k`); see [`crate::shared`]. For readers that
+    /// walk the metrics without writing the labels back (the API's JSON).
+    pub fn cut_proto_metrics(&self) -> (&[u8], Option<&Splices>) {
+        (self.proto_raw(), self.splices.as_ref())
+    }
+
     /// Length of [`FamilyEntry::proto_metrics`].
     pub fn proto_len(&self) -> usize {
         self.proto_len as usize
