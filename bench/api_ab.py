@@ -4,8 +4,8 @@
 Both binaries restore a copy of one persistence file (made once with --make: G groups of
 pgwbench's 20-series body, pushed by wrk with bench/scale.lua), run side by side, and answer
 interleaved requests (A scrape, A api, B scrape, B api, ...) fetched with curl to /dev/null.
-Per request it records the wall time (curl's time_total) and the server's CPU time (utime +
-stime from /proc/PID/stat, before and after), and prints the medians and the API/scrape ratio
+Per request it records the wall time (curl's time_total) and the server's CPU time (summed over its
+threads from /proc/PID/task/*/schedstat, before and after), and prints the medians and the API/scrape ratio
 per binary. CPU time is the figure to trust on a shared machine; wall time includes waiting
 for a core.
 
@@ -15,7 +15,6 @@ for a core.
 import argparse, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -44,9 +43,15 @@ def start(binary, wal, extra=()):
 
 
 def cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / TICK
+    """CPU seconds of all the process's threads (schedstat: nanoseconds on a CPU)."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total / 1e9
 
 
 def fetch(port, path):

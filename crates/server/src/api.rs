@@ -146,6 +146,8 @@ struct SpliceJson {
     json: Vec<u8>,
     /// Where member `k` ends in `json` (it starts after the comma behind member `k - 1`).
     ends: Vec<usize>,
+    /// The raw names, for the order check.
+    names: Vec<Box<[u8]>>,
 }
 
 impl SpliceJson {
@@ -154,6 +156,7 @@ impl SpliceJson {
             sp: sp.clone(),
             json: Vec::new(),
             ends: Vec::new(),
+            names: Vec::new(),
         };
         for k in 0..sp.label_count() {
             if k > 0 {
@@ -164,6 +167,7 @@ impl SpliceJson {
             sj.json.push(b':');
             json_bytes(&mut sj.json, v);
             sj.ends.push(sj.json.len());
+            sj.names.push(n.into());
         }
         sj
     }
@@ -332,17 +336,16 @@ fn labels_obj(out: &mut Vec<u8>, fields: &[u8], sj: Option<&SpliceJson>) {
                 json_bytes(out, v);
                 continue;
             }
-            (14, Some(sj)) => match sj.sp.label_count() {
-                0 => continue,
-                n => (sj.sp.label(0).0, sj.sp.label(n - 1).0, &sj.json[..]),
+            (14, Some(sj)) => match (sj.names.first(), sj.names.last()) {
+                (Some(first), Some(last)) => (&first[..], &last[..], &sj.json[..]),
+                _ => continue,
             },
             (15, Some(sj)) => {
                 let k = f.u64().unwrap_or(u64::MAX) as usize;
-                if k >= sj.sp.label_count() {
+                let Some(n) = sj.names.get(k) else {
                     continue;
-                }
-                let n = sj.sp.label(k).0;
-                (n, n, sj.member(k))
+                };
+                (&n[..], &n[..], sj.member(k))
             }
             _ => continue,
         };
@@ -627,11 +630,13 @@ fn prefetch<T: ?Sized>(p: *const T) {
     let _ = p;
 }
 
-/// Prefetches the first line of an entry's bytes and of its group's labels (its struct is
-/// in cache already).
+/// Prefetches the two cache lines from `p` (an `Arc`'d `Group` or `FamilyEntry`: both
+/// are larger than one line, and the fields read are in both).
 #[inline(always)]
-fn prefetch_bytes(e: &FamilyEntry) {
-    e.prefetch();
+fn prefetch2<T>(p: *const T) {
+    let p = p.cast::<u8>();
+    prefetch(p);
+    prefetch(p.wrapping_add(64));
 }
 
 /// One group as the API shows it: `labels`, `last_push_successful` and one key per family,
@@ -681,23 +686,7 @@ pub fn group_obj(out: &mut Vec<u8>, g: &Group, cx: &mut JsonCx) {
     out.push(b'{');
     let mut first = true;
     let mut next = 0;
-    // The entries two ahead and the bytes of the next one are asked for early (see
-    // `prefetch`).
-    let mut ahead1 = g.families.values().skip(1);
-    let mut ahead2 = g.families.values().skip(2);
-    if let Some(e) = g.families.values().next() {
-        prefetch(Arc::as_ptr(e));
-    }
-    if let Some(e) = ahead1.clone().next() {
-        prefetch(Arc::as_ptr(e));
-    }
     for (name, e) in &g.families {
-        if let Some(e2) = ahead2.next() {
-            prefetch(Arc::as_ptr(e2));
-        }
-        if let Some(e1) = ahead1.next() {
-            prefetch_bytes(e1);
-        }
         while next < OWN.len() && OWN[next] < &**name {
             if shown(next) {
                 if !first {
@@ -767,25 +756,25 @@ impl crate::stream::Render for MetricsRender {
             None => Bound::Unbounded,
         };
         let range = || groups.range((from.clone(), Bound::Unbounded));
-        // The groups ahead are fetched into the cache in stages, each a group before it is
-        // needed: three ahead its `Group`, two ahead its families' entries, one ahead the
-        // first family's bytes (the later families' bytes: see `group_obj`).
-        let (mut ahead1, mut ahead2, mut ahead3) =
-            (range().skip(1), range().skip(2), range().skip(3));
+        // What the groups ahead need is asked for in stages (see `prefetch`), so that the
+        // cache misses of many entries overlap: four groups ahead the `Group`, two groups
+        // ahead its entries, one group ahead the entries' stored metrics and group labels.
+        // The entry stages advance by the families of the group being written, so they stay
+        // about that many groups ahead whatever the groups' sizes.
+        let mut groups_ahead = range().skip(4);
+        let mut entries_ahead = range().skip(2).flat_map(|(_, g)| g.families.values());
+        let mut bytes_ahead = range().skip(1).flat_map(|(_, g)| g.families.values());
         for (k, g) in range() {
-            if let Some((_, g3)) = ahead3.next() {
-                prefetch(Arc::as_ptr(g3));
+            if let Some((_, g4)) = groups_ahead.next() {
+                prefetch2(Arc::as_ptr(g4));
             }
-            if let Some((_, g2)) = ahead2.next() {
-                for e in g2.families.values() {
-                    prefetch(Arc::as_ptr(e));
+            for _ in 0..g.families.len() {
+                if let Some(e) = entries_ahead.next() {
+                    prefetch2(Arc::as_ptr(e));
                 }
-            }
-            if let Some(e) = ahead1
-                .next()
-                .and_then(|(_, g1)| g1.families.values().next())
-            {
-                prefetch_bytes(e);
+                if let Some(e) = bytes_ahead.next() {
+                    e.prefetch_proto();
+                }
             }
             if *started {
                 out.push(b',');
