@@ -146,17 +146,30 @@ struct SpliceJson {
     json: Vec<u8>,
     /// Where member `k` ends in `json` (it starts after the comma behind member `k - 1`).
     ends: Vec<usize>,
-    /// The raw names, for the order check.
-    names: Vec<Box<[u8]>>,
+    /// The raw names one after the other, for the order check, and where each ends.
+    names: Vec<u8>,
+    name_ends: Vec<usize>,
 }
 
 impl SpliceJson {
-    fn new(sp: &Splices) -> SpliceJson {
-        let mut sj = SpliceJson {
-            sp: sp.clone(),
-            json: Vec::new(),
-            ends: Vec::new(),
-            names: Vec::new(),
+    /// The JSON of `sp`, in `reuse`'s buffers.
+    fn new(sp: &Splices, reuse: Option<SpliceJson>) -> SpliceJson {
+        let mut sj = match reuse {
+            Some(mut sj) => {
+                sj.sp = sp.clone();
+                sj.json.clear();
+                sj.ends.clear();
+                sj.names.clear();
+                sj.name_ends.clear();
+                sj
+            }
+            None => SpliceJson {
+                sp: sp.clone(),
+                json: Vec::new(),
+                ends: Vec::new(),
+                names: Vec::new(),
+                name_ends: Vec::new(),
+            },
         };
         for k in 0..sp.label_count() {
             if k > 0 {
@@ -167,9 +180,15 @@ impl SpliceJson {
             sj.json.push(b':');
             json_bytes(&mut sj.json, v);
             sj.ends.push(sj.json.len());
-            sj.names.push(n.into());
+            sj.names.extend_from_slice(n);
+            sj.name_ends.push(sj.names.len());
         }
         sj
+    }
+
+    /// How many labels there are.
+    fn len(&self) -> usize {
+        self.ends.len()
     }
 
     /// Member `k` (empty for an unknown `k`, which [`store::shared`]'s writer also leaves out).
@@ -179,6 +198,12 @@ impl SpliceJson {
         };
         let start = if k == 0 { 0 } else { self.ends[k - 1] + 1 };
         &self.json[start..end]
+    }
+
+    /// Label `k`'s raw name (`k` < [`SpliceJson::len`]).
+    fn name(&self, k: usize) -> &[u8] {
+        let start = if k == 0 { 0 } else { self.name_ends[k - 1] };
+        &self.names[start..self.name_ends[k]]
     }
 }
 
@@ -336,16 +361,17 @@ fn labels_obj(out: &mut Vec<u8>, fields: &[u8], sj: Option<&SpliceJson>) {
                 json_bytes(out, v);
                 continue;
             }
-            (14, Some(sj)) => match (sj.names.first(), sj.names.last()) {
-                (Some(first), Some(last)) => (&first[..], &last[..], &sj.json[..]),
-                _ => continue,
+            (14, Some(sj)) => match sj.len() {
+                0 => continue,
+                n => (sj.name(0), sj.name(n - 1), &sj.json[..]),
             },
             (15, Some(sj)) => {
                 let k = f.u64().unwrap_or(u64::MAX) as usize;
-                let Some(n) = sj.names.get(k) else {
+                if k >= sj.len() {
                     continue;
-                };
-                (&n[..], &n[..], sj.member(k))
+                }
+                let n = sj.name(k);
+                (n, n, sj.member(k))
             }
             _ => continue,
         };
@@ -595,7 +621,7 @@ fn family_obj(out: &mut Vec<u8>, name: &Arc<str>, e: &FamilyEntry, cx: &mut Json
     let mut sj = cx.splices.take();
     if let Some(sp) = sp {
         if !sj.as_ref().is_some_and(|sj| sj.sp.same(sp)) {
-            sj = Some(SpliceJson::new(sp));
+            sj = Some(SpliceJson::new(sp, sj));
         }
     }
     let metrics = Fields(stored).filter(|(tag, _)| *tag == 4);
@@ -687,7 +713,7 @@ pub fn group_obj(out: &mut Vec<u8>, g: &Group, cx: &mut JsonCx) {
     let mut first = true;
     let mut next = 0;
     for (name, e) in &g.families {
-        while next < OWN.len() && OWN[next] < &**name {
+        while next < OWN.len() && less(OWN[next].as_bytes(), name.as_bytes()) {
             if shown(next) {
                 if !first {
                     out.push(b',');
@@ -697,7 +723,7 @@ pub fn group_obj(out: &mut Vec<u8>, g: &Group, cx: &mut JsonCx) {
             }
             next += 1;
         }
-        if (0..OWN.len()).any(|i| OWN[i] == &**name && shown(i)) {
+        if (next..OWN.len()).any(|i| OWN[i] == &**name && shown(i)) {
             continue;
         }
         if !first {

@@ -264,10 +264,11 @@ fn big_integer(out: &mut Vec<u8>, v: f64) -> bool {
     if !(1e6..9_007_199_254_740_992.0).contains(&a) {
         return false;
     }
-    let n = a as u64;
+    let n = a as i64;
     if n as f64 != a {
         return false;
     }
+    let n = n as u64;
     let mut b = [0u8; 20];
     let i = u64_digits(&mut b, n);
     let exp = b.len() - i - 1;
@@ -307,19 +308,21 @@ fn short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
             out.push(b'-');
         }
     };
-    // Conversions to integers truncate (no call to libm's `trunc`/`round`); what is written
-    // is decided by the exact round-trip checks, not by how the candidate was rounded.
-    let int = a as u64;
+    // Conversions to integers truncate (no call to libm's `trunc`/`round`; signed ones are
+    // single instructions, and every value here is below 1e9); what is written is decided
+    // by the exact round-trip checks, not by how the candidate was rounded.
+    let int = a as i64;
     if int as f64 == a {
         sign(out);
-        push_u64(out, int);
+        push_u64(out, int as u64);
         return true;
     }
     for (k, scale) in [(1u32, 10.0), (2, 100.0), (3, 1000.0)] {
-        let n = (a * scale + 0.5) as u64;
+        let n = (a * scale + 0.5) as i64;
         if n as f64 / scale != a {
             continue;
         }
+        let n = n as u64;
         let p = 10u64.pow(k);
         let (int, mut frac, mut digits) = (n / p, n % p, k);
         while frac % 10 == 0 {
