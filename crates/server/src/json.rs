@@ -482,7 +482,11 @@ mod tests {
             json_float_bytes(&mut b, &mut scratch, v);
             assert_eq!(a.as_bytes(), b, "{v:e}");
         }
-        for n in [0, 7, 9, 10, 99, 100, 101, 1234567890, u64::MAX] {
+        let powers = (0..20).flat_map(|k| [10u64.pow(k) - 1, 10u64.pow(k), 10u64.pow(k) + 7]);
+        for n in [0, 7, 9, 10, 99, 100, 101, 1234567890, u64::MAX]
+            .into_iter()
+            .chain(powers)
+        {
             let mut b = Vec::new();
             push_u64(&mut b, n);
             assert_eq!(b, n.to_string().as_bytes());
