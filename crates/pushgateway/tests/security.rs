@@ -434,7 +434,7 @@ fn keep_alive_connection_times_out_after_its_last_request_not_its_first() {
     let gw = start(false, &["--web.read-header-timeout=2s".into()]);
     let mut c = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut exchange = |c: &mut TcpStream| {
+    let exchange = |c: &mut TcpStream| {
         c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut buf = [0u8; 512];
