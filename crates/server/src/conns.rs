@@ -9,14 +9,15 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 struct Entry {
     state: Arc<ConnState>,
-    shed: Arc<Notify>,
+    shed: Arc<Shed>,
 }
 
 /// What a connection's requests update without taking the registry's lock.
@@ -44,8 +45,40 @@ pub struct ConnHandle {
     id: u64,
     conns: Arc<Conns>,
     state: Arc<ConnState>,
-    /// Notified when the connection is to be closed to free its descriptor.
-    pub shed: Arc<Notify>,
+    /// Set when the connection is to be closed to free its descriptor.
+    pub shed: Arc<Shed>,
+}
+
+/// The request to close one connection: set once, and seen by the connection's task (the one
+/// task that waits for it) without taking a lock, as it is polled with every wake-up of the
+/// connection.
+#[derive(Default)]
+pub struct Shed {
+    set: AtomicBool,
+    waker: atomic_waker::AtomicWaker,
+}
+
+impl Shed {
+    /// Asks the connection to close; kept, so a later [`Shed::notified`] completes at once.
+    pub fn notify(&self) {
+        self.set.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Completes once the connection is to be closed. One task at a time waits on it.
+    pub fn notified(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.set.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.set.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
 }
 
 /// Marks a request in flight on its connection until dropped (atomics only: no lock is
@@ -111,7 +144,7 @@ impl Conns {
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(nanos_since(self.epoch, Instant::now())),
         });
-        let shed = Arc::new(Notify::new());
+        let shed = Arc::new(Shed::default());
         self.open.lock().insert(
             id,
             Entry {
@@ -159,8 +192,8 @@ impl Conns {
         idle.select_nth_unstable(n - 1);
         for (_, id) in &idle[..n] {
             if let Some(e) = open.get(id) {
-                // A stored permit: the connection's task sees it even if not waiting yet.
-                e.shed.notify_one();
+                // Kept: the connection's task sees it even if not waiting yet.
+                e.shed.notify();
             }
         }
         n
@@ -300,6 +333,29 @@ mod tests {
                     .is_err(),
                 "a finished a request after b opened"
             );
+        });
+    }
+
+    /// A connection waiting to be shed is woken when it is (the signal takes no lock).
+    #[test]
+    fn shed_wakes_the_waiting_connection() {
+        let c = Conns::new(Some(1000));
+        let a = c.register();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let shed = a.shed.clone();
+        let waiter = rt.spawn(async move { shed.notified().await });
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!waiter.is_finished());
+        assert_eq!(c.shed_idle(1), 1);
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("woken when shed")
+                .unwrap();
         });
     }
 

@@ -549,8 +549,12 @@ mod tests {
         assert!(is_delimited_protobuf(Some(
             "  application/vnd.google.protobuf ;proto=io.prometheus.client.MetricFamily;encoding=delimited"
         )));
-        assert!(!is_delimited_protobuf(Some("application/vnd.google.protobu")));
-        assert!(!is_delimited_protobuf(Some("application/vnd.google.protobüf; x")));
+        assert!(!is_delimited_protobuf(Some(
+            "application/vnd.google.protobu"
+        )));
+        assert!(!is_delimited_protobuf(Some(
+            "application/vnd.google.protobüf; x"
+        )));
         assert!(!is_delimited_protobuf(Some("")));
     }
 }

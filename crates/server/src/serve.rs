@@ -228,6 +228,7 @@ async fn serve_connection<I>(
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     // Dropping the connection when it is shed closes it.
     tokio::select! {
+        biased;
         _ = graceful.watch(conn) => {}
         _ = shed.notified() => {}
     }
