@@ -426,6 +426,39 @@ fn slow_clients_are_timed_out_and_do_not_block_others() {
     assert!(!scrape(&gw).contains("job=\"slow\""));
 }
 
+/// The header timeout runs from the start of each request head: a keep-alive connection is
+/// closed once it has been idle that long after its last request, not that long after its
+/// first (the timer is shared by the heads of a connection and re-armed lazily).
+#[test]
+fn keep_alive_connection_times_out_after_its_last_request_not_its_first() {
+    let gw = start(false, &["--web.read-header-timeout=2s".into()]);
+    let mut c = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let exchange = |c: &mut TcpStream| {
+        c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    };
+    exchange(&mut c);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Past the first request's deadline (2 s after it) this one is still served...
+    exchange(&mut c);
+    std::thread::sleep(Duration::from_millis(1000));
+    exchange(&mut c);
+    let last = Instant::now();
+    // ...and the connection ends about 2 s after the last request.
+    let mut buf = [0u8; 64];
+    let n = c.read(&mut buf).unwrap_or(0);
+    let idle = last.elapsed();
+    assert_eq!(n, 0, "connection not closed: {:?}", &buf[..n]);
+    assert!(
+        idle >= Duration::from_millis(1900) && idle < Duration::from_secs(15),
+        "closed after {idle:?} idle"
+    );
+}
+
 #[test]
 fn connection_limit_queues_extra_connections_instead_of_failing() {
     let gw = start(false, &["--web.max-connections=2".into()]);

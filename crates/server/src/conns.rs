@@ -9,21 +9,31 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 struct Entry {
-    /// When the connection was opened or last finished a request.
-    idle_since: Instant,
-    busy: Arc<AtomicUsize>,
-    shed: Arc<Notify>,
+    state: Arc<ConnState>,
+    shed: Arc<Shed>,
+}
+
+/// What a connection's requests update without taking the registry's lock.
+struct ConnState {
+    /// Requests in flight.
+    busy: AtomicUsize,
+    /// When the connection was opened or last finished a request: nanoseconds since the
+    /// registry's `epoch`.
+    idle_since: AtomicU64,
 }
 
 /// The registry of open connections.
 pub struct Conns {
     open: Mutex<HashMap<u64, Entry>>,
+    /// The origin of the connections' `idle_since` times.
+    epoch: Instant,
     next_id: AtomicU64,
     /// Open connections above which idle ones are shed before accepting more.
     high_water: usize,
@@ -34,16 +44,48 @@ pub struct Conns {
 pub struct ConnHandle {
     id: u64,
     conns: Arc<Conns>,
-    busy: Arc<AtomicUsize>,
-    /// Notified when the connection is to be closed to free its descriptor.
-    pub shed: Arc<Notify>,
+    state: Arc<ConnState>,
+    /// Set when the connection is to be closed to free its descriptor.
+    pub shed: Arc<Shed>,
 }
 
-/// Marks a request in flight on its connection until dropped.
+/// The request to close one connection: set once, and seen by the connection's task (the one
+/// task that waits for it) without taking a lock, as it is polled with every wake-up of the
+/// connection.
+#[derive(Default)]
+pub struct Shed {
+    set: AtomicBool,
+    waker: atomic_waker::AtomicWaker,
+}
+
+impl Shed {
+    /// Asks the connection to close; kept, so a later [`Shed::notified`] completes at once.
+    pub fn notify(&self) {
+        self.set.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Completes once the connection is to be closed. One task at a time waits on it.
+    pub fn notified(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.set.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.set.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// Marks a request in flight on its connection until dropped (atomics only: no lock is
+/// taken per request).
 pub struct InFlight {
-    id: u64,
-    conns: Arc<Conns>,
-    busy: Arc<AtomicUsize>,
+    epoch: Instant,
+    state: Arc<ConnState>,
 }
 
 /// The soft `RLIMIT_NOFILE` of this process (`None` if unlimited or unknown).
@@ -89,6 +131,7 @@ impl Conns {
         let high_water = fd_limit.map_or(usize::MAX, |l| l.saturating_sub((l / 32).max(16)));
         Arc::new(Conns {
             open: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             high_water,
             log: Mutex::new(LogLimiter::default()),
@@ -97,20 +140,22 @@ impl Conns {
 
     pub fn register(self: &Arc<Self>) -> ConnHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let busy = Arc::new(AtomicUsize::new(0));
-        let shed = Arc::new(Notify::new());
+        let state = Arc::new(ConnState {
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(nanos_since(self.epoch, Instant::now())),
+        });
+        let shed = Arc::new(Shed::default());
         self.open.lock().insert(
             id,
             Entry {
-                idle_since: Instant::now(),
-                busy: busy.clone(),
+                state: state.clone(),
                 shed: shed.clone(),
             },
         );
         ConnHandle {
             id,
             conns: self.clone(),
-            busy,
+            state,
             shed,
         }
     }
@@ -135,10 +180,10 @@ impl Conns {
     /// returns how many were asked to close.
     pub fn shed_idle(&self, n: usize) -> usize {
         let open = self.open.lock();
-        let mut idle: Vec<(Instant, u64)> = open
+        let mut idle: Vec<(u64, u64)> = open
             .iter()
-            .filter(|(_, e)| e.busy.load(Ordering::Acquire) == 0)
-            .map(|(id, e)| (e.idle_since, *id))
+            .filter(|(_, e)| e.state.busy.load(Ordering::Acquire) == 0)
+            .map(|(id, e)| (e.state.idle_since.load(Ordering::Relaxed), *id))
             .collect();
         let n = n.min(idle.len());
         if n == 0 {
@@ -147,8 +192,8 @@ impl Conns {
         idle.select_nth_unstable(n - 1);
         for (_, id) in &idle[..n] {
             if let Some(e) = open.get(id) {
-                // A stored permit: the connection's task sees it even if not waiting yet.
-                e.shed.notify_one();
+                // Kept: the connection's task sees it even if not waiting yet.
+                e.shed.notify();
             }
         }
         n
@@ -174,11 +219,10 @@ impl Conns {
 impl ConnHandle {
     /// Marks a request in flight until the returned guard is dropped.
     pub fn request(&self) -> InFlight {
-        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.state.busy.fetch_add(1, Ordering::AcqRel);
         InFlight {
-            id: self.id,
-            conns: self.conns.clone(),
-            busy: self.busy.clone(),
+            epoch: self.conns.epoch,
+            state: self.state.clone(),
         }
     }
 }
@@ -191,11 +235,17 @@ impl Drop for ConnHandle {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.busy.fetch_sub(1, Ordering::AcqRel);
-        if let Some(e) = self.conns.open.lock().get_mut(&self.id) {
-            e.idle_since = Instant::now();
-        }
+        // Idle from now on: the time first, so a shed that sees the connection idle also
+        // sees when it became so.
+        let now = nanos_since(self.epoch, Instant::now());
+        self.state.idle_since.store(now, Ordering::Relaxed);
+        self.state.busy.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// `t` as nanoseconds since `epoch` (saturating; 584 years fit).
+fn nanos_since(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// At most one log line per period; counts the ones left out.
@@ -256,6 +306,57 @@ mod tests {
         assert_eq!(c.shed_idle(10), 2, "the busy connection is never shed");
         drop((a, b));
         assert_eq!(c.len(), 1);
+    }
+
+    /// A finished request makes its connection the most recently idle one (its idle time is
+    /// kept in the connection's atomics, not under the registry's lock).
+    #[test]
+    fn finished_request_refreshes_idle_time() {
+        let c = Conns::new(Some(1000));
+        let a = c.register();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = c.register();
+        std::thread::sleep(Duration::from_millis(2));
+        drop(a.request());
+        assert_eq!(c.shed_idle(1), 1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), b.shed.notified())
+                .await
+                .expect("b, idle longer than a since a's request, is shed first");
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), a.shed.notified())
+                    .await
+                    .is_err(),
+                "a finished a request after b opened"
+            );
+        });
+    }
+
+    /// A connection waiting to be shed is woken when it is (the signal takes no lock).
+    #[test]
+    fn shed_wakes_the_waiting_connection() {
+        let c = Conns::new(Some(1000));
+        let a = c.register();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let shed = a.shed.clone();
+        let waiter = rt.spawn(async move { shed.notified().await });
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!waiter.is_finished());
+        assert_eq!(c.shed_idle(1), 1);
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("woken when shed")
+                .unwrap();
+        });
     }
 
     #[test]

@@ -78,9 +78,12 @@ pub async fn run(
 /// Hands a push to the writer; a very big one from a thread that gave up its worker role
 /// (its families are encoded before it is stored).
 pub async fn push(app: &Arc<App>, size: usize, push: Push) -> Result<(), StoreError> {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if size > BIG_PUSH && multi_thread {
+    // (The runtime is only looked up for a big push.)
+    let multi_thread = || {
+        tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    };
+    if size > BIG_PUSH && multi_thread() {
         let handle = tokio::runtime::Handle::current();
         return tokio::task::block_in_place(|| handle.block_on(app.writer.push(push)));
     }

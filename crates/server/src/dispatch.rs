@@ -14,8 +14,12 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
+use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 /// The error type a request body's errors convert into.
@@ -102,8 +106,15 @@ fn with_config_headers(web: Option<&webconfig::WebConfig>, mut resp: Resp) -> Re
 }
 
 /// Percent-decodes a request path strictly (as Go's URL parser does): `Err(None)` for an
-/// invalid escape, `Err(Some(bytes))` for a path that is not UTF-8.
-fn decode_path(b: &[u8]) -> Result<String, Option<Vec<u8>>> {
+/// invalid escape, `Err(Some(bytes))` for a path that is not UTF-8. A path without escapes
+/// is borrowed.
+fn decode_path(b: &[u8]) -> Result<Cow<'_, str>, Option<Vec<u8>>> {
+    if !b.contains(&b'%') {
+        return match std::str::from_utf8(b) {
+            Ok(s) => Ok(Cow::Borrowed(s)),
+            Err(_) => Err(Some(b.to_vec())),
+        };
+    }
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -123,7 +134,9 @@ fn decode_path(b: &[u8]) -> Result<String, Option<Vec<u8>>> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|e| Some(e.into_bytes()))
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|e| Some(e.into_bytes()))
 }
 
 /// The route of a path that is not UTF-8: Go's router matches its bytes, so it is a 404 (or
@@ -171,11 +184,20 @@ where
 {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = decode_path(Target::of(req.uri(), req.extensions()).path);
-    let dispatch = match &path {
-        Ok(p) => app.cfg.routes.dispatch(&method, p),
-        Err(Some(bytes)) => dispatch_not_utf8(app, &method, bytes),
-        Err(None) => Dispatch::NotFound,
+    // The route, and whether the path is refused (an invalid escape, or not UTF-8 on a route
+    // with a handler).
+    let (dispatch, bad_path) = {
+        let path = decode_path(Target::of(req.uri(), req.extensions()).path);
+        let dispatch = match &path {
+            Ok(p) => app.cfg.routes.dispatch(&method, p),
+            Err(Some(bytes)) => dispatch_not_utf8(app, &method, bytes),
+            Err(None) => Dispatch::NotFound,
+        };
+        let bad = matches!(
+            (&path, &dispatch),
+            (Err(None), _) | (Err(Some(_)), Dispatch::Handle(_))
+        );
+        (dispatch, bad)
     };
     let mut client = None;
     let mut req = req;
@@ -185,10 +207,7 @@ where
             Err(refusal) => return refusal,
         }
     }
-    if matches!(
-        (&path, &dispatch),
-        (Err(None), _) | (Err(Some(_)), Dispatch::Handle(_))
-    ) {
+    if bad_path {
         return text_response(
             StatusCode::BAD_REQUEST,
             "400 Bad Request: invalid URL escape or non-UTF-8 path\n",
@@ -205,10 +224,11 @@ where
             rest: &rest,
             accumulate,
         };
-        let resp = handle_push(app, route, req, remote, client, started).await;
-        // `count_request` labels a DELETE on the push route as the `delete` handler.
+        let (resp, size) = handle_push(app, route, req, remote, client).await;
+        // Counted as `push` (a DELETE as `delete`); a PUT's or POST's duration and size
+        // observed unless it was refused by the rate limit.
         app.telemetry
-            .count_request("push", resp.status().as_u16(), &method);
+            .finish_push(started, &method, resp.status().as_u16(), size);
         return resp;
     }
     if let Dispatch::Handle(Route::OtlpMetrics) = dispatch {
@@ -329,23 +349,81 @@ where
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let collect = http_body_util::Limited::new(body, max).collect();
-    let collected = if l.read_body_timeout.is_zero() {
-        collect.await
-    } else {
-        match tokio::time::timeout(l.read_body_timeout, collect).await {
+    let mut collect = pin!(collect_body(body, max, declared));
+    // A body that has already arrived (the usual small push) needs no timer.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending if l.read_body_timeout.is_zero() => collect.await,
+        Poll::Pending => match tokio::time::timeout(l.read_body_timeout, collect).await {
             Ok(r) => r,
             Err(_) => {
                 app.rejections.count(limits::Reason::Timeout);
                 return Err(HttpError::Timeout(l.read_body_timeout));
             }
-        }
+        },
     };
     match collected {
-        Ok(c) => Ok((parts, c.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(HttpError::BadRequest(format!("reading request body: {e}"))),
+        Ok(b) => Ok((parts, b)),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Read(e)) => Err(HttpError::BadRequest(format!("reading request body: {e}"))),
     }
+}
+
+/// Why [`collect_body`] stopped.
+enum BodyError {
+    /// More than the limit arrived.
+    TooLarge,
+    /// The body could not be read (the client's framing, a reset...).
+    Read(BoxError),
+}
+
+/// Reads a whole body of at most `max` bytes. A body that arrives in one frame (the usual
+/// small push) is returned as it is, without a copy; more frames are gathered into one buffer
+/// sized by the declared length (up to a bound).
+async fn collect_body<B>(body: B, max: usize, declared: Option<u64>) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<Vec<u8>> = None;
+    let mut len = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
+        // Trailers are read and ignored.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len = len.saturating_add(data.len());
+        if len > max {
+            return Err(BodyError::TooLarge);
+        }
+        if data.is_empty() {
+            continue;
+        }
+        match (&mut first, &mut more) {
+            (None, None) => first = Some(data),
+            (Some(f), None) => {
+                // The declared length, but never more than a few times what has arrived: a
+                // client that declares a large body and stalls holds little memory.
+                let declared = declared.map_or(0, |d| usize::try_from(d).unwrap_or(usize::MAX));
+                let cap = declared.min(max).min(len.saturating_mul(4).max(64 << 10));
+                let mut buf = Vec::with_capacity(cap.max(len));
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&data);
+                first = None;
+                more = Some(buf);
+            }
+            (_, Some(buf)) => buf.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(buf)) => Bytes::from(buf),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// Reads and discards a request body of up to 1 MiB (as Go's server drains up to 256 KiB);
@@ -360,42 +438,41 @@ where
     Request::from_parts(parts, ())
 }
 
+/// A push or delete: the answer and, unless the rate limit refused it, the approximate
+/// request size to observe (`None`: not observed).
 async fn handle_push<B>(
     app: &Arc<App>,
     route: push::PushRoute<'_>,
     req: Request<B>,
     remote: SocketAddr,
     client: Option<String>,
-    started: Instant,
-) -> Resp
+) -> (Resp, Option<usize>)
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let approx_size = telemetry::approximate_request_size(&req);
-    let method = req.method().clone();
     let limited = app.rate.enabled().then(|| {
         let client = client.unwrap_or_else(|| remote.ip().to_string());
         app.rate.take(&client, Instant::now())
     });
     if let Some(Err(retry_after)) = limited {
         app.rejections.count(limits::Reason::Rate);
-        return HttpError::RateLimited {
+        let resp = HttpError::RateLimited {
             rate: app.cfg.limits.push_rate,
             retry_after,
         }
         .into_response();
+        return (resp, None);
     }
     let result = match read_body(app, req).await {
         Ok((parts, body)) => push::handle(app, &parts, route, body, remote).await,
         Err(e) => Err(e),
     };
-    let resp = result.unwrap_or_else(HttpError::into_response);
-    if method == Method::PUT || method == Method::POST {
-        app.telemetry
-            .observe_push(&method, started.elapsed().as_secs_f64(), approx_size as f64);
-    }
-    resp
+    (
+        result.unwrap_or_else(HttpError::into_response),
+        Some(approx_size),
+    )
 }
 
 async fn route_request(app: &Arc<App>, route: Route, req: Request<()>) -> Resp {

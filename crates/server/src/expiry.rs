@@ -50,9 +50,13 @@ fn unix_seconds(t: SystemTime) -> f64 {
 /// The request header that carries a push's TTL.
 pub const TTL_HEADER: &str = "pushgateway-ttl";
 
+/// [`TTL_HEADER`] as a header name (looked up without parsing the name per request).
+const TTL_HEADER_NAME: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static(TTL_HEADER);
+
 /// The TTL a push asks for: the `Pushgateway-TTL` header, else the `ttl` query parameter.
 pub fn requested_ttl(parts: &Parts) -> Result<Option<Duration>, HttpError> {
-    let raw = match parts.headers.get(TTL_HEADER) {
+    let raw = match parts.headers.get(&TTL_HEADER_NAME) {
         Some(v) => Some(
             v.to_str()
                 .map_err(|_| HttpError::BadRequest("invalid Pushgateway-TTL header".into()))?

@@ -36,6 +36,7 @@ pub mod dispatch;
 pub mod error;
 pub mod expiry;
 pub mod groups;
+pub mod headtimer;
 pub mod histogram;
 pub mod http;
 pub mod json;

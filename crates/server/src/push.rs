@@ -73,14 +73,16 @@ pub fn parse_grouping_key_names(
     };
     let mut pairs: Vec<(String, String)> = Vec::new();
     if labels.len() > 1 {
-        let comps: Vec<&str> = labels[1..].split('/').collect();
-        if !comps.len().is_multiple_of(2) {
+        // Components: one more than the slashes.
+        let slashes = labels[1..].bytes().filter(|&b| b == b'/').count();
+        if slashes.is_multiple_of(2) {
             return Err(HttpError::BadRequest(format!(
                 "odd number of components in label string {labels:?}"
             )));
         }
-        for pair in comps.chunks(2) {
-            let (name, value) = (pair[0], pair[1]);
+        pairs.reserve(slashes.div_ceil(2) + 1);
+        let mut comps = labels[1..].split('/');
+        while let (Some(name), Some(value)) = (comps.next(), comps.next()) {
             let (trimmed, is_b64) = match name.strip_suffix("@base64") {
                 Some(n) => (n, true),
                 None => (name, false),
@@ -213,10 +215,20 @@ impl BodyFormat {
 /// True if the content type names the delimited protobuf format. Media type and parameter
 /// names are case-insensitive, parameter values are not (Go's `mime.ParseMediaType`).
 pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
+    const MEDIA: &str = "application/vnd.google.protobuf";
     let Some(ct) = content_type else { return false };
+    // The media type is what precedes the first `;`, trimmed: a type that does not start
+    // with it (the usual text push) is not split.
+    if !ct
+        .trim_start()
+        .get(..MEDIA.len())
+        .is_some_and(|m| m.eq_ignore_ascii_case(MEDIA))
+    {
+        return false;
+    }
     let mut parts = ct.split(';');
     let media = parts.next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+    if !media.eq_ignore_ascii_case(MEDIA) {
         return false;
     }
     let (mut proto, mut encoding) = (None, None);
@@ -251,12 +263,16 @@ pub struct PushRoute<'a> {
 /// The header that names a push for exactly-once retries.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
+/// [`IDEMPOTENCY_KEY_HEADER`] as a header name (looked up without parsing the name).
+const IDEMPOTENCY_KEY_NAME: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static(IDEMPOTENCY_KEY_HEADER);
+
 /// The response header that tells an accumulating pusher its summary quantiles were dropped.
 pub const WARNING_HEADER: &str = "pushgateway-warning";
 
 /// The `Idempotency-Key` of a request: 1 to 255 visible ASCII characters.
 pub fn idempotency_key(parts: &Parts) -> Result<Option<String>, HttpError> {
-    let Some(v) = parts.headers.get(IDEMPOTENCY_KEY_HEADER) else {
+    let Some(v) = parts.headers.get(&IDEMPOTENCY_KEY_NAME) else {
         return Ok(None);
     };
     let bad = || {
@@ -528,5 +544,17 @@ mod tests {
         )));
         assert!(!is_delimited_protobuf(Some("text/plain")));
         assert!(!is_delimited_protobuf(None));
+        // The quick refusal of other types keeps Go's parsing: leading space, short or
+        // non-ASCII types.
+        assert!(is_delimited_protobuf(Some(
+            "  application/vnd.google.protobuf ;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+        )));
+        assert!(!is_delimited_protobuf(Some(
+            "application/vnd.google.protobu"
+        )));
+        assert!(!is_delimited_protobuf(Some(
+            "application/vnd.google.protobüf; x"
+        )));
+        assert!(!is_delimited_protobuf(Some("")));
     }
 }

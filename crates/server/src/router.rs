@@ -120,30 +120,41 @@ pub fn clean_path(p: &str) -> String {
 }
 
 impl Routes {
+    /// The push route (`DELETE`, `POST` and `PUT`) `path` matches, if any.
+    fn push_route(&self, path: &str) -> Option<Route> {
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        // The prefixes exclude each other: at most one matches.
+        for (route, base64, accumulate) in [
+            ("/metrics/job@base64/", true, false),
+            ("/metrics/job/", false, false),
+            ("/accumulate/metrics/job@base64/", true, true),
+            ("/accumulate/metrics/job/", false, true),
+        ] {
+            if let Some(after) = rest.strip_prefix(route) {
+                // `:job` must be a non-empty segment.
+                let job_len = after.find('/').unwrap_or(after.len());
+                if job_len > 0 {
+                    // `after` with the `/` before it.
+                    let rest = &path[path.len() - after.len() - 1..];
+                    return Some(Route::Push {
+                        base64,
+                        rest: rest.to_string(),
+                        accumulate,
+                    });
+                }
+            }
+        }
+        None
+    }
+
     /// Which route each method has for `path` in the main (non-API) router.
     fn main_routes(&self, path: &str) -> Vec<(&'static str, Route)> {
         let mut out = Vec::new();
         let p = &self.prefix;
         if let Some(rest) = path.strip_prefix(p.as_str()) {
-            for (route, base64, accumulate) in [
-                ("/metrics/job@base64/", true, false),
-                ("/metrics/job/", false, false),
-                ("/accumulate/metrics/job@base64/", true, true),
-                ("/accumulate/metrics/job/", false, true),
-            ] {
-                if let Some(after) = rest.strip_prefix(route) {
-                    // `:job` must be a non-empty segment.
-                    let job_len = after.find('/').unwrap_or(after.len());
-                    if job_len > 0 {
-                        let r = Route::Push {
-                            base64,
-                            rest: format!("/{after}"),
-                            accumulate,
-                        };
-                        for m in ["DELETE", "POST", "PUT"] {
-                            out.push((m, r.clone()));
-                        }
-                    }
+            if let Some(r) = self.push_route(path) {
+                for m in ["DELETE", "POST", "PUT"] {
+                    out.push((m, r.clone()));
                 }
             }
             match rest {
@@ -201,13 +212,25 @@ impl Routes {
                 return Dispatch::Redirect(StatusCode::MOVED_PERMANENTLY, cleaned);
             }
         }
-        let api_root = format!("{}/api/v1", self.prefix);
-        if path == api_root {
-            return Dispatch::Redirect(StatusCode::MOVED_PERMANENTLY, format!("{api_root}/"));
+        match path
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix("/api/v1"))
+        {
+            Some("") => {
+                return Dispatch::Redirect(StatusCode::MOVED_PERMANENTLY, format!("{path}/"));
+            }
+            Some(rest) if rest.starts_with('/') => {
+                let routes = self.api_routes(rest);
+                return Self::resolve(method, routes, |_| false, None);
+            }
+            _ => {}
         }
-        if let Some(rest) = path.strip_prefix(&api_root).filter(|r| r.starts_with('/')) {
-            let routes = self.api_routes(rest);
-            return Self::resolve(method, routes, |_| false, None);
+        // A push needs no other route: push routes come first in `main_routes`, so the one
+        // `resolve` would pick is the push route.
+        if *method == Method::PUT || *method == Method::POST || *method == Method::DELETE {
+            if let Some(r) = self.push_route(path) {
+                return Dispatch::Handle(r);
+            }
         }
         let routes = self.main_routes(path);
         let tsr = |m: &str| -> Option<String> {
@@ -391,6 +414,42 @@ mod tests {
             r.dispatch(&Method::PUT, "/metrics"),
             Dispatch::MethodNotAllowed(vec!["GET", "OPTIONS"])
         );
+    }
+
+    /// A push's route, found without building the route table, is the one the table gives.
+    #[test]
+    fn push_fast_path_agrees_with_the_route_table() {
+        for prefix in ["", "/pg"] {
+            let r = routes(prefix);
+            for p in [
+                "/metrics/job/a",
+                "/metrics/job/a/",
+                "/metrics/job/a/b/c",
+                "/metrics/job@base64/YQ",
+                "/metrics/job@base64/",
+                "/metrics/job/",
+                "/metrics/job",
+                "/accumulate/metrics/job/a/x/y",
+                "/accumulate/metrics/job@base64/YQ/",
+                "/metrics",
+                "/-/quit",
+                "/api/v1/metrics/job/a",
+            ] {
+                let path = format!("{prefix}{p}");
+                for m in [Method::PUT, Method::POST, Method::DELETE] {
+                    let table = Routes::resolve(&m, r.main_routes(&path), |_| false, None);
+                    let got = r.dispatch(&m, &path);
+                    if let Dispatch::Handle(Route::Push { .. }) = table {
+                        assert_eq!(got, table, "{m} {path}");
+                    } else {
+                        assert!(
+                            !matches!(got, Dispatch::Handle(Route::Push { .. })),
+                            "{m} {path}: {got:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -218,7 +218,8 @@ async fn serve_connection<I>(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new());
+    // One lazily re-armed sleep per connection, not a timer registration per request.
+    builder.timer(crate::headtimer::HeadTimer::new());
     // hyper applies this to every request head, keep-alive idle included.
     builder.header_read_timeout((!header_timeout.is_zero()).then_some(header_timeout));
     // A client may send a whole request and then shut down its write side (half-close):
@@ -227,6 +228,7 @@ async fn serve_connection<I>(
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     // Dropping the connection when it is shed closes it.
     tokio::select! {
+        biased;
         _ = graceful.watch(conn) => {}
         _ = shed.notified() => {}
     }

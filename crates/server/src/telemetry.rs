@@ -161,19 +161,57 @@ struct PushStats {
 }
 
 pub struct Telemetry {
-    requests: Mutex<BTreeMap<(u16, &'static str, String), u64>>,
-    pushes: Mutex<BTreeMap<String, PushStats>>,
+    /// Request counts and push summaries under one lock, so a push takes it once.
+    counts: Mutex<Counts>,
     build_labels: Vec<LabelPair>,
     start_time_seconds: f64,
 }
 
-fn method_label(m: &Method) -> String {
-    let s = m.as_str().to_ascii_lowercase();
-    match s.as_str() {
-        "get" | "put" | "post" | "delete" | "connect" | "options" | "notify" | "trace"
-        | "patch" | "head" => s,
-        _ => "unknown".into(),
+/// `pushgateway_http_requests_total` by (code, handler, method) and the push summaries by
+/// method; every key is static, so counting allocates nothing.
+#[derive(Default)]
+struct Counts {
+    requests: BTreeMap<(u16, &'static str, &'static str), u64>,
+    pushes: BTreeMap<&'static str, PushStats>,
+}
+
+impl Counts {
+    fn count_request(&mut self, handler: &'static str, code: u16, method: &Method) {
+        let handler = if handler == "push" && method == Method::DELETE {
+            "delete"
+        } else {
+            handler
+        };
+        *self
+            .requests
+            .entry((code, handler, method_label(method)))
+            .or_insert(0) += 1;
     }
+
+    fn observe_push(&mut self, now: Instant, method: &Method, seconds: f64, size: f64) {
+        let s = self
+            .pushes
+            .entry(method_label(method))
+            .or_insert_with(|| PushStats {
+                duration: Window::new(),
+                size: Window::new(),
+            });
+        s.duration.observe(now, seconds);
+        s.size.observe(now, size);
+    }
+}
+
+/// The `method` label client_golang's instrumentation gives a request method.
+fn method_label(m: &Method) -> &'static str {
+    const KNOWN: [&str; 10] = [
+        "get", "put", "post", "delete", "connect", "options", "notify", "trace", "patch", "head",
+    ];
+    let s = m.as_str();
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(s))
+        .copied()
+        .unwrap_or("unknown")
 }
 
 impl Telemetry {
@@ -196,35 +234,33 @@ impl Telemetry {
         ];
         build_labels.sort_by(|a, b| a.name().cmp(b.name()));
         Telemetry {
-            requests: Mutex::new(BTreeMap::new()),
-            pushes: Mutex::new(BTreeMap::new()),
+            counts: Mutex::new(Counts::default()),
             build_labels,
             start_time_seconds: process_start_time().unwrap_or(0.0),
         }
     }
 
     pub fn count_request(&self, handler: &'static str, code: u16, method: &Method) {
-        let handler = if handler == "push" && method == Method::DELETE {
-            "delete"
-        } else {
-            handler
-        };
-        *self
-            .requests
-            .lock()
-            .entry((code, handler, method_label(method)))
-            .or_insert(0) += 1;
+        self.counts.lock().count_request(handler, code, method);
     }
 
     pub fn observe_push(&self, method: &Method, seconds: f64, size: f64) {
+        self.counts
+            .lock()
+            .observe_push(Instant::now(), method, seconds, size);
+    }
+
+    /// A finished request on the push route (`/metrics/job/...`): counted under `push` (or
+    /// `delete`), and, given its approximate `size`, a PUT's or POST's duration since
+    /// `started` and size observed; under one lock and with one clock reading.
+    pub fn finish_push(&self, started: Instant, method: &Method, code: u16, size: Option<usize>) {
         let now = Instant::now();
-        let mut p = self.pushes.lock();
-        let s = p.entry(method_label(method)).or_insert_with(|| PushStats {
-            duration: Window::new(),
-            size: Window::new(),
-        });
-        s.duration.observe(now, seconds);
-        s.size.observe(now, size);
+        let mut c = self.counts.lock();
+        if let Some(size) = size.filter(|_| *method == Method::PUT || *method == Method::POST) {
+            let seconds = now.saturating_duration_since(started).as_secs_f64();
+            c.observe_push(now, method, seconds, size as f64);
+        }
+        c.count_request("push", code, method);
     }
 
     /// Every own family with its current values, sorted by name.
@@ -254,14 +290,15 @@ impl Telemetry {
         }
         self.push_families(&mut out);
         let reqs: Vec<Metric> = self
-            .requests
+            .counts
             .lock()
+            .requests
             .iter()
             .map(|((code, handler, method), n)| {
                 let label = vec![
                     LabelPair::new("code", code.to_string()),
                     LabelPair::new("handler", *handler),
-                    LabelPair::new("method", method.clone()),
+                    LabelPair::new("method", *method),
                 ];
                 counter(label, *n as f64)
             })
@@ -284,8 +321,8 @@ impl Telemetry {
         let now = Instant::now();
         let mut durations = Vec::new();
         let mut sizes = Vec::new();
-        for (method, s) in self.pushes.lock().iter_mut() {
-            let label = vec![LabelPair::new("method", method.clone())];
+        for (method, s) in self.counts.lock().pushes.iter_mut() {
+            let label = vec![LabelPair::new("method", *method)];
             durations.push(Metric {
                 label: label.clone(),
                 summary: Some(Box::new(s.duration.summary(now))),
@@ -372,7 +409,7 @@ fn counter(label: Vec<LabelPair>, v: f64) -> Metric {
 pub fn approximate_request_size<B>(req: &hyper::Request<B>) -> usize {
     let mut s = match req.extensions().get::<crate::reqline::RawTarget>() {
         Some(raw) => raw.0.len(),
-        None => req.uri().to_string().len(),
+        None => uri_len(req.uri()),
     };
     s += req.method().as_str().len();
     s += "HTTP/1.1".len();
@@ -394,6 +431,15 @@ pub fn approximate_request_size<B>(req: &hyper::Request<B>) -> usize {
         s += cl;
     }
     s
+}
+
+/// The length of `uri` as written by its `Display` (what client_golang measures), without
+/// writing it.
+fn uri_len(uri: &hyper::Uri) -> usize {
+    uri.scheme().map_or(0, |s| s.as_str().len() + "://".len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1)
 }
 
 #[derive(Default)]
@@ -467,6 +513,34 @@ impl ProcStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request size counts the target as `Uri`'s `Display` writes it.
+    #[test]
+    fn uri_len_is_the_displayed_length() {
+        for u in [
+            "/metrics/job/j",
+            "/metrics/job/j/instance/i?x=1&y",
+            "/?",
+            "*",
+            "http://example.com:9091/metrics/job/j?a=b",
+            "example.com:443",
+            "https://[::1]/",
+        ] {
+            let uri: hyper::Uri = u.parse().unwrap();
+            assert_eq!(uri_len(&uri), uri.to_string().len(), "{u}");
+        }
+    }
+
+    /// Counting allocates no label strings: methods map onto client_golang's lower-case set.
+    #[test]
+    fn method_labels() {
+        assert_eq!(method_label(&Method::PUT), "put");
+        assert_eq!(method_label(&Method::from_bytes(b"Get").unwrap()), "get");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"BREW").unwrap()),
+            "unknown"
+        );
+    }
 
     #[test]
     fn summary_window_quantiles() {
