@@ -298,6 +298,63 @@ impl FamilyEntry {
         (e, ids)
     }
 
+    /// This entry, a push-time gauge ([`Group::time_gauge`]: one metric, no timestamp, the
+    /// group's labels cut out), with another value and push time: its bytes copied with the
+    /// value written again, instead of building the metric, encoding and cutting it (a push
+    /// makes one). `None` when this entry is not of that form (then build it).
+    pub(crate) fn with_gauge_value(&self, value: f64, timestamp_ns: i64) -> Option<FamilyEntry> {
+        if self.mtype != MetricType::Gauge
+            || self.metric_count != 1
+            || self.invalid.is_some()
+            || self.splices.is_none()
+        {
+            return None;
+        }
+        let text = self.text_raw();
+        let proto = self.proto_raw();
+        // The gauge's value is the metric's last field: `gauge` (2) holding `value` (1,
+        // fixed64).
+        let value_at = proto.len().checked_sub(8)?;
+        if proto.get(value_at - 3..value_at)? != [0x12, 0x09, 0x09] {
+            return None;
+        }
+        // The last literal of the text ends the line: `... VALUE\n`.
+        let (len_at, lit_at) = crate::shared::last_literal(text)?;
+        let lit = &text[lit_at..];
+        if lit.last() != Some(&b'\n') {
+            return None;
+        }
+        let space = lit.iter().rposition(|b| *b == b' ')?;
+        let mut line = String::with_capacity(space + 26);
+        line.push_str(std::str::from_utf8(&lit[..=space]).ok()?);
+        exposition::float::write_text_float(&mut line, value);
+        line.push('\n');
+        let mut bytes = Vec::with_capacity(self.bytes.len() + 24);
+        bytes.extend_from_slice(&[0; TEXT_LEN]);
+        bytes.extend_from_slice(&text[..len_at]);
+        prost::encoding::encode_varint(line.len() as u64, &mut bytes);
+        bytes.extend_from_slice(line.as_bytes());
+        let text_len = (bytes.len() - TEXT_LEN) as u32;
+        bytes[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
+        bytes.extend_from_slice(&proto[..value_at]);
+        bytes.extend_from_slice(&value.to_le_bytes());
+        use std::sync::atomic::Ordering::Relaxed;
+        Some(FamilyEntry {
+            name: self.name.clone(),
+            help: self.help.clone(),
+            mtype: self.mtype,
+            timestamp_ns,
+            metric_count: 1,
+            bytes: bytes.into_boxed_slice(),
+            proto_len: self.proto_len,
+            invalid: Invalid::default(),
+            splices: self.splices.clone(),
+            needs_escaping: self.needs_escaping,
+            // The same series.
+            series_digest: self.series_digest.load(Relaxed).into(),
+        })
+    }
+
     /// Rebuilds an entry from its persisted parts; only the series identities are recomputed,
     /// by walking the protobuf bytes without decoding them into messages. With `key`, the
     /// group's labels are cut out again ([`crate::shared`]).
@@ -966,6 +1023,34 @@ impl Group {
         labels
     }
 
+    /// [`Group::time_gauge`], made from `template`, the group's previous version of the
+    /// gauge, when it can be ([`FamilyEntry::with_gauge_value`]).
+    pub(crate) fn time_gauge_from(
+        template: Option<&FamilyEntry>,
+        key: &GroupKey,
+        name: Arc<str>,
+        help: &str,
+        value: f64,
+        ts: i64,
+    ) -> Arc<FamilyEntry> {
+        let quick = template
+            .filter(|t| t.name == name && t.help.as_deref() == Some(help))
+            .and_then(|t| t.with_gauge_value(value, ts));
+        match quick {
+            Some(e) => {
+                #[cfg(debug_assertions)]
+                {
+                    let slow = Group::time_gauge(key, name, help, value, ts);
+                    assert_eq!(e.bytes, slow.bytes, "gauge with a new value");
+                    assert_eq!(e.proto_len, slow.proto_len);
+                    assert_eq!(e.needs_escaping, slow.needs_escaping);
+                }
+                Arc::new(e)
+            }
+            None => Group::time_gauge(key, name, help, value, ts),
+        }
+    }
+
     /// A push-time gauge entry with `value` for this group.
     pub fn time_gauge(
         key: &GroupKey,
@@ -1272,6 +1357,58 @@ mod tests {
                 .collect();
             assert_eq!(e.series(), want, "{family:?}");
         }
+    }
+
+    /// A push-time gauge made from the previous one with a new value has the bytes of one
+    /// built from scratch, whatever the value and the group's labels.
+    #[test]
+    fn gauge_with_a_new_value_is_built_like_a_new_gauge() {
+        let keys = [
+            GroupKey::new([("job", "j")]),
+            GroupKey::new([("job", "j"), ("instance", "i")]),
+            GroupKey::new([("job", "j".to_string()), ("long", "v".repeat(100))]),
+            GroupKey::new([("job", "j"), ("a.b", "ü\"\\\n")]),
+        ];
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            12.5,
+            1.7e9 + 0.123,
+            1e21,
+            -3.25e-7,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+        ];
+        for key in &keys {
+            let name: Arc<str> = Arc::from(PUSH_TIME);
+            let mut prev = Group::time_gauge(key, name.clone(), PUSH_TIME_HELP, 0.0, 1);
+            assert!(prev.is_spliced(), "{key:?}");
+            prev.series();
+            for (i, v) in values.iter().enumerate() {
+                let quick = prev.with_gauge_value(*v, i as i64).expect("quick");
+                let slow = Group::time_gauge(key, name.clone(), PUSH_TIME_HELP, *v, i as i64);
+                assert_eq!(quick.bytes, slow.bytes, "{key:?} {v}");
+                assert_eq!(quick.text(), slow.text(), "{key:?} {v}");
+                assert_eq!(quick.proto_metrics(), slow.proto_metrics(), "{key:?} {v}");
+                assert_eq!(quick.proto_len(), slow.proto_len());
+                assert_eq!(quick.timestamp_ns, i as i64);
+                assert_eq!(quick.series(), slow.series());
+                assert!(quick.same_series(&prev));
+                prev = Arc::new(quick);
+            }
+        }
+        // Not a time gauge: built the long way.
+        let two = FamilyEntry::build(
+            Arc::from("g"),
+            None,
+            MetricType::Gauge,
+            &[Metric::default(), Metric::default()],
+            0,
+        );
+        assert!(two.with_gauge_value(1.0, 0).is_none());
     }
 
     /// An entry (with its `Arc` counts) stays in mimalloc's 112-byte size class: the series

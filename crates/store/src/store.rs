@@ -745,10 +745,12 @@ impl Store {
         let mut pushed = BTreeMap::new();
         let mut series = Vec::new();
         let mut dropped_quantiles = 0;
-        let shared = if has_timestamps {
-            None
+        // The stored group's key (its labels are stored once) and push-time gauge.
+        let (shared, template) = if has_timestamps {
+            (None, None)
         } else {
-            self.shared_labels(&push.key)
+            let (key, template) = self.stored_key(&push.key);
+            (Some(key), template)
         };
         if !has_timestamps {
             for mut mf in push.families {
@@ -807,7 +809,14 @@ impl Store {
                 .fetch_add(dropped_quantiles, Ordering::Relaxed);
         }
         let push_time = shared.as_ref().map(|key| {
-            let e = Group::time_gauge(key, self.gauge_names[0].clone(), PUSH_TIME_HELP, now, ts);
+            let e = Group::time_gauge_from(
+                template.as_deref(),
+                key,
+                self.gauge_names[0].clone(),
+                PUSH_TIME_HELP,
+                now,
+                ts,
+            );
             series.push((e.clone(), e.series()));
             e
         });
@@ -837,15 +846,17 @@ impl Store {
     }
 
     /// The key whose pre-encoded labels the entries of a push to `key` store once
-    /// ([`crate::shared`]): the stored group's, if the last published snapshot has it (so
-    /// that a group's entries share one), else `key`.
-    fn shared_labels(&self, key: &GroupKey) -> Option<GroupKey> {
-        let snap = self.current.load();
-        Some(
-            snap.groups
-                .get(key)
-                .map_or_else(|| key.clone(), |g| g.key.clone()),
-        )
+    /// ([`crate::shared`]): the stored group's, if there is one (so that a group's entries
+    /// share one, computed once), else `key`; and the stored `push_time_seconds`
+    /// gauge, which the push's own is made from ([`Group::time_gauge_from`]).
+    fn stored_key(&self, key: &GroupKey) -> (GroupKey, Option<Arc<FamilyEntry>>) {
+        // The live version (the published snapshot lags behind until a reader comes): held
+        // for one lookup.
+        let stored = self.state.lock().snap.groups.get(key).cloned();
+        match stored {
+            Some(g) => (g.key.clone(), g.families.get(PUSH_TIME).cloned()),
+            None => (key.clone(), None),
+        }
     }
 
     /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
