@@ -312,12 +312,27 @@ impl FamilyEntry {
         }
         let text = self.text_raw();
         let proto = self.proto_raw();
-        // The gauge's value is the metric's last field: `gauge` (2) holding `value` (1,
-        // fixed64).
-        let value_at = proto.len().checked_sub(8)?;
-        if proto.get(value_at - 3..value_at)? != [0x12, 0x09, 0x09] {
+        // One metric whose last field is `gauge` (2) holding only `value` (1, fixed64), and
+        // no timestamp (which the text would carry after the value).
+        let mut fields = proto;
+        let (4, mut metric) = next_field(&mut fields).ok()? else {
+            return None;
+        };
+        if !fields.is_empty() {
             return None;
         }
+        let mut last = None;
+        while !metric.is_empty() {
+            let (tag, body) = next_field(&mut metric).ok()?;
+            if tag == 6 {
+                return None;
+            }
+            last = Some((tag, body));
+        }
+        if !last.is_some_and(|(tag, body)| tag == 2 && body.len() == 9 && body[0] == 0x09) {
+            return None;
+        }
+        let value_at = proto.len() - 8;
         // The last literal of the text ends the line: `... VALUE\n`.
         let (len_at, lit_at) = crate::shared::last_literal(text)?;
         let lit = &text[lit_at..];
@@ -1400,6 +1415,25 @@ mod tests {
                 prev = Arc::new(quick);
             }
         }
+        // A gauge with a timestamp (a record written by something else): the long way.
+        let key = &keys[0];
+        let mut m = Metric {
+            label: Group::gauge_labels(key),
+            gauge: Some(Gauge { value: Some(1.5) }),
+            timestamp_ms: Some(1_700_000_000_000),
+            ..Default::default()
+        };
+        sanitize_labels(&mut m, key);
+        let stamped = FamilyEntry::build_shared(
+            Arc::from(PUSH_TIME),
+            Some(PUSH_TIME_HELP),
+            MetricType::Gauge,
+            &[m],
+            0,
+            Some(key),
+        );
+        assert!(stamped.is_spliced());
+        assert!(stamped.with_gauge_value(2.0, 0).is_none());
         // Not a time gauge: built the long way.
         let two = FamilyEntry::build(
             Arc::from("g"),
