@@ -294,7 +294,17 @@ impl FamilyEntry {
         key: Option<&GroupKey>,
     ) -> (FamilyEntry, Vec<u64>) {
         let e = FamilyEntry::build_shared(name, help, mtype, metrics, timestamp_ns, key);
-        let ids = e.series();
+        // Hashed from the metrics' labels (no walk of the encoded bytes), unless they hold
+        // placeholders for long grouping values (then from the bytes, which have the group's).
+        let ids = if uses_placeholders(key, metrics) {
+            e.series()
+        } else {
+            let ids = series_hashes_of_metrics(&e.name, metrics);
+            debug_assert_eq!(ids, e.series(), "identities of {:?}", e.name);
+            e.series_digest
+                .store(series_digest(&ids), std::sync::atomic::Ordering::Relaxed);
+            ids
+        };
         (e, ids)
     }
 
@@ -919,6 +929,28 @@ fn series_digest(ids: &[u64]) -> u64 {
     SEED.get_or_init(ahash::RandomState::new)
         .hash_one(ids)
         .max(1)
+}
+
+/// The series identities of `metrics` (labels sanitized and sorted), as [`series_hash`]
+/// computes them, with the family name's part hashed once.
+fn series_hashes_of_metrics(family: &str, metrics: &[Metric]) -> Vec<u64> {
+    use std::hash::Hasher;
+    let mut family_h = HASHER.build_hasher();
+    write_name(&mut family_h, family.as_bytes());
+    family_h.write_u8(0xff);
+    metrics
+        .iter()
+        .map(|m| {
+            let mut h = family_h.clone();
+            for lp in &m.label {
+                write_name(&mut h, lp.name().as_bytes());
+                h.write_u8(0xff);
+                write_value(&mut h, lp.value().as_bytes());
+                h.write_u8(0xff);
+            }
+            h.finish()
+        })
+        .collect()
 }
 
 /// HELP strings are usually the same in every group that pushes a family: share them. Swept
