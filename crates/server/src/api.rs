@@ -5,12 +5,13 @@
 use crate::histogram::Count;
 use crate::http::Resp;
 use crate::json::{json_bytes, json_float_bytes, json_response, json_str, push_u64};
-use crate::timefmt::{rfc3339_nano, system_time_nanos};
+use crate::timefmt::{rfc3339_nano, system_time_nanos, QuotedTimes};
 use crate::App;
 use exposition::float::write_go_float;
 use exposition::pb::MetricType;
 use std::fmt::Write;
 use std::sync::Arc;
+use store::shared::Splices;
 use store::{FamilyEntry, Group, GroupKey};
 
 /// GET /api/v1/status
@@ -136,34 +137,151 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// The JSON members (`"name":"value"`) of the group labels an entry's metrics were cut
+/// from ([`FamilyEntry::cut_proto_metrics`]), escaped once for all the metrics that point
+/// to these splices.
+struct SpliceJson {
+    sp: Splices,
+    /// The members, comma-separated: all of them in a row.
+    json: Vec<u8>,
+    /// Where member `k` ends in `json` (it starts after the comma behind member `k - 1`).
+    ends: Vec<usize>,
+    /// The raw names one after the other, for the order check, and where each ends.
+    names: Vec<u8>,
+    name_ends: Vec<usize>,
+}
+
+impl SpliceJson {
+    /// The JSON of `sp`, in `reuse`'s buffers.
+    fn new(sp: &Splices, reuse: Option<SpliceJson>) -> SpliceJson {
+        let mut sj = match reuse {
+            Some(mut sj) => {
+                sj.sp = sp.clone();
+                sj.json.clear();
+                sj.ends.clear();
+                sj.names.clear();
+                sj.name_ends.clear();
+                sj
+            }
+            None => SpliceJson {
+                sp: sp.clone(),
+                json: Vec::new(),
+                ends: Vec::new(),
+                names: Vec::new(),
+                name_ends: Vec::new(),
+            },
+        };
+        for k in 0..sp.label_count() {
+            if k > 0 {
+                sj.json.push(b',');
+            }
+            let (n, v) = sp.label(k);
+            json_bytes(&mut sj.json, n);
+            sj.json.push(b':');
+            json_bytes(&mut sj.json, v);
+            sj.ends.push(sj.json.len());
+            sj.names.extend_from_slice(n);
+            sj.name_ends.push(sj.names.len());
+        }
+        sj
+    }
+
+    /// How many labels there are.
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Member `k` (empty for an unknown `k`, which [`store::shared`]'s writer also leaves out).
+    fn member(&self, k: usize) -> &[u8] {
+        let Some(&end) = self.ends.get(k) else {
+            return &[];
+        };
+        let start = if k == 0 { 0 } else { self.ends[k - 1] + 1 };
+        &self.json[start..end]
+    }
+
+    /// Label `k`'s raw name (`k` < [`SpliceJson::len`]).
+    fn name(&self, k: usize) -> &[u8] {
+        let start = if k == 0 { 0 } else { self.name_ends[k - 1] };
+        &self.names[start..self.name_ends[k]]
+    }
+}
+
+/// How a family starts (`"name":{"help":"...","metrics":[`), for one family name and HELP
+/// text: the same in every group that has the family.
+struct FamilyHead {
+    /// Held, so that the pointers compared stay these strings'.
+    name: Arc<str>,
+    help: Option<Arc<str>>,
+    json: Vec<u8>,
+}
+
+/// Slots of the [`FamilyHead`] cache (direct-mapped by the name's address).
+const HEADS: usize = 256;
+
 /// What the JSON writer keeps between groups of one answer: the last family push time,
 /// formatted and quoted (the families of a group share it), and scratch space for floats.
 pub struct JsonCx {
-    offset: time::UtcOffset,
     time: Option<(i64, Vec<u8>)>,
+    times: QuotedTimes,
     scratch: String,
-    /// An entry's `metric` fields with its group's labels written back, reused.
-    proto: Vec<u8>,
+    /// The JSON of the last group labels seen.
+    splices: Option<SpliceJson>,
+    heads: Vec<Option<FamilyHead>>,
 }
 
 impl JsonCx {
     pub fn new(offset: time::UtcOffset) -> JsonCx {
         JsonCx {
-            offset,
             time: None,
+            times: QuotedTimes::new(offset),
             scratch: String::new(),
-            proto: Vec::new(),
+            splices: None,
+            heads: (0..HEADS).map(|_| None).collect(),
         }
     }
 
     /// Appends the time `ns` as a JSON string (RFC 3339 in the configured offset).
     fn time(&mut self, out: &mut Vec<u8>, ns: i64) {
         if self.time.as_ref().is_none_or(|(t, _)| *t != ns) {
-            let mut q = Vec::with_capacity(40);
-            json_bytes(&mut q, rfc3339_nano(ns, self.offset).as_bytes());
+            let (_, mut q) = self.time.take().unwrap_or_default();
+            q.clear();
+            self.times.write(&mut q, ns);
             self.time = Some((ns, q));
         }
         out.extend_from_slice(&self.time.as_ref().expect("just set").1);
+    }
+
+    /// Appends `"name":{"help":"...","metrics":[` for family `e` shown under `name`.
+    fn family_head(&mut self, out: &mut Vec<u8>, name: &Arc<str>, e: &FamilyEntry) {
+        let help = e.help.as_ref().filter(|h| !h.is_empty());
+        let addr = Arc::as_ptr(name).cast::<u8>() as usize;
+        let slot = (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) % HEADS;
+        let hit = self.heads[slot].as_ref().is_some_and(|h| {
+            Arc::ptr_eq(&h.name, name)
+                && match (&h.help, help) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                }
+        });
+        if !hit {
+            let mut json = Vec::with_capacity(name.len() + 40);
+            json_bytes(&mut json, name.as_bytes());
+            json.extend_from_slice(b":{");
+            if let Some(h) = help {
+                json.extend_from_slice(b"\"help\":");
+                json_bytes(&mut json, h.as_bytes());
+                json.push(b',');
+            }
+            json.extend_from_slice(b"\"metrics\":[");
+            self.heads[slot] = Some(FamilyHead {
+                name: name.clone(),
+                help: help.cloned(),
+                json,
+            });
+        }
+        out.extend_from_slice(&self.heads[slot].as_ref().expect("just set").json);
     }
 
     fn float(&mut self, out: &mut Vec<u8>, v: f64) {
@@ -217,36 +335,74 @@ fn less(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The `labels` object of a metric from its stored `label` fields (the `LabelPair`s among
-/// `fields`), in one pass when they are sorted by name and unique, as stored labels are;
-/// otherwise sorted (by name, then value) with the first of each name kept.
-fn labels_obj(out: &mut Vec<u8>, fields: &[u8]) {
+/// `fields`, and with `sj` the group's labels cut out of them: field 14 for all of them,
+/// field 15 for one), in one pass when they are sorted by name and unique, as stored labels
+/// are; otherwise sorted (by name, then value) with the first of each name kept.
+fn labels_obj(out: &mut Vec<u8>, fields: &[u8], sj: Option<&SpliceJson>) {
     let start = out.len();
     out.push(b'{');
     let mut prev: Option<&[u8]> = None;
     let mut sorted = true;
     for (tag, f) in Fields(fields) {
-        if tag != 1 {
-            continue;
-        }
-        let (n, v) = label_pair(f.bytes());
+        // The member(s) to write, and the first and last name among them.
+        let (first, last, member) = match (tag, sj) {
+            (1, _) => {
+                let (n, v) = label_pair(f.bytes());
+                if let Some(p) = prev {
+                    if !less(p, n) {
+                        sorted = false;
+                        break;
+                    }
+                    out.push(b',');
+                }
+                prev = Some(n);
+                json_bytes(out, n);
+                out.push(b':');
+                json_bytes(out, v);
+                continue;
+            }
+            (14, Some(sj)) => match sj.len() {
+                0 => continue,
+                n => (sj.name(0), sj.name(n - 1), &sj.json[..]),
+            },
+            (15, Some(sj)) => {
+                let k = f.u64().unwrap_or(u64::MAX) as usize;
+                if k >= sj.len() {
+                    continue;
+                }
+                let n = sj.name(k);
+                (n, n, sj.member(k))
+            }
+            _ => continue,
+        };
         if let Some(p) = prev {
-            if !less(p, n) {
+            if !less(p, first) {
                 sorted = false;
                 break;
             }
             out.push(b',');
         }
-        prev = Some(n);
-        json_bytes(out, n);
-        out.push(b':');
-        json_bytes(out, v);
+        prev = Some(last);
+        out.extend_from_slice(member);
     }
     if !sorted {
         out.truncate(start + 1);
-        let mut pairs: Vec<(&[u8], &[u8])> = Fields(fields)
-            .filter(|(tag, _)| *tag == 1)
-            .map(|(_, f)| label_pair(f.bytes()))
-            .collect();
+        let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
+        for (tag, f) in Fields(fields) {
+            match (tag, sj) {
+                (1, _) => pairs.push(label_pair(f.bytes())),
+                (14, Some(sj)) => {
+                    pairs.extend((0..sj.sp.label_count()).map(|k| sj.sp.label(k)));
+                }
+                (15, Some(sj)) => {
+                    let k = f.u64().unwrap_or(u64::MAX) as usize;
+                    if k < sj.sp.label_count() {
+                        pairs.push(sj.sp.label(k));
+                    }
+                }
+                _ => {}
+            }
+        }
         pairs.sort();
         pairs.dedup_by(|a, b| a.0 == b.0);
         for (i, (n, v)) in pairs.into_iter().enumerate() {
@@ -268,7 +424,13 @@ fn value_of(msg: &[u8]) -> Option<f64> {
 
 /// One metric as the API shows it, written straight from its stored `Metric` message
 /// bytes (no decoding into a `Metric`; native histograms aside).
-fn metric_obj(out: &mut Vec<u8>, t: MetricType, metric: &[u8], cx: &mut JsonCx) {
+fn metric_obj(
+    out: &mut Vec<u8>,
+    t: MetricType,
+    metric: &[u8],
+    sj: Option<&SpliceJson>,
+    cx: &mut JsonCx,
+) {
     let want = match t {
         MetricType::Counter => 3,
         MetricType::Gauge => 2,
@@ -277,8 +439,8 @@ fn metric_obj(out: &mut Vec<u8>, t: MetricType, metric: &[u8], cx: &mut JsonCx) 
         MetricType::Histogram | MetricType::GaugeHistogram => 7,
     };
     let mut body: Option<&[u8]> = None;
-    // The span of the `label` fields (contiguous as we encode them; labels_obj skips any
-    // other field within).
+    // The span of the `label` fields and the splices among them (contiguous as we encode
+    // them; labels_obj skips any other field within).
     let (mut from, mut to) = (usize::MAX, 0);
     let mut fields = Fields(metric);
     loop {
@@ -286,7 +448,7 @@ fn metric_obj(out: &mut Vec<u8>, t: MetricType, metric: &[u8], cx: &mut JsonCx) 
         let Some((tag, f)) = fields.next() else {
             break;
         };
-        if tag == 1 {
+        if matches!(tag, 1 | 14 | 15) {
             from = from.min(at);
             to = metric.len() - fields.0.len();
         } else if tag == want {
@@ -295,14 +457,14 @@ fn metric_obj(out: &mut Vec<u8>, t: MetricType, metric: &[u8], cx: &mut JsonCx) 
     }
     let metric = metric.get(from..to).unwrap_or_default();
     match t {
-        MetricType::Summary => summary_obj(out, body.unwrap_or_default(), metric, cx),
+        MetricType::Summary => summary_obj(out, body.unwrap_or_default(), metric, sj, cx),
         MetricType::Histogram | MetricType::GaugeHistogram => {
-            histogram_obj(out, body.unwrap_or_default(), metric, cx)
+            histogram_obj(out, body.unwrap_or_default(), metric, sj, cx)
         }
         _ => {
             let v = body.and_then(value_of).unwrap_or(0.0);
             out.extend_from_slice(b"{\"labels\":");
-            labels_obj(out, metric);
+            labels_obj(out, metric, sj);
             out.extend_from_slice(b",\"value\":");
             cx.float(out, v);
             out.push(b'}');
@@ -311,7 +473,13 @@ fn metric_obj(out: &mut Vec<u8>, t: MetricType, metric: &[u8], cx: &mut JsonCx) 
 }
 
 /// A summary from its stored `Summary` message bytes (`metric`: for its labels).
-fn summary_obj(out: &mut Vec<u8>, body: &[u8], metric: &[u8], cx: &mut JsonCx) {
+fn summary_obj(
+    out: &mut Vec<u8>,
+    body: &[u8],
+    metric: &[u8],
+    sj: Option<&SpliceJson>,
+    cx: &mut JsonCx,
+) {
     let (mut count, mut sum) = (0, 0.0);
     for (tag, f) in Fields(body) {
         match tag {
@@ -323,7 +491,7 @@ fn summary_obj(out: &mut Vec<u8>, body: &[u8], metric: &[u8], cx: &mut JsonCx) {
     out.extend_from_slice(b"{\"count\":\"");
     push_u64(out, count);
     out.extend_from_slice(b"\",\"labels\":");
-    labels_obj(out, metric);
+    labels_obj(out, metric, sj);
     out.extend_from_slice(b",\"quantiles\":{");
     let quantiles = Fields(body).filter(|(tag, _)| *tag == 3);
     for (i, (_, q)) in quantiles.enumerate() {
@@ -348,7 +516,13 @@ fn summary_obj(out: &mut Vec<u8>, body: &[u8], metric: &[u8], cx: &mut JsonCx) {
 }
 
 /// A histogram from its stored `Histogram` message bytes (native ones decoded).
-fn histogram_obj(out: &mut Vec<u8>, h: &[u8], metric: &[u8], cx: &mut JsonCx) {
+fn histogram_obj(
+    out: &mut Vec<u8>,
+    h: &[u8],
+    metric: &[u8],
+    sj: Option<&SpliceJson>,
+    cx: &mut JsonCx,
+) {
     let (mut count, mut count_float, mut sum, mut native) = (None, None, 0.0, false);
     for (tag, f) in Fields(h) {
         match tag {
@@ -363,7 +537,7 @@ fn histogram_obj(out: &mut Vec<u8>, h: &[u8], metric: &[u8], cx: &mut JsonCx) {
     if native {
         use prost::Message as _;
         let h = exposition::pb::Histogram::decode(h).unwrap_or_default();
-        native_obj(out, &h, metric, cx);
+        native_obj(out, &h, metric, sj, cx);
         return;
     }
     out.extend_from_slice(b"{\"buckets\":{");
@@ -388,7 +562,7 @@ fn histogram_obj(out: &mut Vec<u8>, h: &[u8], metric: &[u8], cx: &mut JsonCx) {
     out.extend_from_slice(b"},\"count\":");
     cx.count(out, Count::of(count, count_float));
     out.extend_from_slice(b",\"labels\":");
-    labels_obj(out, metric);
+    labels_obj(out, metric, sj);
     out.extend_from_slice(b",\"sum\":");
     cx.float(out, sum);
     out.push(b'}');
@@ -396,7 +570,13 @@ fn histogram_obj(out: &mut Vec<u8>, h: &[u8], metric: &[u8], cx: &mut JsonCx) {
 
 /// A native histogram: `[boundary_rule, "lower", "upper", "count"]` per non-empty bucket
 /// (api/v1/api.go, histogram/prometheus_model.go).
-fn native_obj(out: &mut Vec<u8>, h: &exposition::pb::Histogram, metric: &[u8], cx: &mut JsonCx) {
+fn native_obj(
+    out: &mut Vec<u8>,
+    h: &exposition::pb::Histogram,
+    metric: &[u8],
+    sj: Option<&SpliceJson>,
+    cx: &mut JsonCx,
+) {
     let Some(v) = exposition::native::view(h) else {
         return;
     };
@@ -418,7 +598,7 @@ fn native_obj(out: &mut Vec<u8>, h: &exposition::pb::Histogram, metric: &[u8], c
     out.extend_from_slice(b"],\"count\":");
     native_count(out, cx, v.count, v.float);
     out.extend_from_slice(b",\"labels\":");
-    labels_obj(out, metric);
+    labels_obj(out, metric, sj);
     out.extend_from_slice(b",\"sum\":");
     cx.float(out, h.sample_sum.unwrap_or(0.0));
     out.push(b'}');
@@ -433,25 +613,25 @@ fn native_count(out: &mut Vec<u8>, cx: &mut JsonCx, count: f64, float: bool) {
     out.push(b'"');
 }
 
-fn family_obj(out: &mut Vec<u8>, e: &FamilyEntry, cx: &mut JsonCx) {
-    out.push(b'{');
-    if let Some(h) = e.help.as_deref().filter(|h| !h.is_empty()) {
-        out.extend_from_slice(b"\"help\":");
-        json_bytes(out, h.as_bytes());
-        out.push(b',');
+/// `"name":{...}`: family `e` under its name in the group (`name`).
+fn family_obj(out: &mut Vec<u8>, name: &Arc<str>, e: &FamilyEntry, cx: &mut JsonCx) {
+    cx.family_head(out, name, e);
+    // The metrics as stored, the group's labels cut out and written from their JSON.
+    let (stored, sp) = e.cut_proto_metrics();
+    let mut sj = cx.splices.take();
+    if let Some(sp) = sp {
+        if !sj.as_ref().is_some_and(|sj| sj.sp.same(sp)) {
+            sj = Some(SpliceJson::new(sp, sj));
+        }
     }
-    out.extend_from_slice(b"\"metrics\":[");
-    let mut proto = std::mem::take(&mut cx.proto);
-    proto.clear();
-    e.write_proto_metrics(&mut proto);
-    let metrics = Fields(&proto).filter(|(tag, _)| *tag == 4);
+    let metrics = Fields(stored).filter(|(tag, _)| *tag == 4);
     for (i, (_, m)) in metrics.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        metric_obj(out, e.mtype, m.bytes(), cx);
+        metric_obj(out, e.mtype, m.bytes(), sp.and(sj.as_ref()), cx);
     }
-    cx.proto = proto;
+    cx.splices = sj;
     out.extend_from_slice(b"],\"time_stamp\":");
     cx.time(out, e.timestamp_ns);
     out.extend_from_slice(b",\"type\":\"");
@@ -476,25 +656,18 @@ fn prefetch<T: ?Sized>(p: *const T) {
     let _ = p;
 }
 
-/// Prefetches the first line of an entry's bytes and of its group's labels (its struct is
-/// in cache already).
+/// Prefetches the two cache lines from `p` (an `Arc`'d `Group` or `FamilyEntry`: both
+/// are larger than one line, and the fields read are in both).
 #[inline(always)]
-fn prefetch_bytes(e: &FamilyEntry) {
-    e.prefetch();
+fn prefetch2<T>(p: *const T) {
+    let p = p.cast::<u8>();
+    prefetch(p);
+    prefetch(p.wrapping_add(64));
 }
 
 /// One group as the API shows it: `labels`, `last_push_successful` and one key per family,
 /// all sorted.
 pub fn group_obj(out: &mut Vec<u8>, g: &Group, cx: &mut JsonCx) {
-    group_obj_with(out, g, cx, family_obj)
-}
-
-fn group_obj_with(
-    out: &mut Vec<u8>,
-    g: &Group,
-    cx: &mut JsonCx,
-    family_obj: fn(&mut Vec<u8>, &FamilyEntry, &mut JsonCx),
-) {
     // The group's own keys, sorted, merged with the (sorted) family names; a family named
     // like one of them is not shown. Groups with a TTL also show it and their expiry time
     // (an extension: groups without one look exactly as in the official API).
@@ -539,24 +712,8 @@ fn group_obj_with(
     out.push(b'{');
     let mut first = true;
     let mut next = 0;
-    // The entries two ahead and the bytes of the next one are asked for early (see
-    // `prefetch`).
-    let mut ahead1 = g.families.values().skip(1);
-    let mut ahead2 = g.families.values().skip(2);
-    if let Some(e) = g.families.values().next() {
-        prefetch(Arc::as_ptr(e));
-    }
-    if let Some(e) = ahead1.clone().next() {
-        prefetch(Arc::as_ptr(e));
-    }
     for (name, e) in &g.families {
-        if let Some(e2) = ahead2.next() {
-            prefetch(Arc::as_ptr(e2));
-        }
-        if let Some(e1) = ahead1.next() {
-            prefetch_bytes(e1);
-        }
-        while next < OWN.len() && OWN[next] < &**name {
+        while next < OWN.len() && less(OWN[next].as_bytes(), name.as_bytes()) {
             if shown(next) {
                 if !first {
                     out.push(b',');
@@ -566,16 +723,14 @@ fn group_obj_with(
             }
             next += 1;
         }
-        if (0..OWN.len()).any(|i| OWN[i] == &**name && shown(i)) {
+        if (next..OWN.len()).any(|i| OWN[i] == &**name && shown(i)) {
             continue;
         }
         if !first {
             out.push(b',');
         }
         first = false;
-        json_bytes(out, name.as_bytes());
-        out.push(b':');
-        family_obj(out, e, cx);
+        family_obj(out, name, e, cx);
     }
     for i in next..OWN.len() {
         if shown(i) {
@@ -627,25 +782,25 @@ impl crate::stream::Render for MetricsRender {
             None => Bound::Unbounded,
         };
         let range = || groups.range((from.clone(), Bound::Unbounded));
-        // The groups ahead are fetched into the cache in stages, each a group before it is
-        // needed: three ahead its `Group`, two ahead its families' entries, one ahead the
-        // first family's bytes (the later families' bytes: see `group_obj_with`).
-        let (mut ahead1, mut ahead2, mut ahead3) =
-            (range().skip(1), range().skip(2), range().skip(3));
+        // What the groups ahead need is asked for in stages (see `prefetch`), so that the
+        // cache misses of many entries overlap: four groups ahead the `Group`, two groups
+        // ahead its entries, one group ahead the entries' stored metrics and group labels.
+        // The entry stages advance by the families of the group being written, so they stay
+        // about that many groups ahead whatever the groups' sizes.
+        let mut groups_ahead = range().skip(4);
+        let mut entries_ahead = range().skip(2).flat_map(|(_, g)| g.families.values());
+        let mut bytes_ahead = range().skip(1).flat_map(|(_, g)| g.families.values());
         for (k, g) in range() {
-            if let Some((_, g3)) = ahead3.next() {
-                prefetch(Arc::as_ptr(g3));
+            if let Some((_, g4)) = groups_ahead.next() {
+                prefetch2(Arc::as_ptr(g4));
             }
-            if let Some((_, g2)) = ahead2.next() {
-                for e in g2.families.values() {
-                    prefetch(Arc::as_ptr(e));
+            for _ in 0..g.families.len() {
+                if let Some(e) = entries_ahead.next() {
+                    prefetch2(Arc::as_ptr(e));
                 }
-            }
-            if let Some(e) = ahead1
-                .next()
-                .and_then(|(_, g1)| g1.families.values().next())
-            {
-                prefetch_bytes(e);
+                if let Some(e) = bytes_ahead.next() {
+                    e.prefetch_proto();
+                }
             }
             if *started {
                 out.push(b',');
@@ -971,6 +1126,51 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("special push {i}: {e}"));
         }
+        // Keys the metrics' own labels sort between or around (the group's labels cut out
+        // one by one, not in a row), a key without `instance` whose metrics carry their own,
+        // odd and long values, and a failed push.
+        let body = "# HELP c A <counter> & \"more\".\n# TYPE c counter\n\
+                    c{b=\"1\",instance=\"own\",zz=\"\u{2028}\"} 1.5\nc{aa=\"0\"} 3\n\
+                    # TYPE s summary\ns{b=\"x\",quantile=\"0.5\"} 2\ns_sum{b=\"x\"} 1e-7\ns_count{b=\"x\"} 4\n\
+                    # TYPE h histogram\nh_bucket{aa=\"q\",le=\"1\"} 1\nh_bucket{aa=\"q\",le=\"+Inf\"} 2\n\
+                    h_sum{aa=\"q\"} -0.0\nh_count{aa=\"q\"} 2\nu{instance=\"\"} NaN\n";
+        let keys: [&[(&str, &str)]; 4] = [
+            &[("job", "odd<&>\"\u{2028}é"), ("a", "1")],
+            &[("job", "j"), ("instance", "i\u{1}"), ("a", "\\")],
+            &[("job", "j"), ("long", &"w".repeat(100)), ("zzz", "<")],
+            &[("job", "j2")],
+        ];
+        for (i, key) in keys.into_iter().enumerate() {
+            let families = exposition::text_parse::parse_text(body.as_bytes()).unwrap();
+            app.store
+                .push(store::Push {
+                    key: store::GroupKey::new(key.iter().map(|(n, v)| (*n, v.to_string()))),
+                    families,
+                    replace: true,
+                    time: std::time::UNIX_EPOCH
+                        + std::time::Duration::from_nanos(1_700_000_000_123_456_789 + i as u64),
+                    ttl_ms: 0,
+                    accumulate: None,
+                    idempotency_key: None,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("cut push {i}: {e}"));
+        }
+        // A type conflict with the groups above: refused, recorded as a failure.
+        let families = exposition::text_parse::parse_text(b"# TYPE c gauge\nc 1\n").unwrap();
+        let failed = app
+            .store
+            .push(store::Push {
+                key: store::GroupKey::new([("job", "j2")]),
+                families,
+                replace: false,
+                time: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+                ttl_ms: 0,
+                accumulate: None,
+                idempotency_key: None,
+            })
+            .await;
+        assert!(failed.is_err());
     }
 
     /// The JSON written from the stored bytes equals the JSON written from decoded metrics,
@@ -981,38 +1181,65 @@ mod tests {
         crate::testing::fill_varied(&app, 400).await;
         fill_special(&app).await;
         let snap = app.store.snapshot();
-        let mut want = String::from("{\"status\":\"success\",\"data\":[");
-        let mut times = crate::timefmt::TimeCache::new(time::UtcOffset::UTC);
-        let mut cx = JsonCx::new(time::UtcOffset::UTC);
-        let mut families = 0;
-        for (i, g) in snap.groups.values().enumerate() {
-            if i > 0 {
-                want.push(',');
-            }
+        // The entries' stored metrics hold the group's labels cut out both in a row
+        // (field 14) and one by one (field 15), which the walker writes from their JSON.
+        let mut marks = [0usize; 2];
+        for g in snap.groups.values() {
             for e in g.families.values() {
-                let (mut a, mut b) = (Vec::new(), String::new());
-                family_obj(&mut a, e, &mut cx);
-                decoded::family_obj(&mut b, e, &mut times);
-                assert_eq!(String::from_utf8(a).unwrap(), b, "family {}", e.name);
-                families += 1;
+                let (stored, sp) = e.cut_proto_metrics();
+                assert!(sp.is_some(), "{:?} {}", g.key, e.name);
+                for (_, m) in Fields(stored).filter(|(t, _)| *t == 4) {
+                    for (t, _) in Fields(m.bytes()) {
+                        match t {
+                            14 => marks[0] += 1,
+                            15 => marks[1] += 1,
+                            _ => {}
+                        }
+                    }
+                }
             }
-            let (mut a, mut b) = (Vec::new(), String::new());
-            group_obj(&mut a, g, &mut cx);
-            decoded::group_obj(&mut b, g, &mut times);
-            assert_eq!(String::from_utf8(a).unwrap(), b, "group {:?}", g.key);
-            want.push_str(&b);
         }
-        want.push_str("]}");
-        assert!(families > 4000);
+        assert!(marks[0] > 1000 && marks[1] > 10, "{marks:?}");
+        for offset in [
+            time::UtcOffset::UTC,
+            time::UtcOffset::from_hms(5, 30, 0).unwrap(),
+        ] {
+            let mut want = String::from("{\"status\":\"success\",\"data\":[");
+            let mut times = crate::timefmt::TimeCache::new(offset);
+            let mut cx = JsonCx::new(offset);
+            let mut families = 0;
+            for (i, g) in snap.groups.values().enumerate() {
+                if i > 0 {
+                    want.push(',');
+                }
+                for (name, e) in &g.families {
+                    let (mut a, mut b) = (Vec::new(), String::new());
+                    family_obj(&mut a, name, e, &mut cx);
+                    json_str(&mut b, name);
+                    b.push(':');
+                    decoded::family_obj(&mut b, e, &mut times);
+                    assert_eq!(String::from_utf8(a).unwrap(), b, "family {}", e.name);
+                    families += 1;
+                }
+                let (mut a, mut b) = (Vec::new(), String::new());
+                group_obj(&mut a, g, &mut cx);
+                decoded::group_obj(&mut b, g, &mut times);
+                assert_eq!(String::from_utf8(a).unwrap(), b, "group {:?}", g.key);
+                want.push_str(&b);
+            }
+            want.push_str("]}");
+            assert!(families > 4000);
+            let got = crate::stream::collect(MetricsRender::new(snap.groups.clone(), offset));
+            assert!(got.len() > 3 * crate::stream::FRAME);
+            assert!(got == want.as_bytes(), "streamed API JSON differs");
+        }
         let got = crate::stream::collect(MetricsRender::new(
             snap.groups.clone(),
             time::UtcOffset::UTC,
         ));
-        assert!(got.len() > 3 * crate::stream::FRAME);
-        assert!(got == want.as_bytes(), "streamed API JSON differs");
         let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
         let data = v["data"].as_array().unwrap();
-        assert_eq!(data.len(), 403);
+        assert_eq!(data.len(), 407);
         // The special groups: own keys win over families of the same name.
         let special = |i: usize| {
             data.iter()
@@ -1029,5 +1256,53 @@ mod tests {
         assert_eq!(special(1)["aaa"]["metrics"][0]["value"], "4");
         let u = &special(0)["unsorted"]["metrics"][0]["labels"];
         assert_eq!(u["b"], "x\u{1}\u{8}\u{2028}\u{2029}<&>", "{u}");
+        // The groups whose labels are cut one by one: every metric shows all of them, in
+        // order, with the metrics' own.
+        let odd = data
+            .iter()
+            .find(|g| g["labels"]["a"] == "1")
+            .expect("the odd group");
+        assert_eq!(
+            odd["labels"],
+            serde_json::json!({"a": "1", "job": "odd<&>\"\u{2028}é"})
+        );
+        assert_eq!(odd["c"]["help"], "A <counter> & \"more\".");
+        let c = &odd["c"]["metrics"];
+        assert_eq!(
+            c[0]["labels"],
+            serde_json::json!({"a": "1", "b": "1", "instance": "own",
+                "job": "odd<&>\"\u{2028}é", "zz": "\u{2028}"})
+        );
+        assert_eq!(c[0]["value"], "1.5");
+        assert_eq!(
+            c[1]["labels"],
+            serde_json::json!({"a": "1", "aa": "0", "instance": "", "job": "odd<&>\"\u{2028}é"})
+        );
+        assert_eq!(odd["s"]["metrics"][0]["sum"], "1e-07");
+        assert_eq!(odd["h"]["metrics"][0]["sum"], "-0");
+        assert_eq!(odd["h"]["metrics"][0]["labels"]["aa"], "q");
+        assert_eq!(odd["u"]["metrics"][0]["value"], "NaN");
+        let long = data
+            .iter()
+            .find(|g| g["labels"]["zzz"] == "<")
+            .expect("the long group");
+        let labels = &long["h"]["metrics"][0]["labels"];
+        assert_eq!(labels["long"], "w".repeat(100).as_str());
+        let names: Vec<&String> = labels.as_object().unwrap().keys().collect();
+        assert_eq!(
+            names,
+            ["aa", "instance", "job", "long", "zzz"]
+                .iter()
+                .collect::<Vec<_>>()
+        );
+        let failed = data
+            .iter()
+            .find(|g| g["labels"] == serde_json::json!({"job": "j2"}))
+            .expect("the failed group");
+        assert_eq!(failed["last_push_successful"], false);
+        assert_eq!(
+            failed["push_failure_time_seconds"]["metrics"][0]["value"],
+            "1.8e+09"
+        );
     }
 }

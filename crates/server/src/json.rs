@@ -173,18 +173,48 @@ fn is_plain(s: &[u8]) -> bool {
     !chunks.remainder().iter().any(|&b| NEEDS_ESCAPE[b as usize])
 }
 
-/// Appends `n` in decimal.
-pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut b = [0u8; 20];
-    let mut i = b.len();
-    loop {
-        i -= 1;
-        b[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// `"00"` to `"99"`.
+static PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
     }
+    t
+};
+
+/// Writes `n` in decimal at the end of `b`, returning where it starts.
+#[inline]
+fn u64_digits(b: &mut [u8; 20], mut n: u64) -> usize {
+    let mut i = b.len();
+    while n >= 100 {
+        let r = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        b[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+    }
+    if n >= 10 {
+        let r = n as usize * 2;
+        i -= 2;
+        b[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+    } else {
+        i -= 1;
+        b[i] = b'0' + n as u8;
+    }
+    i
+}
+
+/// Appends `n` in decimal.
+#[inline]
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    let mut b = [0u8; 20];
+    let i = u64_digits(&mut b, n);
     out.extend_from_slice(&b[i..]);
 }
 
@@ -192,12 +222,71 @@ pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 /// reused for the values that need the general formatter.
 pub fn json_float_bytes(out: &mut Vec<u8>, scratch: &mut String, v: f64) {
     out.push(b'"');
-    if !short_decimal(out, v) {
+    if !short_decimal(out, v) && !special_float(out, v) && !big_integer(out, v) {
         scratch.clear();
         write_go_float(scratch, v);
         out.extend_from_slice(scratch.as_bytes());
     }
     out.push(b'"');
+}
+
+/// Writes zero, the infinities and NaN as `%v` does and returns true; otherwise nothing.
+#[inline]
+fn special_float(out: &mut Vec<u8>, v: f64) -> bool {
+    let s: &[u8] = if v == 0.0 {
+        if v.is_sign_negative() {
+            b"-0"
+        } else {
+            b"0"
+        }
+    } else if v.is_nan() {
+        b"NaN"
+    } else if v == f64::INFINITY {
+        b"+Inf"
+    } else if v == f64::NEG_INFINITY {
+        b"-Inf"
+    } else {
+        return false;
+    };
+    out.extend_from_slice(s);
+    true
+}
+
+/// Writes an integer of at least 1e6 and below 2^53 (`1.7e+09`, `1.234567e+06`) as `%v`
+/// does and returns true; otherwise writes nothing.
+///
+/// Below 2^53 neighbouring doubles are at most 1 apart, so no decimal with fewer
+/// significant digits than the integer (trailing zeros dropped) reads back as it: those
+/// digits are the shortest, in exponent form from 1e6 on.
+#[inline]
+fn big_integer(out: &mut Vec<u8>, v: f64) -> bool {
+    let a = v.abs();
+    if !(1e6..9_007_199_254_740_992.0).contains(&a) {
+        return false;
+    }
+    let n = a as i64;
+    if n as f64 != a {
+        return false;
+    }
+    let n = n as u64;
+    let mut b = [0u8; 20];
+    let i = u64_digits(&mut b, n);
+    let exp = b.len() - i - 1;
+    let mut end = b.len();
+    while b[end - 1] == b'0' {
+        end -= 1;
+    }
+    if v < 0.0 {
+        out.push(b'-');
+    }
+    out.push(b[i]);
+    if end > i + 1 {
+        out.push(b'.');
+        out.extend_from_slice(&b[i + 1..end]);
+    }
+    // 1e6 <= a < 1e16: a two-digit exponent.
+    out.extend_from_slice(&[b'e', b'+', b'0' + (exp / 10) as u8, b'0' + (exp % 10) as u8]);
+    true
 }
 
 /// Writes `v` if it is a number Go's `%v` prints as a plain decimal with at most three
@@ -219,14 +308,18 @@ fn short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
             out.push(b'-');
         }
     };
-    if a.fract() == 0.0 {
+    // Conversions to integers truncate (no call to libm's `trunc`/`round`; signed ones are
+    // single instructions, and every value here is below 1e9); what is written is decided
+    // by the exact round-trip checks, not by how the candidate was rounded.
+    let int = a as i64;
+    if int as f64 == a {
         sign(out);
-        push_u64(out, a as u64);
+        push_u64(out, int as u64);
         return true;
     }
     for (k, scale) in [(1u32, 10.0), (2, 100.0), (3, 1000.0)] {
-        let n = (a * scale).round();
-        if n / scale != a {
+        let n = (a * scale + 0.5) as i64;
+        if n as f64 / scale != a {
             continue;
         }
         let n = n as u64;
@@ -352,7 +445,48 @@ mod tests {
             json_float_bytes(&mut b, &mut scratch, v);
             assert_eq!(a.as_bytes(), b, "{v:e}");
         }
-        for n in [0, 7, 10, 1234567890, u64::MAX] {
+        // Integers from 1e6 on (exponent form), around 2^53 and beyond; zeros, the
+        // infinities, NaN and extremes.
+        let mut values: Vec<f64> = vec![
+            1e6,
+            1_000_001.0,
+            1_700_000_123.0,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            9_007_199_254_740_994.0,
+            1e15,
+            1e16,
+            123_456_789_012_345_680.0,
+            0.0,
+            -0.0,
+            5e-324,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            -f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let mut x: u64 = 1;
+        for i in 0..200_000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let n = (x >> (i % 40)) as f64;
+            values.extend([n, -n, n * 10.0, (1_000_000 + i * 9973) as f64]);
+        }
+        for v in values {
+            let (mut a, mut b) = (String::new(), Vec::new());
+            json_float(&mut a, v);
+            json_float_bytes(&mut b, &mut scratch, v);
+            assert_eq!(a.as_bytes(), b, "{v:e}");
+        }
+        let powers = (0..20).flat_map(|k| [10u64.pow(k) - 1, 10u64.pow(k), 10u64.pow(k) + 7]);
+        for n in [0, 7, 9, 10, 99, 100, 101, 1234567890, u64::MAX]
+            .into_iter()
+            .chain(powers)
+        {
             let mut b = Vec::new();
             push_u64(&mut b, n);
             assert_eq!(b, n.to_string().as_bytes());

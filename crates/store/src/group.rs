@@ -626,6 +626,15 @@ impl FamilyEntry {
         }
     }
 
+    /// The `metric` fields as stored, and the group's labels they were cut from (`None`:
+    /// stored in full). In cut bytes a `label` field (tag 1) may be replaced, at its place
+    /// among the metric's labels, by field 14 (varint: all of the group's labels in a row) or
+    /// field 15 (varint `k`: the group's label `k`); see [`crate::shared`]. For readers that
+    /// walk the metrics without writing the labels back (the API's JSON).
+    pub fn cut_proto_metrics(&self) -> (&[u8], Option<&Splices>) {
+        (self.proto_raw(), self.splices.as_ref())
+    }
+
     /// Length of [`FamilyEntry::proto_metrics`].
     pub fn proto_len(&self) -> usize {
         self.proto_len as usize
@@ -637,6 +646,23 @@ impl FamilyEntry {
     #[inline]
     pub fn prefetch(&self) {
         prefetch(self.bytes.as_ptr());
+        if let Some(sp) = &self.splices {
+            prefetch(sp.as_ptr());
+        }
+    }
+
+    /// Asks the CPU to start loading the end of this entry's bytes, where its stored
+    /// `metric` fields are (up to 256 bytes; [`FamilyEntry::cut_proto_metrics`]), and its
+    /// group's labels, without reading the bytes: for readers of the metrics alone.
+    #[inline]
+    pub fn prefetch_proto(&self) {
+        let (p, len) = (self.bytes.as_ptr(), self.bytes.len());
+        let mut at = len.saturating_sub(256);
+        while at < len {
+            prefetch(p.wrapping_add(at));
+            at += 64;
+        }
+        prefetch(p.wrapping_add(len.saturating_sub(1)));
         if let Some(sp) = &self.splices {
             prefetch(sp.as_ptr());
         }

@@ -401,6 +401,21 @@ impl Splices {
         u64::from_le_bytes(d)
     }
 
+    /// How many labels there are (the key's, plus `instance` if the key has none).
+    pub fn label_count(&self) -> usize {
+        self.len()
+    }
+
+    /// Label `k`'s raw name and value (`k` < [`Splices::label_count`]), sorted by name.
+    pub fn label(&self, k: usize) -> (&[u8], &[u8]) {
+        (self.name(k), self.value(k))
+    }
+
+    /// Whether `self` and `other` are the same splices (one allocation).
+    pub fn same(&self, other: &Splices) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     fn is_long(&self, k: usize) -> bool {
         self.value(k).len() >= SHARE_MIN
     }
