@@ -93,6 +93,10 @@ impl Help {
     pub fn as_deref(&self) -> Option<&str> {
         self.0.as_ref().map(|h| &**h.0)
     }
+    /// The shared text itself (compared by address with [`HelpText::ptr_eq`]).
+    pub fn as_ref(&self) -> Option<&HelpText> {
+        self.0.as_ref()
+    }
     pub fn is_some(&self) -> bool {
         self.0.is_some()
     }
@@ -109,7 +113,21 @@ impl std::fmt::Debug for Help {
 
 /// The interned form of a HELP text: a thin pointer to the shared text.
 #[derive(Clone)]
-struct HelpText(Arc<Box<str>>);
+pub struct HelpText(Arc<Box<str>>);
+
+impl HelpText {
+    /// Whether both are the same shared text (one allocation per distinct text).
+    pub fn ptr_eq(a: &HelpText, b: &HelpText) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl std::ops::Deref for HelpText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 impl PartialEq for HelpText {
     fn eq(&self, other: &Self) -> bool {
