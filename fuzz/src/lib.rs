@@ -77,7 +77,27 @@ pub fn openmetrics_parse(data: &[u8]) {
 /// `text_encode`) into text that parses back to the same families, modulo the documented
 /// normalisations (see [`normalise`]) and skipping inputs where the round trip cannot hold
 /// (see [`roundtrip_applies`]). The error message always carries a line number within the input.
+/// The parser's shortcuts (resumed lines, the float fast path) change nothing: it gives what
+/// `parse_text_reference` gives, bit for bit, with and without UTF-8 names.
 pub fn text_parse(data: &[u8]) {
+    for utf8 in [false, true] {
+        let outcome = |r: Result<Vec<MetricFamily>, text_parse::TextParseError>| {
+            r.map(|fams| {
+                let mut out = Vec::new();
+                for f in &fams {
+                    f.encode_length_delimited(&mut out).expect("Vec grows");
+                }
+                out
+            })
+            .map_err(|e| e.to_string())
+        };
+        let fast = outcome(text_parse::parse_text_names(data, utf8));
+        let reference = outcome(text_parse::parse_text_reference(data, utf8));
+        assert!(
+            fast == reference,
+            "utf8={utf8}: the shortcuts changed the outcome: {fast:?} vs {reference:?}"
+        );
+    }
     let fams = match text_parse::parse_text(data) {
         Ok(f) => f,
         Err(e) => {

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod delimited;
+mod fast_float;
 pub mod float;
 pub mod limits;
 pub mod names;

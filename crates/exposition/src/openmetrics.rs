@@ -260,7 +260,7 @@ fn write_histogram(out: &mut String, base: &str, gauge: bool, m: &Metric, h: &Hi
         let ub = b.upper_bound.unwrap_or(0.0);
         inf_seen |= ub == f64::INFINITY;
         let v = count(b.cumulative_count, b.cumulative_count_float);
-        let ex = b.exemplar.as_ref();
+        let ex = b.exemplar.as_deref();
         write_sample(out, sample(base, "_bucket", m, Some(("le", ub)), v, ex));
     }
     if !inf_seen {
@@ -677,7 +677,7 @@ impl OmFamily {
                     "_bucket" => h.bucket.push(Bucket {
                         cumulative_count: Some(whole(s.value)?),
                         upper_bound: special,
-                        exemplar: s.exemplar,
+                        exemplar: s.exemplar.map(Box::new),
                         ..Default::default()
                     }),
                     "_count" | "_gcount" => h.sample_count = Some(whole(s.value)?),

@@ -108,8 +108,9 @@ pub struct Bucket {
     pub cumulative_count_float: ::core::option::Option<f64>,
     #[prost(double, optional, tag = "2")]
     pub upper_bound: ::core::option::Option<f64>,
-    #[prost(message, optional, tag = "3")]
-    pub exemplar: ::core::option::Option<Exemplar>,
+    /// Boxed: a bucket without one (almost all) stays small.
+    #[prost(message, optional, boxed, tag = "3")]
+    pub exemplar: ::core::option::Option<::prost::alloc::boxed::Box<Exemplar>>,
 }
 
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]

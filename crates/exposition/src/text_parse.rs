@@ -29,6 +29,14 @@
 //! The only intentional difference: a HELP text that is not valid UTF-8 (Go keeps the raw
 //! bytes) is stored with U+FFFD replacements, because `MetricFamily.help` is a Rust `String`.
 //! Invalid UTF-8 in label values is an error in Go as well (`invalid label value "\xff"`).
+//!
+//! Speed: the body is validated as UTF-8 once and names and values are borrowed from it. A
+//! sample line whose first bytes repeat those of a recent line of the same name (a histogram's
+//! buckets, one label set after another) resumes at that line's last label boundary within the
+//! common bytes, taking over its family, labels and metric (`LineRecord`); values that are
+//! short plain decimals skip the exact float parser (`fast_float`).
+//! [`parse_text_reference`] is the same parser without these shortcuts, the oracle that
+//! `tests/text_parse_shortcuts.rs` and the `text_parse` fuzz target compare it with.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -68,6 +76,18 @@ pub fn parse_text(body: &[u8]) -> Result<Vec<MetricFamily>, TextParseError> {
 pub fn parse_text_names(body: &[u8], utf8: bool) -> Result<Vec<MetricFamily>, TextParseError> {
     let mut parser = Parser::new(body);
     parser.utf8 = utf8;
+    parser.run()?;
+    Ok(parser.finish())
+}
+
+/// [`parse_text_names`] without the parser's shortcuts (resuming a line where it repeats the
+/// previous one, the float fast path): the oracle the tests and the `text_parse` fuzz target
+/// compare the parser with. Same results, only slower.
+#[doc(hidden)]
+pub fn parse_text_reference(body: &[u8], utf8: bool) -> Result<Vec<MetricFamily>, TextParseError> {
+    let mut parser = Parser::new(body);
+    parser.utf8 = utf8;
+    parser.shortcuts = false;
     parser.run()?;
     Ok(parser.finish())
 }
@@ -168,6 +188,15 @@ const fn name_class(colon: bool) -> [bool; 256] {
 static METRIC_NAME_CONT: [bool; 256] = name_class(true);
 static LABEL_NAME_CONT: [bool; 256] = name_class(false);
 
+/// The bytes of a value or timestamp token: all but the blanks and '\n'.
+static TOKEN_CONT: [bool; 256] = {
+    let mut t = [true; 256];
+    t[b' ' as usize] = false;
+    t[b'\t' as usize] = false;
+    t[b'\n' as usize] = false;
+    t
+};
+
 /// How a sample line relates to the summary/histogram family it was attached to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -203,7 +232,8 @@ struct Parser<'a> {
     last_family: Option<(&'a [u8], usize, Role)>,
     /// Summary/histogram metrics by family index and sorted label set (Go's signature map).
     grouped: HashMap<Vec<u8>, usize, ahash::RandomState>,
-    /// The key and metric index of the previous summary/histogram line.
+    /// The metric of the last summary/histogram line looked up, and its key with the labels
+    /// in line order (the same fixed mapping as `grouped`, without the sort).
     last_grouped: Option<usize>,
     last_key: Vec<u8>,
     /// Scratch buffer for building `grouped` keys.
@@ -225,7 +255,63 @@ struct Parser<'a> {
     last_bound: usize,
     /// The last metric name read unquoted ([`Parser::metric_name_token`]).
     last_scanned_name: &'a [u8],
+    /// The sample line being read: where it starts, its resume points and the
+    /// summary/histogram metric it went to (set by [`Parser::value`]).
+    line_start: usize,
+    points: Vec<Resume>,
+    line_grouped: Option<usize>,
+    /// Recent sample lines with labels, one per name (the first `live` entries; the others
+    /// are free slots keeping their allocations), for [`Parser::resume_point`]. Forgotten at
+    /// every comment line, which can create families or fix types.
+    recent: Vec<LineRecord<'a>>,
+    live: usize,
+    /// The entry of `recent` that the previous sample line left, if any.
+    last_entry: Option<usize>,
+    /// Counts sample lines, for evicting the least recently used entry of `recent`.
+    stamp: u64,
+    /// Resume lines and parse floats on the fast path (off: [`parse_text_reference`]).
+    shortcuts: bool,
+    /// How many buckets the histogram that got the last bucket has: the capacity a new
+    /// histogram starts with.
+    bucket_hint: usize,
 }
+
+/// A state of the label loop of a sample line ([`Parser::labels`], at the top of its loop),
+/// recorded so that the next line can resume there when its bytes up to `end` are the same.
+/// The parse is a function of the bytes read, so the same bytes give the same state: the
+/// family and type (fixed by the name), the labels kept so far and the `le`/`quantile` value.
+#[derive(Clone, Copy)]
+struct Resume {
+    /// Offset from the line's start of the first byte not yet read (the byte before it, a
+    /// `{` or `,`, is `cur`).
+    end: usize,
+    /// How many labels were kept so far.
+    labels: usize,
+    /// The `le`/`quantile` value read so far (NaN if none).
+    special: f64,
+}
+
+/// What a later sample line may reuse of an earlier one. Within a run of sample lines (no
+/// comment line between), a name always maps to the same family, role and type.
+struct LineRecord<'a> {
+    /// Where the line started (its first non-blank byte).
+    start: usize,
+    /// Its family, role and type.
+    fi: usize,
+    role: Role,
+    typ: MetricType,
+    /// Its resume points, in order (at least one).
+    points: Vec<Resume>,
+    /// The labels it kept, and the summary/histogram metric it went to.
+    labels: Vec<RawLabel<'a>>,
+    grouped: Option<usize>,
+    /// When it was last used (`Parser::stamp`).
+    used: u64,
+}
+
+/// How many recent lines (distinct names) [`Parser::recent`] keeps: a histogram's
+/// `_bucket`, `_sum` and `_count` lines and one more.
+const RECENT_LINES: usize = 4;
 
 /// How many distinct `le`/`quantile` texts [`Parser::bounds`] remembers.
 const MAX_CACHED_BOUNDS: usize = 64;
@@ -256,8 +342,8 @@ impl<'a> Parser<'a> {
             pos: 0,
             cur: 0,
             line: 0,
-            families: Vec::new(),
-            by_name: HashMap::default(),
+            families: Vec::with_capacity(8),
+            by_name: HashMap::with_capacity_and_hasher(8, Default::default()),
             last_family: None,
             grouped: HashMap::default(),
             last_grouped: None,
@@ -271,6 +357,15 @@ impl<'a> Parser<'a> {
             bounds: Vec::new(),
             last_bound: 0,
             last_scanned_name: &[],
+            line_start: 0,
+            points: Vec::new(),
+            line_grouped: None,
+            recent: Vec::new(),
+            live: 0,
+            last_entry: None,
+            stamp: 0,
+            shortcuts: true,
+            bucket_hint: 0,
         }
     }
 
@@ -299,12 +394,22 @@ impl<'a> Parser<'a> {
             self.last_bound = i;
             return Some(self.bounds[i].1);
         }
-        let v = parse_go_float_bytes(text)?;
+        let v = self.float(text)?;
         if self.bounds.len() < MAX_CACHED_BOUNDS {
             self.last_bound = self.bounds.len();
             self.bounds.push((text, v));
         }
         Some(v)
+    }
+
+    /// Go's `ParseFloat`: on the fast path unless the shortcuts are off.
+    #[inline]
+    fn float(&self, text: &[u8]) -> Option<f64> {
+        if self.shortcuts {
+            crate::fast_float::parse_float(text)
+        } else {
+            parse_go_float_bytes(text)
+        }
     }
 
     /// Stops the parse because a limit was crossed (`parse_text_limited` reports `hit`).
@@ -383,11 +488,10 @@ impl<'a> Parser<'a> {
     /// `cur`. The input must not end inside (or right after) the token.
     fn token_until_blank(&mut self) -> PResult<&'a [u8]> {
         let start = self.pos - 1;
-        let mut b = self.cur;
-        while !is_blank(b) && b != b'\n' {
-            b = self.read()?;
+        if !TOKEN_CONT[self.cur as usize] {
+            return Ok(&self.buf[start..start]);
         }
-        Ok(&self.buf[start..self.pos - 1])
+        self.scan_while(start, &TOKEN_CONT)
     }
 
     /// The rest of the line starting at `cur`, without the backslashes (Go's
@@ -582,8 +686,11 @@ impl<'a> Parser<'a> {
 
     /// Go's `startComment`: a line whose first non-blank byte, in `cur`, is '#'.
     fn comment(&mut self) -> PResult<()> {
-        // HELP/TYPE lines can create families or fix types: forget the cached lookup.
+        // HELP/TYPE lines can create families or fix types: forget the cached lookup, and
+        // the previous sample line as a resume point.
         self.last_family = None;
+        self.live = 0;
+        self.last_entry = None;
         self.skip_blanks()?;
         if self.cur == b'\n' {
             return Ok(());
@@ -637,9 +744,7 @@ impl<'a> Parser<'a> {
         }
         // Usually the rest of the line, as it is: no escapes to undo.
         let start = self.pos - 1;
-        if let Some(n) = self.buf[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\\')
+        if let Some(n) = memchr::memchr2(b'\n', b'\\', &self.buf[start..])
             .filter(|&n| self.buf[start + n] == b'\n')
         {
             let buf: &'a [u8] = self.buf;
@@ -720,6 +825,31 @@ impl<'a> Parser<'a> {
     /// Go's `readingMetricName` (and the dispatch to `readingLabels`): a sample line whose
     /// first non-blank byte is in `cur`.
     fn sample(&mut self) -> PResult<()> {
+        let start = self.pos - 1;
+        self.line_start = start;
+        self.points.clear();
+        self.stamp += 1;
+        let resumed = if self.shortcuts {
+            self.resume_point(start)
+        } else {
+            None
+        };
+        let (fi, role, typ, entry) = match resumed {
+            Some((entry, at)) => {
+                let (fi, role, typ) = self.resumed_sample(start, entry, at)?;
+                (fi, role, typ, Some(entry))
+            }
+            None => {
+                let (fi, role, typ) = self.full_sample()?;
+                (fi, role, typ, None)
+            }
+        };
+        self.remember_line(start, fi, role, typ, entry);
+        Ok(())
+    }
+
+    /// A sample line read from its start (in `cur`); returns its family, role and type.
+    fn full_sample(&mut self) -> PResult<(usize, Role, MetricType)> {
         // The name may come first inside the braces: `{"my.metric",a="b"} 1`.
         let braced = self.cur == b'{';
         if braced {
@@ -738,7 +868,10 @@ impl<'a> Parser<'a> {
         let mut special = f64::NAN;
         if braced {
             match self.cur {
-                b',' => self.labels(fi, typ, &mut labels, &mut special)?,
+                b',' => {
+                    self.record_point(0, special);
+                    self.labels(fi, typ, &mut labels, &mut special)?
+                }
                 b'}' => self.skip_blanks()?,
                 // `{a="b"} 1`: a label where the name should be.
                 b'=' => return Err(self.error("invalid metric name".to_owned())),
@@ -750,9 +883,136 @@ impl<'a> Parser<'a> {
                 }
             }
         } else if self.cur == b'{' {
+            self.record_point(0, special);
             self.labels(fi, typ, &mut labels, &mut special)?;
         }
-        self.value(fi, typ, role, labels, special)
+        self.value(fi, typ, role, labels, special, None)?;
+        Ok((fi, role, typ))
+    }
+
+    /// The recent line and its last resume point up to which this line, starting at `start`,
+    /// has the same bytes (the latest such point over all recent lines).
+    #[inline]
+    fn resume_point(&self, start: usize) -> Option<(usize, usize)> {
+        let line = &self.buf[start..];
+        let reach = |e: &LineRecord| {
+            let last = e.points.last().map_or(0, |p| p.end);
+            let same = common_prefix(&self.buf[e.start..], line, last);
+            e.points.iter().rposition(|p| p.end <= same)
+        };
+        // Usually the previous line's record, as far as it goes.
+        let mut best = None;
+        if let Some(i) = self.last_entry {
+            let e = &self.recent[i];
+            if let Some(at) = reach(e) {
+                if at + 1 == e.points.len() {
+                    return Some((i, at));
+                }
+                best = Some((i, at, e.points[at].end));
+            }
+        }
+        for (i, e) in self.recent[..self.live].iter().enumerate() {
+            if Some(i) == self.last_entry {
+                continue;
+            }
+            if let Some(at) = reach(e) {
+                if best.is_none_or(|(_, _, end)| e.points[at].end > end) {
+                    best = Some((i, at, e.points[at].end));
+                }
+            }
+        }
+        best.map(|(i, at, _)| (i, at))
+    }
+
+    /// A sample line read from resume point `at` of recent line `entry` on: the name, the
+    /// family and the labels before the point are that line's (the same bytes). Returns its
+    /// family, role and type.
+    fn resumed_sample(
+        &mut self,
+        start: usize,
+        entry: usize,
+        at: usize,
+    ) -> PResult<(usize, Role, MetricType)> {
+        // The line takes over the record's points and labels up to the point (the record
+        // is this line's once it is read): no copies.
+        let e = &mut self.recent[entry];
+        let point = e.points[at];
+        let (fi, role, typ, grouped) = (e.fi, e.role, e.typ, e.grouped);
+        // The same labels as the record's line (all before the point on both lines): the
+        // same summary/histogram metric (its key is the same), without building the key.
+        let same_before = e.labels.len() == point.labels;
+        e.points.truncate(at + 1);
+        e.labels.truncate(point.labels);
+        std::mem::swap(&mut self.points, &mut e.points);
+        let mut labels = std::mem::take(&mut e.labels);
+        std::mem::swap(&mut e.labels, &mut self.scratch_labels);
+        self.pos = start + point.end;
+        self.cur = self.buf[self.pos - 1];
+        let mut special = point.special;
+        self.labels(fi, typ, &mut labels, &mut special)?;
+        let known = if same_before && labels.len() == point.labels {
+            grouped
+        } else {
+            None
+        };
+        self.value(fi, typ, role, labels, special, known)?;
+        Ok((fi, role, typ))
+    }
+
+    /// Keeps the sample line just read (starting at `start`, resumed from recent line
+    /// `entry` if any) as the recent line of its name, if it has resume points.
+    fn remember_line(
+        &mut self,
+        start: usize,
+        fi: usize,
+        role: Role,
+        typ: MetricType,
+        entry: Option<usize>,
+    ) {
+        if self.points.is_empty() {
+            self.last_entry = None;
+            return;
+        }
+        let slot = match entry {
+            Some(i) => i,
+            None if self.live < RECENT_LINES => {
+                if self.live == self.recent.len() {
+                    self.recent.push(LineRecord {
+                        start,
+                        fi,
+                        role,
+                        typ,
+                        points: Vec::new(),
+                        labels: Vec::new(),
+                        grouped: None,
+                        used: 0,
+                    });
+                }
+                self.live += 1;
+                self.live - 1
+            }
+            None => (0..self.live)
+                .min_by_key(|&i| self.recent[i].used)
+                .unwrap_or(0),
+        };
+        let e = &mut self.recent[slot];
+        (e.start, e.fi, e.role, e.typ) = (start, fi, role, typ);
+        e.grouped = self.line_grouped;
+        e.used = self.stamp;
+        std::mem::swap(&mut e.points, &mut self.points);
+        std::mem::swap(&mut e.labels, &mut self.scratch_labels);
+        self.last_entry = Some(slot);
+    }
+
+    /// Records a resume point of the current line: the label loop is about to read the
+    /// byte at `pos`, with `labels` labels kept and `special` read.
+    #[inline]
+    fn record_point(&mut self, labels: usize, special: f64) {
+        self.points.push(Resume {
+            end: self.pos - self.line_start,
+            labels,
+            special,
+        });
     }
 
     /// The label set; `cur` is '{'. Leaves the first byte of the value in `cur`.
@@ -779,6 +1039,9 @@ impl<'a> Parser<'a> {
             }
             if end {
                 return self.skip_blanks();
+            }
+            if seen.is_none() {
+                self.record_point(labels.len(), *special);
             }
         }
     }
@@ -859,7 +1122,7 @@ impl<'a> Parser<'a> {
         if is_special {
             let parsed = match &value {
                 Cow::Borrowed(text) => self.bound(text.as_bytes()),
-                Cow::Owned(text) => parse_go_float_bytes(text.as_bytes()),
+                Cow::Owned(text) => self.float(text.as_bytes()),
             };
             *special = match parsed {
                 Some(v) => v,
@@ -993,24 +1256,31 @@ impl<'a> Parser<'a> {
         role: Role,
         labels: Vec<RawLabel<'a>>,
         special: f64,
+        known: Option<usize>,
     ) -> PResult<()> {
         let mi = if matches!(
             typ,
             MetricType::Summary | MetricType::Histogram | MetricType::GaugeHistogram
         ) {
-            self.grouped_metric(fi, &labels)
+            let mi = match known {
+                Some(mi) => mi,
+                None => self.grouped_metric(fi, &labels),
+            };
+            self.line_grouped = Some(mi);
+            mi
         } else {
             let metrics = &mut self.families[fi].metrics;
             metrics.push(Metric {
                 label: owned_labels(&labels),
                 ..Default::default()
             });
+            self.line_grouped = None;
             metrics.len() - 1
         };
         self.scratch_labels = labels;
 
         let token = self.token_until_blank()?;
-        let Some(v) = parse_go_float_bytes(token) else {
+        let Some(v) = self.float(token) else {
             return Err(self.error(format!("expected float as value, got {}", go_quote(token))));
         };
         self.set_value(fi, mi, typ, role, v, special)?;
@@ -1025,6 +1295,18 @@ impl<'a> Parser<'a> {
     /// maps keyed by the label signature (in `readingValue`).
     #[inline]
     fn grouped_metric(&mut self, fi: usize, labels: &[RawLabel<'a>]) -> usize {
+        // First the labels in line order: the same list as the previous summary/histogram
+        // line (its `_sum` after its buckets) is the same metric, without sorting.
+        self.key.clear();
+        self.key.extend_from_slice(&(fi as u64).to_le_bytes());
+        for l in labels {
+            push_key_label(&mut self.key, l);
+        }
+        if let Some(mi) = self.last_grouped.filter(|_| self.last_key == self.key) {
+            return mi;
+        }
+        std::mem::swap(&mut self.last_key, &mut self.key);
+        // The map's key has the labels sorted by name (Go's signature).
         self.key.clear();
         self.key.extend_from_slice(&(fi as u64).to_le_bytes());
         // Label order for the key, without allocating for the usual few labels.
@@ -1041,15 +1323,10 @@ impl<'a> Parser<'a> {
         }
         order.sort_unstable_by(|a, b| labels[*a].0.cmp(labels[*b].0));
         for l in order.iter().map(|i| &labels[*i]) {
-            // 0xFF never occurs in UTF-8, so the key is unambiguous.
-            self.key.extend_from_slice(l.0.as_bytes());
-            self.key.push(0xFF);
-            self.key.extend_from_slice(l.1.as_bytes());
-            self.key.push(0xFF);
+            push_key_label(&mut self.key, l);
         }
-        let cached = self.last_grouped.filter(|_| self.last_key == self.key);
-        let mi = match cached.or_else(|| self.grouped.get(self.key.as_slice()).copied()) {
-            Some(mi) => mi,
+        let mi = match self.grouped.get(self.key.as_slice()) {
+            Some(&mi) => mi,
             None => {
                 let metrics = &mut self.families[fi].metrics;
                 metrics.push(Metric {
@@ -1060,10 +1337,7 @@ impl<'a> Parser<'a> {
                 metrics.len() - 1
             }
         };
-        if cached.is_none() {
-            std::mem::swap(&mut self.last_key, &mut self.key);
-            self.last_grouped = Some(mi);
-        }
+        self.last_grouped = Some(mi);
         mi
     }
 
@@ -1104,7 +1378,15 @@ impl<'a> Parser<'a> {
             }
             MetricType::Histogram | MetricType::GaugeHistogram => {
                 let histogram = metric.histogram.get_or_insert_with(Default::default);
+                // Room for as many buckets as the previous histogram got (the histograms of
+                // a body usually share their bounds): no regrowth of the vector.
+                if histogram.bucket.capacity() == 0 && self.bucket_hint > 0 {
+                    histogram.bucket.reserve_exact(self.bucket_hint);
+                }
                 (float, negative) = set_histogram_value(histogram, role, v, special);
+                if role == Role::Plain {
+                    self.bucket_hint = histogram.bucket.len();
+                }
             }
         }
         if let Some(what) = negative {
@@ -1209,9 +1491,39 @@ fn normalize_histogram(h: &mut crate::pb::Histogram) {
     }
 }
 
+/// Appends a label to a summary/histogram key: name and value, each ended by 0xFF (which
+/// never occurs in UTF-8, so the key is unambiguous).
+#[inline]
+fn push_key_label(key: &mut Vec<u8>, (name, value): &RawLabel) {
+    key.extend_from_slice(name.as_bytes());
+    key.push(0xFF);
+    key.extend_from_slice(value.as_bytes());
+    key.push(0xFF);
+}
+
+/// The length of the common prefix of `a` and `b`, counted up to `max` at most.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8], max: usize) -> usize {
+    let n = a.len().min(b.len()).min(max);
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 #[inline]
 fn memchr_newline(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
 #[cfg(test)]

@@ -982,7 +982,7 @@ fn classic_histogram(p: &HistogramDataPoint) -> pb::Histogram {
         cumulative = cumulative.wrapping_add(*count);
         let mut exemplar = None;
         while next < ex_sorted.len() && ex_sorted[next].value.unwrap_or(0.0) <= *bound {
-            exemplar = Some(ex_sorted[next].clone());
+            exemplar = Some(Box::new(ex_sorted[next].clone()));
             next += 1;
         }
         buckets.push(pb::Bucket {
@@ -996,7 +996,7 @@ fn classic_histogram(p: &HistogramDataPoint) -> pb::Histogram {
         buckets.push(pb::Bucket {
             cumulative_count: Some(p.count),
             upper_bound: Some(f64::INFINITY),
-            exemplar: Some(inf.clone()),
+            exemplar: Some(Box::new(inf.clone())),
             ..pb::Bucket::default()
         });
     }

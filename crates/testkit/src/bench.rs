@@ -342,6 +342,57 @@ pub fn small_push_body(g: usize, seq: u64) -> String {
     t
 }
 
+/// pgwbench's `mode=large` body for group `g` (see ../shared/bench/pgw.lua `large_body`).
+pub fn large_push_body(g: usize, seq: u64) -> String {
+    let mut t = String::with_capacity(400_000);
+    t.push_str("# HELP pgwb_push_seq Sequence number of this push (pgwbench).\n");
+    t.push_str("# TYPE pgwb_push_seq gauge\n");
+    let _ = writeln!(t, "pgwb_push_seq {seq}");
+    t.push_str(
+        "# HELP pgwb_batch_item_duration_seconds Time to process one item, by stage and shard.\n",
+    );
+    t.push_str("# TYPE pgwb_batch_item_duration_seconds histogram\n");
+    let les = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf",
+    ];
+    for stage in 0..12 {
+        for shard in 0..32 {
+            let lbl = format!("stage=\"stage{stage:02}\",shard=\"{shard:02}\"");
+            let mut c = 0;
+            for (i, le) in les.iter().enumerate() {
+                c += (stage + shard + i + 1 + g) % 7;
+                let _ = writeln!(
+                    t,
+                    "pgwb_batch_item_duration_seconds_bucket{{{lbl},le=\"{le}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                t,
+                "pgwb_batch_item_duration_seconds_sum{{{lbl}}} {}",
+                c as f64 * 0.125
+            );
+            let _ = writeln!(t, "pgwb_batch_item_duration_seconds_count{{{lbl}}} {c}");
+        }
+    }
+    t.push_str("# TYPE pgwb_batch_items_total counter\n");
+    for i in 0..4 {
+        let _ = writeln!(
+            t,
+            "pgwb_batch_items_total{{result=\"r{i}\"}} {}",
+            g * 1000 + i
+        );
+    }
+    t.push_str("# TYPE pgwb_batch_last_success_timestamp_seconds gauge\n");
+    let _ = writeln!(
+        t,
+        "pgwb_batch_last_success_timestamp_seconds {}",
+        1_700_000_000 + g
+    );
+    t.push_str("# TYPE pgwb_batch_up gauge\npgwb_batch_up 1\n");
+    t.push_str("# TYPE pgwb_batch_workers gauge\npgwb_batch_workers 32\n");
+    t
+}
+
 /// The body pgwbench's `mode=preload` pushes (20 series): 5 gauges, 5 counters, a histogram
 /// with 6 buckets (8 series), a timestamp gauge and `up`.
 pub fn preload_push_body(g: usize) -> String {
