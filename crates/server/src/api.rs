@@ -212,7 +212,7 @@ impl SpliceJson {
 struct FamilyHead {
     /// Held, so that the pointers compared stay these strings'.
     name: Arc<str>,
-    help: Option<Arc<str>>,
+    help: Option<store::group::HelpText>,
     json: Vec<u8>,
 }
 
@@ -261,7 +261,7 @@ impl JsonCx {
             Arc::ptr_eq(&h.name, name)
                 && match (&h.help, help) {
                     (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (Some(a), Some(b)) => store::group::HelpText::ptr_eq(a, b),
                     _ => false,
                 }
         });

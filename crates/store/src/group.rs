@@ -80,6 +80,81 @@ impl std::fmt::Debug for Invalid {
     }
 }
 
+/// A HELP text, interned ([`intern_help`]): shared between all families that carry the same
+/// text, and one pointer wide (a `FamilyEntry` keeps its 112-byte allocation class with its
+/// series digest).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Help(Option<HelpText>);
+
+impl Help {
+    fn of(help: Option<&str>) -> Help {
+        Help(help.map(intern_help))
+    }
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_ref().map(|h| &**h.0)
+    }
+    /// The shared text itself (compared by address with [`HelpText::ptr_eq`]).
+    pub fn as_ref(&self) -> Option<&HelpText> {
+        self.0.as_ref()
+    }
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::fmt::Debug for Help {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_deref().fmt(f)
+    }
+}
+
+/// The interned form of a HELP text: a thin pointer to the shared text.
+#[derive(Clone)]
+pub struct HelpText(Arc<Box<str>>);
+
+impl HelpText {
+    /// Whether both are the same shared text (one allocation per distinct text).
+    pub fn ptr_eq(a: &HelpText, b: &HelpText) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl std::ops::Deref for HelpText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for HelpText {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+impl Eq for HelpText {}
+impl std::hash::Hash for HelpText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the `str` it borrows as, so that the interner can look texts up by `&str`.
+        (**self.0).hash(state)
+    }
+}
+impl std::borrow::Borrow<str> for HelpText {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+impl crate::intern::Shared for HelpText {
+    fn new(s: &str) -> Self {
+        HelpText(Arc::new(s.into()))
+    }
+    fn only_in_set(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+}
+
 /// The largest scratch buffer kept between builds (a large push's is given back).
 const TEXT_SCRATCH_KEEP: usize = 1 << 20;
 
@@ -88,7 +163,7 @@ const TEXT_SCRATCH_KEEP: usize = 1 << 20;
 pub struct FamilyEntry {
     pub name: Arc<str>,
     /// HELP text, shared between all families that carry the same text.
-    pub help: Option<Arc<str>>,
+    pub help: Help,
     pub mtype: MetricType,
     /// When the family was pushed, in Unix nanoseconds.
     pub timestamp_ns: i64,
@@ -108,6 +183,11 @@ pub struct FamilyEntry {
     /// The family name or a label name is not a legacy name: a scrape that does not allow
     /// UTF-8 names re-encodes this entry with escaped names (the stored text has them quoted).
     pub needs_escaping: bool,
+    /// A digest of the series identities ([`FamilyEntry::series`]) in order, set when they
+    /// are first computed (0: not yet). Two entries with the same digest and metric count
+    /// have the same identities, so replacing one by the other needs neither recomputed
+    /// (see [`FamilyEntry::same_series`]). 8 bytes an entry instead of 8 bytes a series.
+    series_digest: std::sync::atomic::AtomicU64,
 }
 
 impl FamilyEntry {
@@ -207,7 +287,7 @@ impl FamilyEntry {
         });
         FamilyEntry {
             name,
-            help: help.map(intern_help),
+            help: Help::of(help),
             mtype,
             timestamp_ns,
             metric_count: metrics.len() as u32,
@@ -216,7 +296,106 @@ impl FamilyEntry {
             invalid: invalid.into(),
             splices,
             needs_escaping,
+            series_digest: Default::default(),
         }
+    }
+
+    /// [`FamilyEntry::build_shared`], also returning the series identities of the entry
+    /// ([`FamilyEntry::series`]; computed once here, outside the store lock, and remembered
+    /// as their digest).
+    pub fn build_shared_series(
+        name: Arc<str>,
+        help: Option<&str>,
+        mtype: MetricType,
+        metrics: &[Metric],
+        timestamp_ns: i64,
+        key: Option<&GroupKey>,
+    ) -> (FamilyEntry, Vec<u64>) {
+        let e = FamilyEntry::build_shared(name, help, mtype, metrics, timestamp_ns, key);
+        // Hashed from the metrics' labels (no walk of the encoded bytes), unless they hold
+        // placeholders for long grouping values (then from the bytes, which have the group's).
+        let ids = if uses_placeholders(key, metrics) {
+            e.series()
+        } else {
+            let ids = series_hashes_of_metrics(&e.name, metrics);
+            debug_assert_eq!(ids, e.series(), "identities of {:?}", e.name);
+            e.series_digest
+                .store(series_digest(&ids), std::sync::atomic::Ordering::Relaxed);
+            ids
+        };
+        (e, ids)
+    }
+
+    /// This entry, a push-time gauge ([`Group::time_gauge`]: one metric, no timestamp, the
+    /// group's labels cut out), with another value and push time: its bytes copied with the
+    /// value written again, instead of building the metric, encoding and cutting it (a push
+    /// makes one). `None` when this entry is not of that form (then build it).
+    pub(crate) fn with_gauge_value(&self, value: f64, timestamp_ns: i64) -> Option<FamilyEntry> {
+        if self.mtype != MetricType::Gauge
+            || self.metric_count != 1
+            || self.invalid.is_some()
+            || self.splices.is_none()
+        {
+            return None;
+        }
+        let text = self.text_raw();
+        let proto = self.proto_raw();
+        // One metric whose last field is `gauge` (2) holding only `value` (1, fixed64), and
+        // no timestamp (which the text would carry after the value).
+        let mut fields = proto;
+        let (4, mut metric) = next_field(&mut fields).ok()? else {
+            return None;
+        };
+        if !fields.is_empty() {
+            return None;
+        }
+        let mut last = None;
+        while !metric.is_empty() {
+            let (tag, body) = next_field(&mut metric).ok()?;
+            if tag == 6 {
+                return None;
+            }
+            last = Some((tag, body));
+        }
+        if !last.is_some_and(|(tag, body)| tag == 2 && body.len() == 9 && body[0] == 0x09) {
+            return None;
+        }
+        let value_at = proto.len() - 8;
+        // The last literal of the text ends the line: `... VALUE\n`.
+        let (len_at, lit_at) = crate::shared::last_literal(text)?;
+        let lit = &text[lit_at..];
+        if lit.last() != Some(&b'\n') {
+            return None;
+        }
+        let space = lit.iter().rposition(|b| *b == b' ')?;
+        let mut line = String::with_capacity(space + 26);
+        line.push_str(std::str::from_utf8(&lit[..=space]).ok()?);
+        exposition::float::write_text_float(&mut line, value);
+        line.push('\n');
+        let mut bytes = Vec::with_capacity(self.bytes.len() + 24);
+        bytes.extend_from_slice(&[0; TEXT_LEN]);
+        bytes.extend_from_slice(&text[..len_at]);
+        prost::encoding::encode_varint(line.len() as u64, &mut bytes);
+        bytes.extend_from_slice(line.as_bytes());
+        let text_len = (bytes.len() - TEXT_LEN) as u32;
+        bytes[..TEXT_LEN].copy_from_slice(&text_len.to_le_bytes());
+        bytes.extend_from_slice(&proto[..value_at]);
+        bytes.extend_from_slice(&value.to_le_bytes());
+        use std::sync::atomic::Ordering::Relaxed;
+        Some(FamilyEntry {
+            name: self.name.clone(),
+            help: self.help.clone(),
+            mtype: self.mtype,
+            timestamp_ns,
+            metric_count: 1,
+            bytes: bytes.into_boxed_slice(),
+            proto_len: self.proto_len,
+            invalid: Invalid::default(),
+            splices: self.splices.clone(),
+            needs_escaping: self.needs_escaping,
+            // The same series.
+            series_digest: self.series_digest.load(Relaxed).into(),
+        })
     }
 
     /// Rebuilds an entry from its persisted parts; only the series identities are recomputed,
@@ -307,7 +486,7 @@ impl FamilyEntry {
         Ok(FamilyEntry {
             splices: splices.cloned(),
             name,
-            help: help.map(intern_help),
+            help: Help::of(help),
             mtype,
             timestamp_ns,
             metric_count,
@@ -315,6 +494,7 @@ impl FamilyEntry {
             bytes,
             invalid: invalid.into(),
             needs_escaping,
+            series_digest: Default::default(),
         })
     }
 
@@ -322,7 +502,7 @@ impl FamilyEntry {
     /// encodings in full, long grouping values as [`SharedLabels`] leaves them out.
     pub fn encode_entry_record(&self, out: &mut Vec<u8>) {
         prost::encoding::string::encode(1, &self.name.to_string(), out);
-        if let Some(h) = &self.help {
+        if let Some(h) = self.help.as_deref() {
             prost::encoding::string::encode(2, &h.to_string(), out);
         }
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
@@ -378,8 +558,23 @@ impl FamilyEntry {
 
     /// The identity of each series (family name and sorted labels), for the consistency
     /// index. Computed from the stored bytes when needed instead of kept: 8 bytes a series.
+    /// Also remembers their digest ([`FamilyEntry::same_series`]).
     pub fn series(&self) -> Vec<u64> {
-        series_hashes_of(&self.name, self.proto_raw(), self.splices.as_ref()).unwrap_or_default()
+        let ids = series_hashes_of(&self.name, self.proto_raw(), self.splices.as_ref())
+            .unwrap_or_default();
+        self.series_digest
+            .store(series_digest(&ids), std::sync::atomic::Ordering::Relaxed);
+        ids
+    }
+
+    /// Whether `other`'s series identities are known to be this entry's, in the same order,
+    /// without computing either: both digests are known ([`FamilyEntry::series`] ran on
+    /// each) and equal, and so are the metric counts. A PUT or POST that pushes the same
+    /// series again (the everyday push) replaces every family by one with the same series.
+    pub(crate) fn same_series(&self, other: &FamilyEntry) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = self.series_digest.load(Relaxed);
+        d != 0 && d == other.series_digest.load(Relaxed) && self.metric_count == other.metric_count
     }
 
     /// The stored text (with markers where the group's labels go).
@@ -517,7 +712,7 @@ impl FamilyEntry {
     /// Encodes the whole family as a `MetricFamily` message (header + stored metrics).
     pub fn encode_family(&self, out: &mut Vec<u8>) {
         prost::encoding::string::encode(1, &self.name.to_string(), out);
-        if let Some(h) = &self.help {
+        if let Some(h) = self.help.as_deref() {
             prost::encoding::string::encode(2, &h.to_string(), out);
         }
         prost::encoding::int32::encode(3, &(self.mtype as i32), out);
@@ -770,14 +965,46 @@ fn series_hashes_of(
     Ok(out)
 }
 
+/// The digest of a sequence of series identities ([`FamilyEntry::same_series`]): never 0,
+/// keyed per process (it is never persisted), so that no one can prepare two different
+/// sequences of identities with the same digest.
+fn series_digest(ids: &[u64]) -> u64 {
+    static SEED: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    SEED.get_or_init(ahash::RandomState::new)
+        .hash_one(ids)
+        .max(1)
+}
+
+/// The series identities of `metrics` (labels sanitized and sorted), as [`series_hash`]
+/// computes them, with the family name's part hashed once.
+fn series_hashes_of_metrics(family: &str, metrics: &[Metric]) -> Vec<u64> {
+    use std::hash::Hasher;
+    let mut family_h = HASHER.build_hasher();
+    write_name(&mut family_h, family.as_bytes());
+    family_h.write_u8(0xff);
+    metrics
+        .iter()
+        .map(|m| {
+            let mut h = family_h.clone();
+            for lp in &m.label {
+                write_name(&mut h, lp.name().as_bytes());
+                h.write_u8(0xff);
+                write_value(&mut h, lp.value().as_bytes());
+                h.write_u8(0xff);
+            }
+            h.finish()
+        })
+        .collect()
+}
+
 /// HELP strings are usually the same in every group that pushes a family: share them. Swept
 /// like the family names ([`crate::intern`]), so unique HELP texts do not pile up.
-fn intern_help(help: &str) -> Arc<str> {
+fn intern_help(help: &str) -> HelpText {
     help_interner().lock().intern(help)
 }
 
-fn help_interner() -> &'static parking_lot::Mutex<crate::intern::Interner> {
-    static HELPS: std::sync::OnceLock<parking_lot::Mutex<crate::intern::Interner>> =
+fn help_interner() -> &'static parking_lot::Mutex<crate::intern::Interner<HelpText>> {
+    static HELPS: std::sync::OnceLock<parking_lot::Mutex<crate::intern::Interner<HelpText>>> =
         std::sync::OnceLock::new();
     HELPS.get_or_init(Default::default)
 }
@@ -887,6 +1114,34 @@ impl Group {
         labels
     }
 
+    /// [`Group::time_gauge`], made from `template`, the group's previous version of the
+    /// gauge, when it can be ([`FamilyEntry::with_gauge_value`]).
+    pub(crate) fn time_gauge_from(
+        template: Option<&FamilyEntry>,
+        key: &GroupKey,
+        name: Arc<str>,
+        help: &str,
+        value: f64,
+        ts: i64,
+    ) -> Arc<FamilyEntry> {
+        let quick = template
+            .filter(|t| t.name == name && t.help.as_deref() == Some(help))
+            .and_then(|t| t.with_gauge_value(value, ts));
+        match quick {
+            Some(e) => {
+                #[cfg(debug_assertions)]
+                {
+                    let slow = Group::time_gauge(key, name, help, value, ts);
+                    assert_eq!(e.bytes, slow.bytes, "gauge with a new value");
+                    assert_eq!(e.proto_len, slow.proto_len);
+                    assert_eq!(e.needs_escaping, slow.needs_escaping);
+                }
+                Arc::new(e)
+            }
+            None => Group::time_gauge(key, name, help, value, ts),
+        }
+    }
+
     /// A push-time gauge entry with `value` for this group.
     pub fn time_gauge(
         key: &GroupKey,
@@ -929,33 +1184,60 @@ pub fn sanitize_labels_placeholders(m: &mut Metric, key: &GroupKey) {
 
 fn sanitize_labels_with(m: &mut Metric, key: &GroupKey, placeholders: bool) {
     let grouping = key.labels();
-    let value = |v: &str| -> String {
+    fn value(v: &str, placeholders: bool) -> &str {
         if placeholders && v.len() >= crate::shared::SHARE_MIN {
-            crate::shared::PLACEHOLDER.to_string()
+            crate::shared::PLACEHOLDER
         } else {
-            v.to_string()
-        }
-    };
-    let mut seen = vec![false; grouping.len()];
-    for lp in m.label.iter_mut() {
-        // Grouping labels are sorted by name.
-        if let Ok(i) = grouping.binary_search_by(|(n, _)| (**n).cmp(lp.name())) {
-            lp.value = Some(value(&grouping[i].1));
-            seen[i] = true;
+            v
         }
     }
+    // Which grouping labels the metric carries: a bit each (a vector past 64 labels).
+    let mut seen_bits = 0u64;
+    let mut seen_more = vec![false; grouping.len().saturating_sub(64)];
+    let mut has_instance = false;
+    for lp in m.label.iter_mut() {
+        has_instance |= lp.name() == "instance";
+        // Grouping labels are sorted by name.
+        if let Ok(i) = grouping.binary_search_by(|(n, _)| (**n).cmp(lp.name())) {
+            let v = value(&grouping[i].1, placeholders);
+            match &mut lp.value {
+                // Usually pushed with the grouping value already: nothing to copy.
+                Some(old) if old == v => {}
+                Some(old) => {
+                    old.clear();
+                    old.push_str(v);
+                }
+                slot @ None => *slot = Some(v.to_string()),
+            }
+            match i {
+                0..64 => seen_bits |= 1 << i,
+                _ => seen_more[i - 64] = true,
+            }
+        }
+    }
+    let missing =
+        grouping.len() - seen_bits.count_ones() as usize - seen_more.iter().filter(|s| **s).count();
+    m.label.reserve(missing + usize::from(!has_instance));
     for (i, (n, v)) in grouping.iter().enumerate() {
-        if !seen[i] {
+        let seen = match i {
+            0..64 => seen_bits & (1 << i) != 0,
+            _ => seen_more[i - 64],
+        };
+        if !seen {
+            has_instance |= &**n == "instance";
             m.label.push(LabelPair {
-                name: Some(n.to_string()),
-                value: Some(value(v)),
+                name: Some(String::from(&**n)),
+                value: Some(String::from(value(v, placeholders))),
             });
         }
     }
-    if !m.label.iter().any(|lp| lp.name() == "instance") {
+    if !has_instance {
         m.label.push(LabelPair::new("instance", ""));
     }
-    m.label.sort_by(|a, b| a.name().cmp(b.name()));
+    // A stable sort, skipped when the labels are in order already (the usual case).
+    if !m.label.is_sorted_by(|a, b| a.name() <= b.name()) {
+        m.label.sort_by(|a, b| a.name().cmp(b.name()));
+    }
 }
 
 pub use crate::wal::record::{EntryRecord, FamilyRecord, GroupRecord, RECORD_VERSION};
@@ -966,6 +1248,13 @@ impl Group {
         self.push_time = value;
         let e = Group::time_gauge(&self.key, name.clone(), PUSH_TIME_HELP, value, ts);
         self.families.insert(name, e);
+    }
+
+    /// [`Group::set_push_time`] with the gauge already built ([`Group::time_gauge`] for this
+    /// group's key, `PUSH_TIME_HELP` and `value`): a push builds it before taking the lock.
+    pub(crate) fn put_push_time(&mut self, value: f64, e: Arc<FamilyEntry>) {
+        self.push_time = value;
+        self.families.insert(e.name.clone(), e);
     }
 
     /// Sets `push_failure_time_seconds` to `value`, recorded as pushed at `ts`.
@@ -1159,6 +1448,153 @@ mod tests {
                 .collect();
             assert_eq!(e.series(), want, "{family:?}");
         }
+    }
+
+    /// A push-time gauge made from the previous one with a new value has the bytes of one
+    /// built from scratch, whatever the value and the group's labels.
+    #[test]
+    fn gauge_with_a_new_value_is_built_like_a_new_gauge() {
+        let keys = [
+            GroupKey::new([("job", "j")]),
+            GroupKey::new([("job", "j"), ("instance", "i")]),
+            GroupKey::new([("job", "j".to_string()), ("long", "v".repeat(100))]),
+            GroupKey::new([("job", "j"), ("a.b", "ü\"\\\n")]),
+        ];
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            12.5,
+            1.7e9 + 0.123,
+            1e21,
+            -3.25e-7,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+        ];
+        for key in &keys {
+            let name: Arc<str> = Arc::from(PUSH_TIME);
+            let mut prev = Group::time_gauge(key, name.clone(), PUSH_TIME_HELP, 0.0, 1);
+            assert!(prev.is_spliced(), "{key:?}");
+            prev.series();
+            for (i, v) in values.iter().enumerate() {
+                let quick = prev.with_gauge_value(*v, i as i64).expect("quick");
+                let slow = Group::time_gauge(key, name.clone(), PUSH_TIME_HELP, *v, i as i64);
+                assert_eq!(quick.bytes, slow.bytes, "{key:?} {v}");
+                assert_eq!(quick.text(), slow.text(), "{key:?} {v}");
+                assert_eq!(quick.proto_metrics(), slow.proto_metrics(), "{key:?} {v}");
+                assert_eq!(quick.proto_len(), slow.proto_len());
+                assert_eq!(quick.timestamp_ns, i as i64);
+                assert_eq!(quick.series(), slow.series());
+                assert!(quick.same_series(&prev));
+                prev = Arc::new(quick);
+            }
+        }
+        // A gauge with a timestamp (a record written by something else): the long way.
+        let key = &keys[0];
+        let mut m = Metric {
+            label: Group::gauge_labels(key),
+            gauge: Some(Gauge { value: Some(1.5) }),
+            timestamp_ms: Some(1_700_000_000_000),
+            ..Default::default()
+        };
+        sanitize_labels(&mut m, key);
+        let stamped = FamilyEntry::build_shared(
+            Arc::from(PUSH_TIME),
+            Some(PUSH_TIME_HELP),
+            MetricType::Gauge,
+            &[m],
+            0,
+            Some(key),
+        );
+        assert!(stamped.is_spliced());
+        assert!(stamped.with_gauge_value(2.0, 0).is_none());
+        // Not a time gauge: built the long way.
+        let two = FamilyEntry::build(
+            Arc::from("g"),
+            None,
+            MetricType::Gauge,
+            &[Metric::default(), Metric::default()],
+            0,
+        );
+        assert!(two.with_gauge_value(1.0, 0).is_none());
+    }
+
+    /// An entry (with its `Arc` counts) stays in mimalloc's 112-byte size class: the series
+    /// digest costs no memory (the HELP text is a thin pointer for it).
+    #[test]
+    fn family_entry_keeps_its_allocation_class() {
+        assert!(
+            std::mem::size_of::<FamilyEntry>() + 16 <= 112,
+            "{}",
+            std::mem::size_of::<FamilyEntry>()
+        );
+    }
+
+    /// The identities `build_shared_series` hands to the index are the ones recomputed from
+    /// the stored bytes (also after a record round trip), and `same_series` tells entries
+    /// with the same identities from entries with others, and never guesses.
+    #[test]
+    fn series_cached_at_build_equal_the_recomputed_ones() {
+        let key = GroupKey::new([("job", "j".to_string()), ("long", "v".repeat(100))]);
+        let metrics = |n: &str| -> Vec<Metric> {
+            (0..3)
+                .map(|i| {
+                    let mut m = Metric {
+                        label: vec![LabelPair::new(n, i.to_string())],
+                        gauge: Some(Gauge {
+                            value: Some(i as f64),
+                        }),
+                        ..Default::default()
+                    };
+                    sanitize_labels_placeholders(&mut m, &key);
+                    m
+                })
+                .collect()
+        };
+        let build = |ms: &[Metric]| {
+            FamilyEntry::build_shared_series(
+                Arc::from("g"),
+                Some("h"),
+                MetricType::Gauge,
+                ms,
+                0,
+                Some(&key),
+            )
+        };
+        let (a, ids) = build(&metrics("a"));
+        assert!(a.is_spliced());
+        assert_eq!(ids, a.series());
+        let want: Vec<u64> = (0..3)
+            .map(|i| {
+                let mut m = Metric {
+                    label: vec![LabelPair::new("a", i.to_string())],
+                    ..Default::default()
+                };
+                sanitize_labels(&mut m, &key);
+                series_hash("g", &m.label)
+            })
+            .collect();
+        assert_eq!(ids, want, "identities of the real grouping values");
+        // Pushed again with other values: the same series.
+        let (again, _) = build(&metrics("a"));
+        assert!(again.same_series(&a) && a.same_series(&again));
+        // Other label values or names: other series.
+        let (other, other_ids) = build(&metrics("b"));
+        assert_ne!(other_ids, ids);
+        assert!(!other.same_series(&a));
+        assert!(!a.same_series(&build(&metrics("a")[..2]).0));
+        // Restored from its record: nothing known until the identities are computed again.
+        let mut g = Group::new(key.clone());
+        g.families.insert(Arc::from("g"), Arc::new(a));
+        let mut intern = |s: &str| Arc::<str>::from(s);
+        let back = Group::decode_record(&g.encode_record(), &mut intern).unwrap();
+        let restored = &back.families["g"];
+        assert!(!restored.same_series(&g.families["g"]));
+        assert!(!g.families["g"].same_series(restored));
+        assert_eq!(restored.series(), ids);
+        assert!(restored.same_series(&g.families["g"]));
     }
 
     #[test]

@@ -480,6 +480,25 @@ fn text_parts<'a>(stored: &'a [u8], mut f: impl FnMut(Part<'a>)) {
     }
 }
 
+/// Where the last literal of stored text (`literal (splice literal)*`) starts: the offset of
+/// its length varint and of its bytes. `None` if the text is not well formed.
+pub(crate) fn last_literal(stored: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    loop {
+        let start = i;
+        let n = varint(stored, &mut i)?;
+        let bytes = i;
+        i = i.checked_add(n).filter(|end| *end <= stored.len())?;
+        let Some(&code) = stored.get(i) else {
+            return Some((start, bytes));
+        };
+        i += 1;
+        if code == TEXT_LONG {
+            varint(stored, &mut i)?;
+        }
+    }
+}
+
 /// A varint at `b[*i..]` (1-byte fast path), advancing `i`.
 #[inline]
 fn varint(b: &[u8], i: &mut usize) -> Option<usize> {

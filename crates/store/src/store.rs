@@ -5,7 +5,7 @@
 use crate::accumulate::{self, Accumulate};
 use crate::group::{
     is_time_gauge, sanitize_labels, sanitize_labels_placeholders, FamilyEntry, Group,
-    PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME, PUSH_TIME,
+    PUSH_EXPIRY_TIME, PUSH_FAILURE_TIME, PUSH_TIME, PUSH_TIME_HELP,
 };
 use crate::idempotency;
 use crate::index::Index;
@@ -104,9 +104,13 @@ pub struct Prepared {
     pub dropped_quantiles: u64,
     /// The group whose labels the entries store once ([`crate::shared`]).
     shared: Option<GroupKey>,
-    /// The series identities of the entries in `entries`, computed outside the store lock
-    /// (kept only while the push is applied, not in the stored entries).
+    /// The series identities of the entries in `entries` and of `push_time`, computed
+    /// outside the store lock (kept only while the push is applied, not in the stored
+    /// entries).
     series: Vec<(Arc<FamilyEntry>, Vec<u64>)>,
+    /// The group's `push_time_seconds` gauge for a successful push (built outside the lock;
+    /// `None` for a push refused before it is planned).
+    push_time: Option<Arc<FamilyEntry>>,
 }
 
 /// The series identities ([`FamilyEntry::series`]) of the entries one push touches: each
@@ -128,11 +132,13 @@ impl<'p> SeriesIds<'p> {
         }
     }
 
+    /// The identities of `e`: its own, or those of a known entry with the same series
+    /// ([`FamilyEntry::same_series`]: the old version of a family pushed again).
     fn find(&self, e: &FamilyEntry) -> Option<&[u64]> {
-        self.prepared
-            .iter()
-            .chain(self.more.iter())
+        let known = || self.prepared.iter().chain(self.more.iter());
+        known()
             .find(|(k, _)| std::ptr::eq(&**k, e))
+            .or_else(|| known().find(|(k, _)| k.same_series(e)))
             .map(|(_, ids)| &ids[..])
     }
 
@@ -291,15 +297,57 @@ struct Undo {
     old: Option<Arc<Group>>,
 }
 
-/// The families of `g` that a change can touch: those named in `changed`, or all. Borrowed:
-/// cloning the `Arc`s would be atomic writes to lines the other worker threads share.
-fn changed_families<'g>(
-    g: &'g Group,
-    changed: Option<&'g [Arc<str>]>,
-) -> impl Iterator<Item = (&'g Arc<str>, &'g Arc<FamilyEntry>)> + 'g {
-    let all = changed.is_none().then(|| g.families.iter());
-    let some = changed.map(|ns| ns.iter().filter_map(|n| g.families.get_key_value(n)));
-    all.into_iter().flatten().chain(some.into_iter().flatten())
+/// Calls `f(name, old's entry, new's entry)` for every family name of `old` or `new` (only
+/// those in `changed`, if given), in name order, except where both hold the same entry.
+/// A walk of the two sorted maps side by side: no lookups, and no name compared by content
+/// when both versions hold the same interned name.
+fn for_each_changed<'g>(
+    old: Option<&'g Group>,
+    new: &'g Group,
+    changed: Option<&[Arc<str>]>,
+    mut f: impl FnMut(&'g Arc<str>, Option<&'g Arc<FamilyEntry>>, Option<&'g Arc<FamilyEntry>>),
+) {
+    let mut emit = |name, o: Option<&'g Arc<FamilyEntry>>, n: Option<&'g Arc<FamilyEntry>>| {
+        if !o.zip(n).is_some_and(|(o, n)| Arc::ptr_eq(o, n)) {
+            f(name, o, n)
+        }
+    };
+    if let Some(changed) = changed {
+        for name in changed {
+            let o = old.and_then(|g| g.families.get_key_value(name));
+            let n = new.families.get_key_value(name);
+            if let Some((name, _)) = o.or(n) {
+                emit(name, o.map(|(_, e)| e), n.map(|(_, e)| e));
+            }
+        }
+        return;
+    }
+    let mut a = old.into_iter().flat_map(|g| g.families.iter()).peekable();
+    let mut b = new.families.iter().peekable();
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => return,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((na, _)), Some((nb, _))) if Arc::ptr_eq(na, nb) => std::cmp::Ordering::Equal,
+            (Some((na, _)), Some((nb, _))) => na.cmp(nb),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let (name, o) = a.next().expect("peeked");
+                emit(name, Some(o), None);
+            }
+            std::cmp::Ordering::Greater => {
+                let (name, n) = b.next().expect("peeked");
+                emit(name, None, Some(n));
+            }
+            std::cmp::Ordering::Equal => {
+                let (name, o) = a.next().expect("peeked");
+                let (_, n) = b.next().expect("peeked");
+                emit(name, Some(o), Some(n));
+            }
+        }
+    }
 }
 
 fn unix_nanos(t: SystemTime) -> i64 {
@@ -521,21 +569,20 @@ impl Store {
         changed: Option<&[Arc<str>]>,
         ids: &SeriesIds<'_>,
     ) {
-        if let Some(old) = old {
-            for (name, e) in changed_families(old, changed) {
-                if !new.families.get(name).is_some_and(|n| Arc::ptr_eq(n, e)) {
-                    index.remove_series(e, &ids.get(e));
-                }
-            }
-        }
-        for (name, e) in changed_families(new, changed) {
-            if !old
-                .and_then(|o| o.families.get(name))
-                .is_some_and(|o| Arc::ptr_eq(o, e))
-            {
-                index.add_series(e, &ids.get(e));
-            }
-        }
+        // A family replaced by one with the same type and series (pushed again with new
+        // values, or a push-time gauge) leaves the index as it was, but for its validity.
+        let same = |o: &FamilyEntry, n: &FamilyEntry| o.mtype == n.mtype && n.same_series(o);
+        // Every removal before the additions.
+        for_each_changed(old, new, changed, |_, o, n| match (o, n) {
+            (Some(o), Some(n)) if same(o, n) => index.replace_same(o, n),
+            (Some(o), _) => index.remove_series(o, &ids.get(o)),
+            (None, _) => {}
+        });
+        for_each_changed(old, new, changed, |_, o, n| match (o, n) {
+            (Some(o), Some(n)) if same(o, n) => {}
+            (_, Some(n)) => index.add_series(n, &ids.get(n)),
+            (_, None) => {}
+        });
     }
 
     /// The snapshot-map half of [`Store::insert_group_changed`]: expiry, series count,
@@ -553,38 +600,27 @@ impl Store {
             st.expiry.insert((expiry_ms(&new), new.key.clone()));
         }
         st.series = st.series + new.pushed_series() - old.map_or(0, |o| o.pushed_series());
-        if let Some(old) = old {
-            for (name, e) in changed_families(old, changed) {
-                let kept = new.families.get(name);
-                if kept.is_some_and(|n| Arc::ptr_eq(n, e)) {
-                    continue;
-                }
-                // A non-empty replacement overwrites the link below; only unlink otherwise.
-                let replaced = kept.is_some_and(|n| n.metric_count > 0);
-                if e.metric_count > 0 && !replaced {
-                    Self::unlink_family(&mut st.snap.families, name, &old.key);
+        let families = &mut st.snap.families;
+        for_each_changed(old, &new, changed, |name, o, n| {
+            // A non-empty replacement overwrites the link; only unlink otherwise.
+            let replaced = n.is_some_and(|n| n.metric_count > 0);
+            if let (Some(old), Some(o)) = (old, o) {
+                if o.metric_count > 0 && !replaced {
+                    Self::unlink_family(families, name, &old.key);
                 }
             }
-        }
-        for (name, e) in changed_families(&new, changed) {
-            if e.metric_count == 0
-                || old
-                    .and_then(|o| o.families.get(name))
-                    .is_some_and(|o| Arc::ptr_eq(o, e))
-            {
-                continue;
-            }
-            match st.snap.families.get_mut(name) {
-                Some(inner) => {
-                    inner.insert(new.key.clone(), e.clone());
-                }
-                None => {
-                    st.snap
-                        .families
-                        .insert(name.clone(), imbl::OrdMap::unit(new.key.clone(), e.clone()));
+            if let Some(e) = n.filter(|_| replaced) {
+                match families.get_mut(name) {
+                    Some(inner) => {
+                        inner.insert(new.key.clone(), e.clone());
+                    }
+                    None => {
+                        families
+                            .insert(name.clone(), imbl::OrdMap::unit(new.key.clone(), e.clone()));
+                    }
                 }
             }
-        }
+        });
         st.snap.groups.insert(new.key.clone(), new);
     }
 
@@ -709,10 +745,12 @@ impl Store {
         let mut pushed = BTreeMap::new();
         let mut series = Vec::new();
         let mut dropped_quantiles = 0;
-        let shared = if has_timestamps {
-            None
+        // The stored group's key (its labels are stored once) and push-time gauge.
+        let (shared, template) = if has_timestamps {
+            (None, None)
         } else {
-            self.shared_labels(&push.key)
+            let (key, template) = self.stored_key(&push.key);
+            (Some(key), template)
         };
         if !has_timestamps {
             for mut mf in push.families {
@@ -741,7 +779,7 @@ impl Store {
                 } else {
                     &mf.metric[..]
                 };
-                let mut e = FamilyEntry::build_shared(
+                let (mut e, ids) = FamilyEntry::build_shared_series(
                     name.clone(),
                     mf.help.as_deref(),
                     mf.metric_type(),
@@ -758,7 +796,7 @@ impl Store {
                 }
                 let e = Arc::new(e);
                 if e.metric_count > 0 {
-                    series.push((e.clone(), e.series()));
+                    series.push((e.clone(), ids));
                 }
                 entries.insert(name.clone(), e);
                 if push.accumulate.is_some() {
@@ -770,6 +808,18 @@ impl Store {
             self.dropped_quantiles
                 .fetch_add(dropped_quantiles, Ordering::Relaxed);
         }
+        let push_time = shared.as_ref().map(|key| {
+            let e = Group::time_gauge_from(
+                template.as_deref(),
+                key,
+                self.gauge_names[0].clone(),
+                PUSH_TIME_HELP,
+                now,
+                ts,
+            );
+            series.push((e.clone(), e.series()));
+            e
+        });
         Prepared {
             key: push.key,
             entries,
@@ -785,6 +835,7 @@ impl Store {
             dropped_quantiles,
             shared,
             series,
+            push_time,
         }
     }
 
@@ -795,15 +846,17 @@ impl Store {
     }
 
     /// The key whose pre-encoded labels the entries of a push to `key` store once
-    /// ([`crate::shared`]): the stored group's, if the last published snapshot has it (so
-    /// that a group's entries share one), else `key`.
-    fn shared_labels(&self, key: &GroupKey) -> Option<GroupKey> {
-        let snap = self.current.load();
-        Some(
-            snap.groups
-                .get(key)
-                .map_or_else(|| key.clone(), |g| g.key.clone()),
-        )
+    /// ([`crate::shared`]): the stored group's, if there is one (so that a group's entries
+    /// share one, computed once), else `key`; and the stored `push_time_seconds`
+    /// gauge, which the push's own is made from ([`Group::time_gauge_from`]).
+    fn stored_key(&self, key: &GroupKey) -> (GroupKey, Option<Arc<FamilyEntry>>) {
+        // The live version (the published snapshot lags behind until a reader comes): held
+        // for one lookup.
+        let stored = self.state.lock().snap.groups.get(key).cloned();
+        match stored {
+            Some(g) => (g.key.clone(), g.families.get(PUSH_TIME).cloned()),
+            None => (key.clone(), None),
+        }
     }
 
     /// Applies a push. With the consistency check on, a rejected push is recorded as a failure
@@ -972,12 +1025,27 @@ impl Store {
         if let Some(d) = p.idempotency {
             group.seen_keys.record(d, now_ms, key_since_ms);
         }
-        group.set_push_time(pt_name.clone(), p.now, p.ts);
+        match &p.push_time {
+            Some(e) => group.put_push_time(p.now, e.clone()),
+            None => group.set_push_time(pt_name.clone(), p.now, p.ts),
+        }
         if p.ttl_ms != 0 {
             group.set_ttl(exp_name.clone(), p.ttl_ms, p.now, p.ts);
         }
         if !group.families.contains_key(PUSH_FAILURE_TIME) {
             group.set_push_failure_time(pft_name.clone(), 0.0, p.ts);
+        }
+        // The identities of the gauges just set (one series each), so that the index finds
+        // them the same as the old ones (checked or not).
+        for n in [pt_name, pft_name, exp_name] {
+            if let Some(e) = group.families.get(n) {
+                if !old
+                    .and_then(|o| o.families.get(n))
+                    .is_some_and(|o| Arc::ptr_eq(o, e))
+                {
+                    ids.ensure(e);
+                }
+            }
         }
         if let Some(q) = self.quota_check(st, &group, old) {
             return Plan::Refuse(StoreError::Quota(q));
@@ -1071,40 +1139,15 @@ impl Store {
         ids: &mut SeriesIds<'_>,
     ) -> Result<(), crate::index::Inconsistency> {
         let changed = self.changed_names(p, old);
-        let names: Vec<&Arc<str>> = match &changed {
-            Some(ns) => ns.iter().collect(),
-            None => {
-                let mut all: Vec<&Arc<str>> = group
-                    .families
-                    .keys()
-                    .chain(old.into_iter().flat_map(|o| o.families.keys()))
-                    .collect();
-                all.sort_unstable();
-                all.dedup();
-                all
-            }
-        };
-        let removed: Vec<&Arc<FamilyEntry>> = names
-            .iter()
-            .filter_map(|n| {
-                let oe = old?.families.get(*n)?;
-                match group.families.get(*n) {
-                    Some(ne) if Arc::ptr_eq(ne, oe) => None,
-                    _ => Some(oe),
-                }
-            })
-            .collect();
-        let added: Vec<&Arc<FamilyEntry>> = names
-            .iter()
-            .filter_map(|n| {
-                let ne = group.families.get(*n)?;
-                match old.and_then(|o| o.families.get(*n)) {
-                    Some(oe) if Arc::ptr_eq(ne, oe) => None,
-                    _ => Some(ne),
-                }
-            })
-            .collect();
-        for e in removed.iter().chain(added.iter()) {
+        let (mut removed, mut added): (Vec<&Arc<FamilyEntry>>, Vec<&Arc<FamilyEntry>>) =
+            Default::default();
+        for_each_changed(old, group, changed.as_deref(), |_, o, n| {
+            removed.extend(o);
+            added.extend(n);
+        });
+        // The pushed entries first: an old entry with the same series as one of them then
+        // takes its identities ([`SeriesIds::find`]) instead of computing its own.
+        for e in added.iter().chain(removed.iter()) {
             ids.ensure(e);
         }
         let ids = &*ids;
@@ -1488,6 +1531,20 @@ mod tests {
         .unwrap()
     }
 
+    /// A store persisted to `path` (fsync always), checked or not.
+    fn persisted(path: &std::path::Path, checked: bool) -> Store {
+        Store::open(StoreConfig {
+            checked,
+            own_families: Vec::new(),
+            persistence: Some(PersistConfig {
+                path: path.to_path_buf(),
+                sync: SyncMode::Always,
+            }),
+            quotas: Default::default(),
+        })
+        .unwrap()
+    }
+
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
@@ -1619,18 +1676,7 @@ mod tests {
         let path = dir.path().join("p.db");
         let groups = 2100; // more than one restore chunk (2048)
         let key = |g: usize| GroupKey::new([("job", format!("j{g}"))]);
-        let unchecked = |path: &PathBuf| {
-            Store::open(StoreConfig {
-                checked: false,
-                own_families: Vec::new(),
-                persistence: Some(PersistConfig {
-                    path: path.clone(),
-                    sync: SyncMode::Always,
-                }),
-                quotas: Default::default(),
-            })
-            .unwrap()
-        };
+        let unchecked = |path: &PathBuf| persisted(path, false);
         // `{job="j7",instance=""}` is another group, but its series are `{job="j7"}`'s.
         let twin = GroupKey::new([("job", "j7"), ("instance", "")]);
         let dup = "# TYPE c counter\nc{n=\"7\"} 1\n";
@@ -1676,6 +1722,94 @@ mod tests {
         drop(s);
         let s = unchecked(&path);
         assert!(s.snapshot().inconsistent);
+        s.close().unwrap();
+    }
+
+    /// The index kept up to date push by push (where a family pushed again with the same
+    /// series leaves it untouched) equals one built from scratch over the same groups.
+    fn assert_index_exact(s: &Store, step: &str) {
+        let st = s.state.lock();
+        let mut fresh = Index::new(st.index.own_families());
+        for g in st.snap.groups.values() {
+            for e in g.families.values() {
+                fresh.add(e);
+            }
+        }
+        assert_eq!(st.index.dump(), fresh.dump(), "after {step}");
+        assert_eq!(st.index.has_problem(), fresh.has_problem(), "after {step}");
+    }
+
+    /// Pushes that repeat a family's series skip the index update (the series digests
+    /// match): the index stays exact through repeats, changed series, POSTs, duplicates the
+    /// unchecked store takes, deletes and a restart (restored entries have no digest until
+    /// their identities are computed again), and the checked store still refuses what it must.
+    #[tokio::test]
+    async fn index_stays_exact_when_families_are_pushed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let open = |checked: bool| persisted(&path, checked);
+        let a = GroupKey::new([("job", "a")]);
+        // `{job="a",instance=""}` is another group, but its series are `{job="a"}`'s.
+        let twin = GroupKey::new([("job", "a"), ("instance", "")]);
+        let b = GroupKey::new([("job", "b")]);
+        let body = |n: &str, v: u32| {
+            format!("# TYPE c counter\nc{{n=\"{n}\"}} {v}\n# TYPE g gauge\ng {v}\n")
+        };
+        let post = |key: &GroupKey, t: u64, body: &str| Push {
+            replace: false,
+            ..push(key, at(t), 0, body)
+        };
+        let s = open(true);
+        s.push(push(&a, at(1), 0, &body("1", 1))).await.unwrap();
+        s.push(push(&b, at(1), 0, &body("x", 1))).await.unwrap();
+        assert_index_exact(&s, "first pushes");
+        for t in 2..5 {
+            s.push(push(&a, at(t), 0, &body("1", t as u32)))
+                .await
+                .unwrap();
+            assert_index_exact(&s, "the same series again");
+        }
+        // The twin's push-time gauge alone is group a's.
+        let e = s.push(push(&twin, at(5), 0, &body("1", 1))).await;
+        assert!(matches!(e, Err(StoreError::Inconsistent(_))), "{e:?}");
+        let e = s.push(push(&b, at(5), 0, "# TYPE c gauge\nc 1\n")).await;
+        assert!(matches!(e, Err(StoreError::Inconsistent(_))), "{e:?}");
+        assert_index_exact(&s, "refused pushes");
+        s.push(post(&a, 6, "# TYPE h gauge\nh 1\n")).await.unwrap();
+        s.push(post(&a, 7, "# TYPE h gauge\nh 2\n")).await.unwrap();
+        assert_index_exact(&s, "POSTs");
+        s.push(push(&a, at(8), 0, &body("2", 1))).await.unwrap();
+        assert_index_exact(&s, "changed series");
+        s.close().unwrap();
+        drop(s);
+
+        let s = open(true);
+        assert_index_exact(&s, "restart");
+        s.push(push(&a, at(10), 0, &body("2", 5))).await.unwrap();
+        assert_index_exact(&s, "the same series again after the restart");
+        s.push(push(&b, at(11), 0, &body("2", 1))).await.unwrap();
+        let e = s.push(push(&b, at(12), 0, "# TYPE g counter\ng 1\n")).await;
+        assert!(matches!(e, Err(StoreError::Inconsistent(_))), "{e:?}");
+        assert_index_exact(&s, "a refused push after the restart");
+        s.delete(&b).await.unwrap();
+        assert_index_exact(&s, "a delete");
+        s.close().unwrap();
+        drop(s);
+
+        // Unchecked: duplicates are taken, and pushing them again keeps them counted once.
+        let s = open(false);
+        s.push(push(&twin, at(13), 0, &body("2", 1))).await.unwrap();
+        assert!(s.snapshot().inconsistent);
+        for t in 14..16 {
+            s.push(push(&twin, at(t), 0, &body("2", t as u32)))
+                .await
+                .unwrap();
+            assert_index_exact(&s, "a duplicate pushed again");
+            assert!(s.snapshot().inconsistent);
+        }
+        s.delete(&twin).await.unwrap();
+        assert_index_exact(&s, "the duplicate deleted");
+        assert!(!s.snapshot().inconsistent);
         s.close().unwrap();
     }
 
