@@ -277,6 +277,25 @@ impl LogLimiter {
 mod tests {
     use super::*;
 
+    /// `shed` was signalled to close; `kept` was not.
+    fn assert_shed_not(shed: &ConnHandle, kept: &ConnHandle, why_shed: &str, why_kept: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), shed.shed.notified())
+                .await
+                .expect(why_shed);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), kept.shed.notified())
+                    .await
+                    .is_err(),
+                "{why_kept}"
+            );
+        });
+    }
+
     #[test]
     fn sheds_oldest_idle_connections_only() {
         let c = Conns::new(Some(1000));
@@ -288,21 +307,12 @@ mod tests {
         let _req = busy.request();
         assert_eq!(c.shed_idle(1), 1);
         // `a` (oldest idle) got the permit: its notified() completes at once.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), a.shed.notified())
-                .await
-                .expect("oldest idle connection is shed");
-            assert!(
-                tokio::time::timeout(Duration::from_millis(50), b.shed.notified())
-                    .await
-                    .is_err(),
-                "only one was shed"
-            );
-        });
+        assert_shed_not(
+            &a,
+            &b,
+            "oldest idle connection is shed",
+            "only one was shed",
+        );
         assert_eq!(c.shed_idle(10), 2, "the busy connection is never shed");
         drop((a, b));
         assert_eq!(c.len(), 1);
@@ -319,21 +329,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         drop(a.request());
         assert_eq!(c.shed_idle(1), 1);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), b.shed.notified())
-                .await
-                .expect("b, idle longer than a since a's request, is shed first");
-            assert!(
-                tokio::time::timeout(Duration::from_millis(50), a.shed.notified())
-                    .await
-                    .is_err(),
-                "a finished a request after b opened"
-            );
-        });
+        assert_shed_not(
+            &b,
+            &a,
+            "b, idle longer than a since a's request, is shed first",
+            "a finished a request after b opened",
+        );
     }
 
     /// A connection waiting to be shed is woken when it is (the signal takes no lock).
